@@ -1,0 +1,482 @@
+//! Command line, environment and config file, merged once into a validated `Config`.
+//!
+//! Every flag has an environment twin (`REDIS_AUTH_PROXY_<FLAG>`) and a key of the same name in
+//! the TOML file; a flag beats its variable, which beats the file, which beats the default.
+//! Every problem is collected and reported together, each naming its flag. A token is never a
+//! value here: the config names where it comes from.
+
+use crate::token::{EnvSource, FileSource, TokenSource};
+use crate::upstream::{TlsSettings, UpstreamAddr};
+use clap::{Args, Parser, Subcommand};
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+const DEFAULT_LISTEN: &str = "127.0.0.1:6379";
+const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+const DEFAULT_AUTH_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// redis-auth-proxy: plain RESP on localhost in, TLS and AUTH to Redis or Valkey out.
+///
+/// Applications connect to the local listener with no password and no TLS. The proxy opens
+/// TLS to the real server, authenticates with the current token (falling back to the
+/// previous one during an ElastiCache ROTATE window) and then forwards the traffic untouched.
+///
+/// Every flag can also be set through its environment variable (shown below) or as a key of
+/// the same name in the --config TOML file. Precedence: flag, then environment, then file,
+/// then default.
+#[derive(Debug, Parser)]
+#[command(name = "redis-auth-proxy", version, args_conflicts_with_subcommands = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<CliCommand>,
+    #[command(flatten)]
+    pub flags: Flags,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CliCommand {
+    /// Run the proxy (the default when no subcommand is given).
+    Run(Flags),
+    /// Validate the config, load the token, then connect, handshake, AUTH and PING every
+    /// route's upstream once. Prints one line per route; exits 1 if any fails.
+    Check(Flags),
+}
+
+/// The flags shared by `run` and `check`.
+#[derive(Debug, Clone, Default, Args)]
+pub struct Flags {
+    /// Address to accept plain RESP clients on, IP:PORT [default: 127.0.0.1:6379].
+    #[arg(long, env = "REDIS_AUTH_PROXY_LISTEN", value_name = "ADDR")]
+    pub listen: Option<String>,
+    /// The Redis or Valkey server, HOST:PORT (port 6379 if omitted). Resolved at every new
+    /// connection.
+    #[arg(long, env = "REDIS_AUTH_PROXY_UPSTREAM", value_name = "HOST:PORT")]
+    pub upstream: Option<String>,
+    /// Connect to the upstream in plaintext. TLS is on by default.
+    #[arg(long, env = "REDIS_AUTH_PROXY_NO_TLS", value_name = "BOOL", num_args = 0..=1,
+          default_missing_value = "true", value_parser = clap::builder::BoolishValueParser::new())]
+    pub no_tls: Option<bool>,
+    /// PEM file of CA certificates to verify the upstream with [default: the Mozilla roots,
+    /// which cover ElastiCache and MemoryDB].
+    #[arg(long, env = "REDIS_AUTH_PROXY_TLS_CA_FILE", value_name = "PEM")]
+    pub tls_ca_file: Option<PathBuf>,
+    /// Name sent as SNI and checked against the upstream certificate [default: the upstream
+    /// host].
+    #[arg(long, env = "REDIS_AUTH_PROXY_TLS_SERVER_NAME", value_name = "NAME")]
+    pub tls_server_name: Option<String>,
+    /// PEM client certificate chain for mutual TLS (needs --tls-client-key).
+    #[arg(long, env = "REDIS_AUTH_PROXY_TLS_CLIENT_CERT", value_name = "PEM")]
+    pub tls_client_cert: Option<PathBuf>,
+    /// PEM private key for --tls-client-cert.
+    #[arg(long, env = "REDIS_AUTH_PROXY_TLS_CLIENT_KEY", value_name = "PEM")]
+    pub tls_client_key: Option<PathBuf>,
+    /// ACL user to authenticate as (`AUTH <user> <token>`). Without it the proxy sends
+    /// `AUTH <token>`, or uses the `username` field of a JSON token.
+    #[arg(long, env = "REDIS_AUTH_PROXY_USERNAME", value_name = "NAME")]
+    pub username: Option<String>,
+    /// File holding the token: the first non-empty line is the current token, an optional
+    /// second line the previous one.
+    #[arg(long, env = "REDIS_AUTH_PROXY_TOKEN_FILE", value_name = "PATH")]
+    pub token_file: Option<PathBuf>,
+    /// Name of an environment variable holding the token (same format as the file).
+    #[arg(long, env = "REDIS_AUTH_PROXY_TOKEN_ENV", value_name = "VAR")]
+    pub token_env: Option<String>,
+    /// The token source holds a JSON object; the token is this field, and its `username`
+    /// field is the ACL user when --username is not given.
+    #[arg(long, env = "REDIS_AUTH_PROXY_TOKEN_JSON_KEY", value_name = "KEY")]
+    pub token_json_key: Option<String>,
+    /// Time allowed for DNS, TCP connect and TLS handshake to the upstream [default: 5s].
+    #[arg(long, env = "REDIS_AUTH_PROXY_CONNECT_TIMEOUT", value_name = "DURATION")]
+    pub connect_timeout: Option<String>,
+    /// Time allowed for the upstream to answer AUTH [default: 5s].
+    #[arg(long, env = "REDIS_AUTH_PROXY_AUTH_TIMEOUT", value_name = "DURATION")]
+    pub auth_timeout: Option<String>,
+    /// TOML config file; its keys are the flag names. It may declare several [[route]]s.
+    #[arg(long, env = "REDIS_AUTH_PROXY_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Log filter: error, warn, info, debug, trace, or a tracing directive list. RUST_LOG is
+    /// used when neither this nor its variable is set [default: info].
+    #[arg(long, env = "REDIS_AUTH_PROXY_LOG_LEVEL", value_name = "LEVEL")]
+    pub log_level: Option<String>,
+}
+
+/// The config file. Keys are the flag names; `[token]` and `[[route]]` are tables.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+struct FileConfig {
+    listen: Option<String>,
+    upstream: Option<String>,
+    no_tls: Option<bool>,
+    tls_ca_file: Option<PathBuf>,
+    tls_server_name: Option<String>,
+    tls_client_cert: Option<PathBuf>,
+    tls_client_key: Option<PathBuf>,
+    username: Option<String>,
+    token_file: Option<PathBuf>,
+    token_env: Option<String>,
+    token_json_key: Option<String>,
+    connect_timeout: Option<String>,
+    auth_timeout: Option<String>,
+    log_level: Option<String>,
+    token: Option<FileToken>,
+    #[serde(default)]
+    route: Vec<FileRoute>,
+}
+
+/// `[token]`: the same as the `token-*` keys.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+struct FileToken {
+    file: Option<PathBuf>,
+    env: Option<String>,
+    json_key: Option<String>,
+}
+
+/// `[[route]]`: one listener and its upstream; TLS keys default to the top-level ones.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+struct FileRoute {
+    name: Option<String>,
+    listen: Option<String>,
+    upstream: Option<String>,
+    no_tls: Option<bool>,
+    tls_ca_file: Option<PathBuf>,
+    tls_server_name: Option<String>,
+}
+
+/// One local listener and the server it leads to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Route {
+    pub name: String,
+    pub listen: SocketAddr,
+    pub upstream: UpstreamAddr,
+    /// `None` for `--no-tls`.
+    pub tls: Option<TlsSettings>,
+}
+
+/// The validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub routes: Vec<Route>,
+    pub token: TokenSource,
+    pub username: Option<String>,
+    pub connect_timeout: Duration,
+    pub auth_timeout: Duration,
+    pub log_level: Option<String>,
+}
+
+/// Everything wrong with a configuration, one line per problem.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid configuration:\n  {}", .0.join("\n  "))]
+pub struct ConfigError(pub Vec<String>);
+
+impl Config {
+    /// Merges flags (already merged with their environment twins by clap) with the file.
+    pub fn from_flags(flags: &Flags) -> Result<Config, ConfigError> {
+        let mut errors = Vec::new();
+        let file = match &flags.config {
+            Some(path) => read_file(path).unwrap_or_else(|e| {
+                errors.push(e);
+                FileConfig::default()
+            }),
+            None => FileConfig::default(),
+        };
+        let config = Merger { flags, file: &file, errors: &mut errors }.merge();
+        match config {
+            Some(config) if errors.is_empty() => Ok(config),
+            _ => Err(ConfigError(errors)),
+        }
+    }
+}
+
+fn read_file(path: &Path) -> Result<FileConfig, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("--config {}: {e}", path.display()))?;
+    toml::from_str(&text).map_err(|e| format!("--config {}: {}", path.display(), e.message()))
+}
+
+struct Merger<'a> {
+    flags: &'a Flags,
+    file: &'a FileConfig,
+    errors: &'a mut Vec<String>,
+}
+
+impl Merger<'_> {
+    fn merge(&mut self) -> Option<Config> {
+        let token = self.token_source();
+        let connect_timeout = self.duration(
+            "--connect-timeout",
+            self.flags.connect_timeout.as_ref().or(self.file.connect_timeout.as_ref()),
+            DEFAULT_CONNECT_TIMEOUT,
+        );
+        let auth_timeout = self.duration(
+            "--auth-timeout",
+            self.flags.auth_timeout.as_ref().or(self.file.auth_timeout.as_ref()),
+            DEFAULT_AUTH_TIMEOUT,
+        );
+        let routes = self.routes();
+        Some(Config {
+            routes,
+            token: token?,
+            username: self.flags.username.clone().or_else(|| self.file.username.clone()),
+            connect_timeout,
+            auth_timeout,
+            log_level: self.flags.log_level.clone().or_else(|| self.file.log_level.clone()),
+        })
+    }
+
+    fn token_source(&mut self) -> Option<TokenSource> {
+        let table = self.file.token.as_ref();
+        let file_path = self
+            .flags
+            .token_file
+            .clone()
+            .or_else(|| self.file.token_file.clone())
+            .or_else(|| table.and_then(|t| t.file.clone()));
+        let env_var = self
+            .flags
+            .token_env
+            .clone()
+            .or_else(|| self.file.token_env.clone())
+            .or_else(|| table.and_then(|t| t.env.clone()));
+        let json_key = self
+            .flags
+            .token_json_key
+            .clone()
+            .or_else(|| self.file.token_json_key.clone())
+            .or_else(|| table.and_then(|t| t.json_key.clone()));
+        match (file_path, env_var) {
+            (Some(path), None) => Some(TokenSource::File(FileSource { path, json_key })),
+            (None, Some(var)) if var.is_empty() => {
+                self.errors.push("--token-env: empty variable name".into());
+                None
+            }
+            (None, Some(var)) => Some(TokenSource::Env(EnvSource { var, json_key })),
+            (Some(_), Some(_)) => {
+                self.errors.push("--token-file and --token-env are both set; choose one token source".into());
+                None
+            }
+            (None, None) => {
+                self.errors.push(
+                    "no token source: set --token-file or --token-env (or their REDIS_AUTH_PROXY_* variables, or [token] in --config)".into(),
+                );
+                None
+            }
+        }
+    }
+
+    fn routes(&mut self) -> Vec<Route> {
+        let flag_listen = self.flags.listen.clone();
+        let flag_upstream = self.flags.upstream.clone();
+        if self.file.route.is_empty() {
+            let listen = flag_listen
+                .or_else(|| self.file.listen.clone())
+                .unwrap_or_else(|| DEFAULT_LISTEN.into());
+            let route = FileRoute {
+                name: Some("default".into()),
+                listen: Some(listen),
+                upstream: flag_upstream.or_else(|| self.file.upstream.clone()),
+                no_tls: None,
+                tls_ca_file: None,
+                tls_server_name: None,
+            };
+            return self.route(&route, "", "default").into_iter().collect();
+        }
+        if flag_listen.is_some() || flag_upstream.is_some() || self.file.listen.is_some() || self.file.upstream.is_some() {
+            self.errors.push(
+                "--listen / --upstream cannot be combined with [[route]] tables in --config; put them in the routes".into(),
+            );
+        }
+        let mut routes: Vec<Route> = Vec::new();
+        for (i, table) in self.file.route.iter().enumerate() {
+            let prefix = format!("[[route]] #{}", i + 1);
+            if let Some(route) = self.route(table, &prefix, &format!("route{}", i + 1)) {
+                if routes.iter().any(|r| r.name == route.name) {
+                    self.errors.push(format!("{prefix}: duplicate route name {:?}", route.name));
+                }
+                if routes.iter().any(|r| r.listen == route.listen) {
+                    self.errors.push(format!("{prefix}: listen address {} is used twice", route.listen));
+                }
+                routes.push(route);
+            }
+        }
+        routes
+    }
+
+    /// Builds one route; `prefix` is empty for the flag-defined one.
+    fn route(&mut self, table: &FileRoute, prefix: &str, default_name: &str) -> Option<Route> {
+        let at = |key: &str| if prefix.is_empty() { format!("--{key}") } else { format!("{prefix} {key}") };
+        let name = table.name.clone().unwrap_or_else(|| default_name.to_owned());
+        let listen = match table.listen.as_deref().map(str::parse::<SocketAddr>) {
+            Some(Ok(addr)) => Some(addr),
+            Some(Err(_)) => {
+                self.errors.push(format!("{}: expected IP:PORT, e.g. 127.0.0.1:6379", at("listen")));
+                None
+            }
+            None => {
+                self.errors.push(format!("{}: required", at("listen")));
+                None
+            }
+        };
+        let upstream = match table.upstream.as_deref().map(parse_upstream) {
+            Some(Ok(addr)) => Some(addr),
+            Some(Err(e)) => {
+                self.errors.push(format!("{}: {e}", at("upstream")));
+                None
+            }
+            None => {
+                self.errors.push(format!("{}: required (HOST:PORT of the Redis or Valkey server)", at("upstream")));
+                None
+            }
+        };
+        let upstream = upstream?;
+        let no_tls = self.flags.no_tls.or(table.no_tls).or(self.file.no_tls).unwrap_or(false);
+        let tls = (!no_tls).then(|| TlsSettings {
+            server_name: table
+                .tls_server_name
+                .clone()
+                .or_else(|| self.flags.tls_server_name.clone())
+                .or_else(|| self.file.tls_server_name.clone())
+                .unwrap_or_else(|| upstream.host.clone()),
+            ca_file: table
+                .tls_ca_file
+                .clone()
+                .or_else(|| self.flags.tls_ca_file.clone())
+                .or_else(|| self.file.tls_ca_file.clone()),
+            client_cert: self.flags.tls_client_cert.clone().or_else(|| self.file.tls_client_cert.clone()),
+            client_key: self.flags.tls_client_key.clone().or_else(|| self.file.tls_client_key.clone()),
+        });
+        if let Some(tls) = &tls
+            && tls.client_cert.is_some() != tls.client_key.is_some()
+        {
+            self.errors.push("--tls-client-cert and --tls-client-key must be given together".into());
+        }
+        Some(Route { name, listen: listen?, upstream, tls })
+    }
+
+    fn duration(&mut self, flag: &str, value: Option<&String>, default: Duration) -> Duration {
+        match value.map(|v| parse_duration(v)) {
+            None => default,
+            Some(Ok(d)) => d,
+            Some(Err(e)) => {
+                self.errors.push(format!("{flag}: {e}"));
+                default
+            }
+        }
+    }
+}
+
+/// `HOST:PORT`, `HOST` (port 6379) or `[IPv6]:PORT`.
+pub fn parse_upstream(text: &str) -> Result<UpstreamAddr, String> {
+    let bad = || format!("expected HOST:PORT, got {text:?}");
+    let (host, port) = if let Some(rest) = text.strip_prefix('[') {
+        let (host, after) = rest.split_once(']').ok_or_else(bad)?;
+        (host, after.strip_prefix(':'))
+    } else if text.matches(':').count() > 1 {
+        (text, None)
+    } else {
+        match text.split_once(':') {
+            Some((host, port)) => (host, Some(port)),
+            None => (text, None),
+        }
+    };
+    if host.is_empty() || host.contains(char::is_whitespace) {
+        return Err(bad());
+    }
+    let port = match port {
+        None => 6379,
+        Some(p) => p.parse::<u16>().ok().filter(|p| *p != 0).ok_or_else(bad)?,
+    };
+    Ok(UpstreamAddr { host: host.to_owned(), port })
+}
+
+/// `500ms`, `30s`, `5m`, `1h`, or combinations such as `1m30s`. A bare number is refused.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let bad = || format!("expected a duration with a unit such as 500ms, 30s or 5m, got {text:?}");
+    let mut total = Duration::ZERO;
+    let mut rest = text.trim();
+    if rest.is_empty() {
+        return Err(bad());
+    }
+    while !rest.is_empty() {
+        let digits = rest.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?;
+        if digits == 0 {
+            return Err(bad());
+        }
+        let value: u64 = rest[..digits].parse().map_err(|_| bad())?;
+        rest = &rest[digits..];
+        let unit_len = rest.find(|c: char| c.is_ascii_digit()).unwrap_or(rest.len());
+        let unit = match &rest[..unit_len] {
+            "ms" => Duration::from_millis(value),
+            "s" => Duration::from_secs(value),
+            "m" => Duration::from_secs(value * 60),
+            "h" => Duration::from_secs(value * 3600),
+            _ => return Err(bad()),
+        };
+        total += unit;
+        rest = &rest[unit_len..];
+    }
+    Ok(total)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn flags() -> Flags {
+        Flags {
+            upstream: Some("cache.example.com:6380".into()),
+            token_file: Some("/run/secrets/token".into()),
+            ..Flags::default()
+        }
+    }
+
+    #[test]
+    fn durations_need_units() {
+        assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
+        assert_eq!(parse_duration("1m30s").unwrap(), Duration::from_secs(90));
+        assert!(parse_duration("30").is_err());
+        assert!(parse_duration("5 parsecs").is_err());
+    }
+
+    #[test]
+    fn upstream_addresses_accept_hosts_ipv6_and_a_default_port() {
+        assert_eq!(parse_upstream("h:1").unwrap(), UpstreamAddr { host: "h".into(), port: 1 });
+        assert_eq!(parse_upstream("h").unwrap().port, 6379);
+        assert_eq!(parse_upstream("[::1]:7000").unwrap().host, "::1");
+        assert!(parse_upstream("h:0").is_err());
+        assert!(parse_upstream("h:port").is_err());
+    }
+
+    #[test]
+    fn defaults_give_one_tls_route_on_localhost_6379() {
+        let config = Config::from_flags(&flags()).unwrap();
+        let route = &config.routes[0];
+        assert_eq!(route.listen.to_string(), "127.0.0.1:6379");
+        assert_eq!(route.tls.as_ref().unwrap().server_name, "cache.example.com");
+        assert_eq!(config.connect_timeout, Duration::from_secs(5));
+    }
+
+    #[test]
+    fn every_error_is_reported_together_naming_its_flag() {
+        let bad = Flags {
+            listen: Some("nonsense".into()),
+            connect_timeout: Some("5".into()),
+            ..Flags::default()
+        };
+        let message = Config::from_flags(&bad).unwrap_err().to_string();
+        assert!(message.contains("--listen"), "{message}");
+        assert!(message.contains("--upstream"), "{message}");
+        assert!(message.contains("--connect-timeout"), "{message}");
+        assert!(message.contains("no token source"), "{message}");
+    }
+
+    #[test]
+    fn two_token_sources_are_refused() {
+        let both = Flags { token_env: Some("T".into()), ..flags() };
+        let message = Config::from_flags(&both).unwrap_err().to_string();
+        assert!(message.contains("--token-file and --token-env"), "{message}");
+    }
+}

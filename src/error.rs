@@ -1,0 +1,156 @@
+//! Why a proxied connection ended, which side is to blame, and what that means to the client,
+//! the logs and (later) the metrics. `ConnError::outcome` is the one place that decides.
+
+use crate::resp::ProtocolError;
+use crate::resp::reply::MalformedReply;
+use std::time::Duration;
+use tracing::Level;
+
+/// Who caused a failure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    Client,
+    Upstream,
+    Internal,
+}
+
+/// The step of reaching the server that timed out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    Connect,
+    Auth,
+}
+
+impl Stage {
+    fn as_str(self) -> &'static str {
+        match self {
+            Stage::Connect => "connect and TLS handshake",
+            Stage::Auth => "AUTH",
+        }
+    }
+}
+
+/// A proxied connection's failure. Texts name the upstream and the cause, never a token.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnError {
+    #[error("no token is loaded")]
+    NoToken,
+    #[error("cannot resolve upstream {upstream}: {error}")]
+    Resolve {
+        upstream: String,
+        error: std::io::Error,
+    },
+    #[error("cannot connect to upstream {upstream}: {error}")]
+    Connect {
+        upstream: String,
+        error: std::io::Error,
+    },
+    #[error("TLS handshake with upstream {upstream} failed: {error}")]
+    Tls {
+        upstream: String,
+        error: std::io::Error,
+    },
+    #[error("timed out after {after:?} in {} with upstream {upstream}", stage.as_str())]
+    Timeout {
+        stage: Stage,
+        after: Duration,
+        upstream: String,
+    },
+    #[error("upstream {upstream} rejected {tried} (WRONGPASS)")]
+    AuthRejected {
+        upstream: String,
+        tried: &'static str,
+    },
+    #[error("upstream {upstream} refused AUTH: {reply}")]
+    AuthFailed { upstream: String, reply: String },
+    #[error("upstream {upstream} closed the connection during AUTH")]
+    AuthClosed { upstream: String },
+    #[error("{0}")]
+    ClientProtocol(#[from] ProtocolError),
+    #[error("client connection failed: {0}")]
+    ClientIo(std::io::Error),
+    #[error("upstream connection failed: {0}")]
+    UpstreamIo(std::io::Error),
+    #[error("{0}")]
+    UpstreamProtocol(#[from] MalformedReply),
+}
+
+/// What a failure means: the reply to send (if the client can still take one), a bounded label
+/// for metrics, and how loudly to log it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outcome {
+    pub reply: Option<String>,
+    pub label: &'static str,
+    pub level: Level,
+}
+
+impl ConnError {
+    pub fn side(&self) -> Side {
+        match self {
+            ConnError::NoToken => Side::Internal,
+            ConnError::ClientProtocol(_) | ConnError::ClientIo(_) => Side::Client,
+            _ => Side::Upstream,
+        }
+    }
+
+    /// The one mapping from a failure to its reply, metric label and log level.
+    pub fn outcome(&self) -> Outcome {
+        let (label, level) = match self {
+            ConnError::NoToken => ("no_token", Level::ERROR),
+            ConnError::Resolve { .. } => ("dns", Level::WARN),
+            ConnError::Connect { .. } => ("tcp", Level::WARN),
+            ConnError::Tls { .. } => ("tls", Level::WARN),
+            ConnError::Timeout { .. } => ("timeout", Level::WARN),
+            ConnError::AuthRejected { .. } => ("auth_rejected", Level::WARN),
+            ConnError::AuthFailed { .. } | ConnError::AuthClosed { .. } => ("auth", Level::WARN),
+            ConnError::ClientProtocol(_) => ("client_protocol", Level::DEBUG),
+            ConnError::ClientIo(_) => ("client_io", Level::DEBUG),
+            ConnError::UpstreamIo(_) => ("upstream_io", Level::DEBUG),
+            ConnError::UpstreamProtocol(_) => ("upstream_protocol", Level::WARN),
+        };
+        let reply = match self {
+            // Protocol errors are worded exactly as Redis words them.
+            ConnError::ClientProtocol(e) => Some(format!("ERR {e}")),
+            // The client is gone or the stream is mid-reply: nothing can be said in order.
+            ConnError::ClientIo(_) | ConnError::UpstreamIo(_) | ConnError::UpstreamProtocol(_) => {
+                None
+            }
+            other => Some(format!("ERR redis-auth-proxy: {other}")),
+        };
+        Outcome {
+            reply,
+            label,
+            level,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn upstream_failures_become_err_replies_naming_the_cause() {
+        let err = ConnError::AuthRejected {
+            upstream: "cache:6379".into(),
+            tried: "the current and the previous token",
+        };
+        let outcome = err.outcome();
+        assert_eq!(
+            outcome.reply.as_deref(),
+            Some("ERR redis-auth-proxy: upstream cache:6379 rejected the current and the previous token (WRONGPASS)")
+        );
+        assert_eq!(outcome.label, "auth_rejected");
+        assert_eq!(err.side(), Side::Upstream);
+    }
+
+    #[test]
+    fn client_protocol_errors_use_redis_wording() {
+        let err = ConnError::from(ProtocolError::InvalidBulkLength);
+        assert_eq!(
+            err.outcome().reply.as_deref(),
+            Some("ERR Protocol error: invalid bulk length")
+        );
+        assert_eq!(err.side(), Side::Client);
+    }
+}

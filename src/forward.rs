@@ -1,0 +1,528 @@
+//! The byte path of an authenticated connection, in both directions.
+//!
+//! Requests go upstream as they arrive, in the client's own bytes, except the few the proxy
+//! must handle itself (see `resp::request::Command`). Replies come back as they arrive. Both
+//! directions count requests and replies, because an intercepted `AUTH` must be answered `+OK`
+//! exactly where the server would have answered it, and the proxy's own `AUTH` after `RESET`
+//! must be answered to the proxy, not the client.
+//!
+//! Counting holds while Redis answers each request once. After SUBSCRIBE, MONITOR or CLIENT
+//! REPLY it does not, so until the next RESET the proxy stops counting and sends its own AUTH
+//! (with the live token) in place of the client's, letting the server answer as it would.
+//! Inside MULTI the same substitution makes the server answer `+QUEUED` as it would.
+//!
+//! The two directions talk through a short queue of `Action`s, each placed at the reply count
+//! where it applies. The queue is empty for ordinary traffic, which then costs two counters.
+
+use crate::error::ConnError;
+use crate::handshake::{AuthReply, auth_command, tried_phrase};
+use crate::resp::error_reply;
+use crate::resp::reply::{FrameKind, ReplyScanner, Scan};
+use crate::resp::request::{Command, RequestScanner, Step};
+use crate::token::TokenStore;
+use bytes::{Buf, BytesMut};
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::{Notify, oneshot};
+use tracing::{debug, warn};
+
+/// How much to read per call: one full TLS record.
+const READ_SIZE: usize = 16 * 1024;
+/// Bytes of a reply kept to recognise it (`+RESET\r\n`) or to report it (an AUTH error).
+const MAX_INSPECT: usize = 512;
+
+/// What the proxy needs from its route while forwarding.
+pub struct Context {
+    pub store: Arc<TokenStore>,
+    pub username: Option<String>,
+    pub upstream: String,
+    pub auth_timeout: Duration,
+}
+
+/// Something the reply direction must do at a given reply count.
+enum Action {
+    /// Once `at` replies have gone to the client, send `+OK` for an intercepted AUTH.
+    ReplyOk { at: u64 },
+    /// From reply `at` on, replies no longer answer requests one to one.
+    StopCounting { at: u64 },
+    /// Reply `at` answers RESET (found by its text when not counting); report it once passed on.
+    AwaitReset { at: u64, seen: oneshot::Sender<()> },
+    /// Reply `at` answers the proxy's own AUTH: keep it from the client and report it.
+    Swallow {
+        at: u64,
+        reply: oneshot::Sender<Vec<u8>>,
+    },
+    /// Once `at` replies have gone to the client, send this error and close.
+    Fail { at: u64, reply: Vec<u8> },
+}
+
+#[derive(Default)]
+struct Shared {
+    queue: Mutex<VecDeque<Action>>,
+    queued: AtomicUsize,
+    wake: Notify,
+}
+
+impl Shared {
+    fn push(&self, action: Action) {
+        self.queue.lock().expect("queue lock").push_back(action);
+        self.queued.fetch_add(1, Ordering::Release);
+        self.wake.notify_one();
+    }
+}
+
+/// Forwards between `client` and the authenticated `upstream` until either side ends.
+pub async fn run<C, U>(client: C, upstream: U, ctx: &Context) -> Result<(), ConnError>
+where
+    C: AsyncRead + AsyncWrite + Unpin,
+    U: AsyncRead + AsyncWrite + Unpin,
+{
+    let shared = Shared::default();
+    let (client_r, client_w) = tokio::io::split(client);
+    let (upstream_r, upstream_w) = tokio::io::split(upstream);
+    let requests = Requests::new(&shared, ctx).run(client_r, upstream_w);
+    let replies = Replies::new(&shared).run(upstream_r, client_w);
+    tokio::pin!(requests, replies);
+    tokio::select! {
+        result = &mut replies => result,
+        finish = &mut requests => match finish {
+            // The client stopped sending, or a failure was queued in reply order: let the
+            // replies still owed reach it.
+            Ok(None) => replies.await,
+            Ok(Some(error)) => replies.await.and(Err(error)),
+            Err(error) => Err(error),
+        },
+    }
+}
+
+/// The client-to-server direction.
+struct Requests<'a> {
+    shared: &'a Shared,
+    ctx: &'a Context,
+    scanner: RequestScanner,
+    /// Requests sent upstream that the server answers (the reply count they will reach).
+    sent: u64,
+    counting: bool,
+    in_multi: bool,
+}
+
+impl<'a> Requests<'a> {
+    fn new(shared: &'a Shared, ctx: &'a Context) -> Self {
+        Requests {
+            shared,
+            ctx,
+            scanner: RequestScanner::new(),
+            sent: 0,
+            counting: true,
+            in_multi: false,
+        }
+    }
+
+    /// Returns `Ok(None)` when the client closed, `Ok(Some(e))` when a failure reply was queued.
+    async fn run<R, W>(mut self, mut client: R, mut upstream: W) -> Result<Option<ConnError>, ConnError>
+    where
+        R: AsyncRead + Unpin,
+        W: AsyncWrite + Unpin,
+    {
+        let mut buf = BytesMut::new();
+        loop {
+            buf.reserve(READ_SIZE);
+            let n = client.read_buf(&mut buf).await.map_err(ConnError::ClientIo)?;
+            if n == 0 {
+                let _ = upstream.shutdown().await;
+                return Ok(None);
+            }
+            if let Err(error) = self.forward(&mut buf, &mut upstream).await? {
+                return Ok(Some(error));
+            }
+            if buf.is_empty() {
+                // An idle connection keeps no read buffer.
+                buf = BytesMut::new();
+            }
+        }
+    }
+
+    /// Forwards every complete request in `buf` and consumes it; keeps an incomplete head.
+    /// The inner `Err` is a failure already queued for the client.
+    async fn forward<W: AsyncWrite + Unpin>(
+        &mut self,
+        buf: &mut BytesMut,
+        upstream: &mut W,
+    ) -> Result<Result<(), ConnError>, ConnError> {
+        let mut pos = 0;
+        let mut flushed = 0;
+        loop {
+            let step = match self.scanner.step(&buf[pos..]) {
+                Ok(step) => step,
+                Err(error) => {
+                    send(upstream, &buf[flushed..pos]).await?;
+                    self.fail(&format!("ERR {error}"));
+                    buf.clear();
+                    return Ok(Err(error.into()));
+                }
+            };
+            match step {
+                Step::NeedMore => break,
+                Step::Continue { len } => pos += len,
+                Step::Start { len, command } if command.passes_through() => {
+                    pos += len;
+                    let reset = (command == Command::Reset).then(|| {
+                        let (seen, rx) = oneshot::channel();
+                        self.shared.push(Action::AwaitReset { at: self.sent, seen });
+                        rx
+                    });
+                    self.note(&command);
+                    if let Some(reset_seen) = reset {
+                        send(upstream, &buf[flushed..pos]).await?;
+                        flushed = pos;
+                        if let Err(error) = self.reauthenticate(reset_seen, upstream).await? {
+                            buf.clear();
+                            return Ok(Err(error));
+                        }
+                    }
+                }
+                Step::Start { len, command } => {
+                    send(upstream, &buf[flushed..pos]).await?;
+                    pos += len;
+                    flushed = pos;
+                    self.intercept(command, upstream).await?;
+                }
+            }
+        }
+        send(upstream, &buf[flushed..pos]).await?;
+        buf.advance(pos);
+        Ok(Ok(()))
+    }
+
+    /// Records what a forwarded request does to the reply stream.
+    fn note(&mut self, command: &Command) {
+        match command {
+            Command::Empty => return,
+            Command::Multi => self.in_multi = true,
+            Command::EndMulti => self.in_multi = false,
+            Command::Uncountable if self.counting => {
+                self.shared.push(Action::StopCounting { at: self.sent });
+                self.counting = false;
+            }
+            Command::Reset => {
+                // RESET leaves MULTI, pub/sub, MONITOR and CLIENT REPLY behind.
+                self.in_multi = false;
+                self.counting = true;
+            }
+            _ => {}
+        }
+        self.sent += 1;
+    }
+
+    /// Answers or rewrites a request the server must not see as sent.
+    async fn intercept<W: AsyncWrite + Unpin>(
+        &mut self,
+        command: Command,
+        upstream: &mut W,
+    ) -> Result<(), ConnError> {
+        match command {
+            Command::Auth if self.counting && !self.in_multi => {
+                debug!("Answered client AUTH");
+                self.shared.push(Action::ReplyOk { at: self.sent });
+            }
+            Command::Auth => {
+                // Replies cannot be placed by count here; the proxy's own AUTH takes the
+                // client's place and the server answers it as it would have answered the client.
+                debug!("Replaced client AUTH with the proxy's");
+                let credentials = self.ctx.store.credentials().ok_or(ConnError::NoToken)?;
+                let slot = self.ctx.store.attempt_order(&credentials)[0];
+                let command = auth_command(&credentials, self.ctx.username.as_deref(), slot);
+                send(upstream, &command).await?;
+                self.sent += 1;
+            }
+            Command::HelloWithoutAuth(rewritten) => {
+                debug!("Removed AUTH from client HELLO");
+                send(upstream, &rewritten).await?;
+                self.sent += 1;
+            }
+            other => unreachable!("{other:?} passes through"),
+        }
+        Ok(())
+    }
+
+    /// Authenticates again after RESET, once the server has answered it, trying the token that
+    /// last worked first. The inner `Err` is a failure already queued for the client.
+    async fn reauthenticate<W: AsyncWrite + Unpin>(
+        &mut self,
+        reset_seen: oneshot::Receiver<()>,
+        upstream: &mut W,
+    ) -> Result<Result<(), ConnError>, ConnError> {
+        flush(upstream).await?;
+        // Waiting for +RESET first keeps the AUTH alone on the wire (see `handshake`).
+        if reset_seen.await.is_err() {
+            return Err(ConnError::UpstreamIo(std::io::ErrorKind::UnexpectedEof.into()));
+        }
+        let store = &self.ctx.store;
+        let credentials = store.credentials().ok_or(ConnError::NoToken)?;
+        let order = store.attempt_order(&credentials);
+        for slot in order.iter().copied() {
+            let (reply_tx, reply_rx) = oneshot::channel();
+            self.shared.push(Action::Swallow { at: self.sent, reply: reply_tx });
+            self.sent += 1;
+            send(upstream, &auth_command(&credentials, self.ctx.username.as_deref(), slot)).await?;
+            flush(upstream).await?;
+            let reply = match tokio::time::timeout(self.ctx.auth_timeout, reply_rx).await {
+                Ok(Ok(reply)) => reply,
+                Ok(Err(_)) => return Err(ConnError::UpstreamIo(std::io::ErrorKind::UnexpectedEof.into())),
+                Err(_) => {
+                    let error = ConnError::Timeout {
+                        stage: crate::error::Stage::Auth,
+                        after: self.ctx.auth_timeout,
+                        upstream: self.ctx.upstream.clone(),
+                    };
+                    return Err(error);
+                }
+            };
+            match AuthReply::parse(&reply, &credentials) {
+                AuthReply::Accepted | AuthReply::NoPasswordSet => {
+                    store.record_success(slot);
+                    debug!(token.slot = slot.as_str(), "Authenticated again after RESET");
+                    return Ok(Ok(()));
+                }
+                AuthReply::Rejected => continue,
+                AuthReply::Failed(reply) => {
+                    let error = ConnError::AuthFailed { upstream: self.ctx.upstream.clone(), reply };
+                    self.fail(&error.outcome().reply.unwrap_or_default());
+                    return Ok(Err(error));
+                }
+            }
+        }
+        let error = ConnError::AuthRejected {
+            upstream: self.ctx.upstream.clone(),
+            tried: tried_phrase(order.len()),
+        };
+        warn!(error = %error, "Authentication after RESET failed");
+        self.fail(&error.outcome().reply.unwrap_or_default());
+        Ok(Err(error))
+    }
+
+    /// Queues an error for the client after every reply it is owed.
+    fn fail(&self, text: &str) {
+        self.shared.push(Action::Fail { at: self.sent, reply: error_reply(text) });
+    }
+}
+
+async fn send<W: AsyncWrite + Unpin>(upstream: &mut W, bytes: &[u8]) -> Result<(), ConnError> {
+    if bytes.is_empty() {
+        return Ok(());
+    }
+    upstream.write_all(bytes).await.map_err(ConnError::UpstreamIo)
+}
+
+async fn flush<W: AsyncWrite + Unpin>(upstream: &mut W) -> Result<(), ConnError> {
+    upstream.flush().await.map_err(ConnError::UpstreamIo)
+}
+
+/// What the reply direction does with the frame it is in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Frame {
+    /// Pass it on.
+    Forward,
+    /// Pass it on; it is the counted reply to RESET.
+    ResetReply,
+    /// Pass it on, keeping its head to see whether it is `+RESET` (while not counting).
+    MaybeReset,
+    /// Keep it from the client: it answers the proxy's AUTH.
+    Swallow,
+}
+
+/// The server-to-client direction.
+struct Replies<'a> {
+    shared: &'a Shared,
+    scanner: ReplyScanner,
+    actions: VecDeque<Action>,
+    /// Replies passed on (or swallowed) so far, while counting.
+    answered: u64,
+    counting: bool,
+    frame: Frame,
+    head: Vec<u8>,
+}
+
+impl<'a> Replies<'a> {
+    fn new(shared: &'a Shared) -> Self {
+        Replies {
+            shared,
+            scanner: ReplyScanner::new(),
+            actions: VecDeque::new(),
+            answered: 0,
+            counting: true,
+            frame: Frame::Forward,
+            head: Vec::new(),
+        }
+    }
+
+    async fn run<R, W>(mut self, mut upstream: R, mut client: W) -> Result<(), ConnError>
+    where
+        R: AsyncRead + Unpin,
+        W: AsyncWrite + Unpin,
+    {
+        let mut buf = BytesMut::new();
+        loop {
+            self.take_actions();
+            if self.fire_due(&mut client).await? {
+                return Ok(());
+            }
+            buf.reserve(READ_SIZE);
+            tokio::select! {
+                read = upstream.read_buf(&mut buf) => {
+                    if read.map_err(ConnError::UpstreamIo)? == 0 {
+                        let _ = client.shutdown().await;
+                        return Ok(());
+                    }
+                }
+                () = self.shared.wake.notified() => continue,
+            }
+            self.take_actions();
+            if self.pass(&buf, &mut client).await? {
+                return Ok(());
+            }
+            buf.clear();
+            if buf.capacity() > 4 * READ_SIZE {
+                buf = BytesMut::new();
+            }
+        }
+    }
+
+    fn take_actions(&mut self) {
+        if self.shared.queued.load(Ordering::Acquire) == 0 {
+            return;
+        }
+        let mut queue = self.shared.queue.lock().expect("queue lock");
+        self.shared.queued.fetch_sub(queue.len(), Ordering::Release);
+        self.actions.extend(queue.drain(..));
+    }
+
+    /// Runs the actions due at this point of the reply stream. Returns true once the
+    /// connection is to close.
+    async fn fire_due<W: AsyncWrite + Unpin>(&mut self, client: &mut W) -> Result<bool, ConnError> {
+        loop {
+            let due = match self.actions.front() {
+                Some(Action::ReplyOk { at } | Action::StopCounting { at }) => *at == self.answered,
+                Some(Action::Fail { at, .. }) => !self.counting || *at == self.answered,
+                _ => false,
+            };
+            if !due {
+                return Ok(false);
+            }
+            match self.actions.pop_front() {
+                Some(Action::ReplyOk { .. }) => write(client, b"+OK\r\n").await?,
+                Some(Action::StopCounting { .. }) => self.counting = false,
+                Some(Action::Fail { reply, .. }) => {
+                    write(client, &reply).await?;
+                    let _ = client.shutdown().await;
+                    return Ok(true);
+                }
+                _ => unreachable!("checked above"),
+            }
+        }
+    }
+
+    /// Decides what to do with the frame starting with `first`.
+    fn begin_frame(&mut self, first: u8) {
+        self.head.clear();
+        self.frame = Frame::Forward;
+        if matches!(first, b'>' | b'|') {
+            return;
+        }
+        match self.actions.front() {
+            Some(Action::Swallow { at, .. }) if self.counting && *at == self.answered => {
+                self.frame = Frame::Swallow;
+            }
+            Some(Action::AwaitReset { at, .. }) if self.counting && *at == self.answered => {
+                self.frame = Frame::ResetReply;
+            }
+            Some(Action::AwaitReset { .. }) if !self.counting => self.frame = Frame::MaybeReset,
+            _ => {}
+        }
+    }
+
+    fn keep_head(&mut self, bytes: &[u8]) {
+        if matches!(self.frame, Frame::Swallow | Frame::MaybeReset) {
+            let room = MAX_INSPECT.saturating_sub(self.head.len());
+            self.head.extend_from_slice(&bytes[..bytes.len().min(room)]);
+        }
+    }
+
+    /// Settles a frame that just ended.
+    fn end_frame(&mut self, kind: FrameKind) {
+        if kind != FrameKind::Reply {
+            return;
+        }
+        let settled = match self.frame {
+            Frame::Forward => false,
+            Frame::MaybeReset => self.head == b"+RESET\r\n",
+            Frame::ResetReply | Frame::Swallow => true,
+        };
+        if settled {
+            match self.actions.pop_front() {
+                Some(Action::AwaitReset { at, seen }) => {
+                    self.counting = true;
+                    self.answered = at;
+                    let _ = seen.send(());
+                }
+                Some(Action::Swallow { reply, .. }) => {
+                    let _ = reply.send(std::mem::take(&mut self.head));
+                }
+                _ => unreachable!("frame kind follows the front action"),
+            }
+        }
+        if self.counting {
+            self.answered += 1;
+        }
+        self.frame = Frame::Forward;
+    }
+
+    /// Passes a chunk of replies on, acting at frame boundaries. Returns true to close.
+    async fn pass<W: AsyncWrite + Unpin>(&mut self, chunk: &[u8], client: &mut W) -> Result<bool, ConnError> {
+        let mut pos = 0;
+        let mut flushed = 0;
+        while pos < chunk.len() {
+            if self.scanner.at_boundary() {
+                self.begin_frame(chunk[pos]);
+            }
+            let start = pos;
+            let ended = match self.scanner.scan(&chunk[pos..])? {
+                Scan::Partial => {
+                    pos = chunk.len();
+                    None
+                }
+                Scan::End { len, kind } => {
+                    pos += len;
+                    Some(kind)
+                }
+            };
+            self.keep_head(&chunk[start..pos]);
+            if self.frame == Frame::Swallow {
+                write(client, &chunk[flushed..start]).await?;
+                flushed = pos;
+            }
+            let Some(kind) = ended else { continue };
+            self.end_frame(kind);
+            if !self.actions.is_empty() {
+                self.take_actions();
+                write(client, &chunk[flushed..pos]).await?;
+                flushed = pos;
+                if self.fire_due(client).await? {
+                    return Ok(true);
+                }
+            }
+        }
+        write(client, &chunk[flushed..]).await?;
+        Ok(false)
+    }
+}
+
+async fn write<W: AsyncWrite + Unpin>(client: &mut W, bytes: &[u8]) -> Result<(), ConnError> {
+    if bytes.is_empty() {
+        return Ok(());
+    }
+    client.write_all(bytes).await.map_err(ConnError::ClientIo)
+}

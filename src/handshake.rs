@@ -1,0 +1,178 @@
+//! Authenticating a fresh upstream connection before any client byte goes through.
+//!
+//! AUTH is sent alone and its reply awaited: Redis 7.2–8.0 send no reply to a failed AUTH that
+//! was pipelined behind other commands, which would desynchronise the stream. On WRONGPASS the
+//! other stored token is tried, and the store remembers which one the server took.
+
+use crate::error::{ConnError, Stage};
+use crate::resp::encode_request;
+use crate::resp::reply::{ReplyScanner, Scan};
+use crate::token::{Credentials, Slot, TokenStore};
+use bytes::BytesMut;
+use secrecy::zeroize::Zeroizing;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tracing::{debug, warn};
+
+/// The longest AUTH reply read; real ones are one short line.
+const MAX_AUTH_REPLY: usize = 4096;
+
+/// What the server said to one AUTH.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AuthReply {
+    Accepted,
+    /// `WRONGPASS` (Redis 6+) or `ERR invalid password` (Redis 5): try the other token.
+    Rejected,
+    /// The server has no password set. The connection works, but the setup is suspect.
+    NoPasswordSet,
+    /// Any other error, with its text (tokens already removed).
+    Failed(String),
+}
+
+impl AuthReply {
+    /// Classifies a raw reply frame.
+    pub fn parse(frame: &[u8], credentials: &Credentials) -> AuthReply {
+        let text = String::from_utf8_lossy(frame);
+        let text = text.trim_end();
+        if text == "+OK" {
+            return AuthReply::Accepted;
+        }
+        let Some(error) = text.strip_prefix('-') else {
+            return AuthReply::Failed("unexpected reply to AUTH".into());
+        };
+        if error.starts_with("WRONGPASS") || error.starts_with("ERR invalid password") {
+            AuthReply::Rejected
+        } else if error.contains("without any password configured")
+            || error.contains("no password is set")
+        {
+            AuthReply::NoPasswordSet
+        } else {
+            AuthReply::Failed(credentials.redact(error))
+        }
+    }
+}
+
+/// A connection the server accepted, and with which token.
+pub struct Authenticated {
+    pub slot: Slot,
+    pub credentials: Arc<Credentials>,
+    /// Bytes the server sent after the AUTH reply, to be forwarded first.
+    pub leftover: BytesMut,
+}
+
+/// Encodes `AUTH [user] token` in a buffer that is zeroised when dropped.
+pub fn auth_command(credentials: &Credentials, username: Option<&str>, slot: Slot) -> Zeroizing<Vec<u8>> {
+    let token = credentials.token(slot).unwrap_or(&credentials.current);
+    let user = username.or(credentials.username.as_deref());
+    let command = match user {
+        Some(user) => encode_request(&[b"AUTH", user.as_bytes(), token.expose().as_bytes()]),
+        None => encode_request(&[b"AUTH", token.expose().as_bytes()]),
+    };
+    Zeroizing::new(command)
+}
+
+/// The phrase for error texts: which tokens were tried.
+pub fn tried_phrase(attempts: usize) -> &'static str {
+    if attempts > 1 {
+        "the current and the previous token"
+    } else {
+        "the token"
+    }
+}
+
+/// Authenticates `stream`, trying the token that last worked first.
+pub async fn authenticate<S>(
+    stream: &mut S,
+    store: &TokenStore,
+    username: Option<&str>,
+    upstream: &str,
+    timeout: Duration,
+) -> Result<Authenticated, ConnError>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    let credentials = store.credentials().ok_or(ConnError::NoToken)?;
+    let order = store.attempt_order(&credentials);
+    let mut buf = BytesMut::with_capacity(256);
+    for (attempt, slot) in order.iter().copied().enumerate() {
+        let command = auth_command(&credentials, username, slot);
+        let frame = tokio::time::timeout(timeout, exchange(stream, &command, &mut buf, upstream))
+            .await
+            .map_err(|_| ConnError::Timeout {
+                stage: Stage::Auth,
+                after: timeout,
+                upstream: upstream.to_owned(),
+            })??;
+        match AuthReply::parse(&frame, &credentials) {
+            AuthReply::Accepted => {}
+            AuthReply::NoPasswordSet => {
+                warn!(upstream, "Upstream has no password set; connecting without one");
+            }
+            AuthReply::Rejected => {
+                debug!(upstream, token.slot = slot.as_str(), "Upstream rejected token");
+                if attempt + 1 < order.len() {
+                    continue;
+                }
+                return Err(ConnError::AuthRejected {
+                    upstream: upstream.to_owned(),
+                    tried: tried_phrase(order.len()),
+                });
+            }
+            AuthReply::Failed(reply) => {
+                return Err(ConnError::AuthFailed {
+                    upstream: upstream.to_owned(),
+                    reply,
+                });
+            }
+        }
+        if slot == Slot::Previous {
+            debug!(upstream, "Fell back to the previous token");
+        }
+        store.record_success(slot);
+        return Ok(Authenticated {
+            slot,
+            credentials,
+            leftover: buf,
+        });
+    }
+    unreachable!("attempt order always holds the current slot")
+}
+
+/// Writes one command and reads exactly one reply frame, leaving any later bytes in `buf`.
+async fn exchange<S>(
+    stream: &mut S,
+    command: &[u8],
+    buf: &mut BytesMut,
+    upstream: &str,
+) -> Result<Vec<u8>, ConnError>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    stream.write_all(command).await.map_err(ConnError::UpstreamIo)?;
+    stream.flush().await.map_err(ConnError::UpstreamIo)?;
+    let mut scanner = ReplyScanner::new();
+    let mut scanned = 0;
+    loop {
+        if scanned < buf.len()
+            && let Scan::End { len, .. } = scanner.scan(&buf[scanned..])?
+        {
+            let frame = buf.split_to(scanned + len);
+            return Ok(frame.to_vec());
+        }
+        scanned = buf.len();
+        if buf.len() > MAX_AUTH_REPLY {
+            return Err(ConnError::AuthFailed {
+                upstream: upstream.to_owned(),
+                reply: "reply to AUTH is too long".into(),
+            });
+        }
+        buf.reserve(512);
+        let n = stream.read_buf(buf).await.map_err(ConnError::UpstreamIo)?;
+        if n == 0 {
+            return Err(ConnError::AuthClosed {
+                upstream: upstream.to_owned(),
+            });
+        }
+    }
+}

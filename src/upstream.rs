@@ -1,0 +1,194 @@
+//! Opening connections to the real server: DNS at every connect, TCP, then TLS.
+//!
+//! The DNS name is resolved again for each new connection because an ElastiCache failover moves
+//! the primary endpoint's record. The rustls `ClientConfig` is built once per route and shared,
+//! so its session cache resumes TLS sessions across connections.
+
+use crate::error::{ConnError, Stage};
+use rustls::ClientConfig;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName, pem::PemObject};
+use std::fmt;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+
+/// Either side of a proxied byte stream.
+pub trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
+
+/// An open connection to the server, TLS or not.
+pub type UpstreamStream = Box<dyn Io>;
+
+/// `host:port` as configured; the host is resolved at every connect.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpstreamAddr {
+    pub host: String,
+    pub port: u16,
+}
+
+impl fmt::Display for UpstreamAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.host.contains(':') {
+            write!(f, "[{}]:{}", self.host, self.port)
+        } else {
+            write!(f, "{}:{}", self.host, self.port)
+        }
+    }
+}
+
+/// How one route reaches its server.
+#[derive(Clone)]
+pub struct Connector {
+    pub addr: UpstreamAddr,
+    tls: Option<(TlsConnector, ServerName<'static>)>,
+    connect_timeout: Duration,
+}
+
+/// TLS settings of one route, as validated by `config`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsSettings {
+    pub server_name: String,
+    pub ca_file: Option<std::path::PathBuf>,
+    pub client_cert: Option<std::path::PathBuf>,
+    pub client_key: Option<std::path::PathBuf>,
+}
+
+/// A TLS setting that cannot be used; the message names the file or value, never key material.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsConfigError {
+    #[error("--tls-ca-file {path}: {reason}")]
+    CaFile { path: String, reason: String },
+    #[error("--tls-client-cert / --tls-client-key: {0}")]
+    ClientCert(String),
+    #[error("--tls-server-name {0:?} is not a valid DNS name or IP address")]
+    ServerName(String),
+}
+
+impl Connector {
+    pub fn new(
+        addr: UpstreamAddr,
+        tls: Option<&TlsSettings>,
+        connect_timeout: Duration,
+    ) -> Result<Self, TlsConfigError> {
+        let tls = match tls {
+            None => None,
+            Some(settings) => {
+                let name = ServerName::try_from(settings.server_name.clone())
+                    .map_err(|_| TlsConfigError::ServerName(settings.server_name.clone()))?;
+                Some((TlsConnector::from(client_config(settings)?), name))
+            }
+        };
+        Ok(Connector {
+            addr,
+            tls,
+            connect_timeout,
+        })
+    }
+
+    /// Resolves, connects and completes the TLS handshake, all within the connect timeout.
+    pub async fn connect(&self) -> Result<UpstreamStream, ConnError> {
+        tokio::time::timeout(self.connect_timeout, self.connect_inner())
+            .await
+            .map_err(|_| ConnError::Timeout {
+                stage: Stage::Connect,
+                after: self.connect_timeout,
+                upstream: self.addr.to_string(),
+            })?
+    }
+
+    async fn connect_inner(&self) -> Result<UpstreamStream, ConnError> {
+        let upstream = self.addr.to_string();
+        let addrs: Vec<_> = tokio::net::lookup_host((self.addr.host.as_str(), self.addr.port))
+            .await
+            .map_err(|error| ConnError::Resolve {
+                upstream: upstream.clone(),
+                error,
+            })?
+            .collect();
+        let mut last_error = None;
+        let mut tcp = None;
+        for addr in addrs {
+            match TcpStream::connect(addr).await {
+                Ok(stream) => {
+                    tcp = Some(stream);
+                    break;
+                }
+                Err(error) => last_error = Some(error),
+            }
+        }
+        let tcp = tcp.ok_or_else(|| ConnError::Connect {
+            upstream: upstream.clone(),
+            error: last_error
+                .unwrap_or_else(|| std::io::Error::other("name resolved to no address")),
+        })?;
+        let _ = tcp.set_nodelay(true);
+        match &self.tls {
+            None => Ok(Box::new(tcp)),
+            Some((connector, name)) => {
+                let stream = connector
+                    .connect(name.clone(), tcp)
+                    .await
+                    .map_err(|error| ConnError::Tls { upstream, error })?;
+                Ok(Box::new(stream))
+            }
+        }
+    }
+}
+
+/// Builds the shared rustls client config: the CA file's roots (or the Mozilla roots, which
+/// cover ElastiCache's ACM certificates), TLS 1.2 and 1.3, an optional client certificate.
+fn client_config(settings: &TlsSettings) -> Result<Arc<ClientConfig>, TlsConfigError> {
+    let mut roots = rustls::RootCertStore::empty();
+    match &settings.ca_file {
+        Some(path) => {
+            for cert in load_certs(path).map_err(|reason| TlsConfigError::CaFile {
+                path: path.display().to_string(),
+                reason,
+            })? {
+                roots.add(cert).map_err(|e| TlsConfigError::CaFile {
+                    path: path.display().to_string(),
+                    reason: e.to_string(),
+                })?;
+            }
+        }
+        None => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
+    }
+    let builder = ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+    .map_err(|e| TlsConfigError::ClientCert(e.to_string()))?
+    .with_root_certificates(roots);
+    let config = match (&settings.client_cert, &settings.client_key) {
+        (Some(cert), Some(key)) => {
+            let certs = load_certs(cert).map_err(TlsConfigError::ClientCert)?;
+            let key = PrivateKeyDer::from_pem_file(key).map_err(|e| {
+                TlsConfigError::ClientCert(format!("cannot read key {}: {e}", key.display()))
+            })?;
+            builder
+                .with_client_auth_cert(certs, key)
+                .map_err(|e| TlsConfigError::ClientCert(e.to_string()))?
+        }
+        (None, None) => builder.with_no_client_auth(),
+        _ => {
+            return Err(TlsConfigError::ClientCert(
+                "both must be given, or neither".into(),
+            ));
+        }
+    };
+    Ok(Arc::new(config))
+}
+
+fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
+    let certs = CertificateDer::pem_file_iter(path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("cannot parse {}: {e}", path.display()))?;
+    if certs.is_empty() {
+        return Err(format!("{} holds no PEM certificate", path.display()));
+    }
+    Ok(certs)
+}
