@@ -1,0 +1,392 @@
+//! The shared test harness: certificates made per run, a real `redis-server` with TLS on
+//! ephemeral loopback ports, the proxy running in-process on its own runtime, and clients.
+//!
+//! A missing `redis-server` fails the test that needs it; nothing is skipped.
+
+#![allow(dead_code)]
+
+use redis_auth_proxy::config::{Config, Flags};
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+/// The token redis-server starts with in most tests (a valid ElastiCache token).
+pub const TOKEN_A: &str = "token-A-0123456789abcdef";
+pub const TOKEN_B: &str = "token-B-0123456789abcdef";
+pub const TOKEN_C: &str = "token-C-0123456789abcdef";
+const ADMIN_PASSWORD: &str = "admin-password-for-tests";
+const PATIENCE: Duration = Duration::from_secs(15);
+
+/// A CA, a server certificate for `localhost`/127.0.0.1 and one for another name.
+pub struct Certs {
+    pub ca: PathBuf,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub other_cert: PathBuf,
+    pub other_key: PathBuf,
+}
+
+/// Certificates for this test process, generated once into a fresh temp dir.
+pub fn certs() -> &'static Certs {
+    static CERTS: OnceLock<Certs> = OnceLock::new();
+    CERTS.get_or_init(|| {
+        use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
+        let dir = tempfile::Builder::new().prefix("rap-certs-").tempdir().unwrap().keep();
+        let ca_key = KeyPair::generate().unwrap();
+        let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca_params.distinguished_name.push(DnType::CommonName, "redis-auth-proxy test CA");
+        let ca_cert = ca_params.self_signed(&ca_key).unwrap();
+        let issuer = Issuer::new(ca_params, ca_key);
+        let leaf = |names: Vec<String>, stem: &str| {
+            let key = KeyPair::generate().unwrap();
+            let cert = CertificateParams::new(names).unwrap().signed_by(&key, &issuer).unwrap();
+            let cert_path = dir.join(format!("{stem}.crt"));
+            let key_path = dir.join(format!("{stem}.key"));
+            std::fs::write(&cert_path, cert.pem()).unwrap();
+            std::fs::write(&key_path, key.serialize_pem()).unwrap();
+            (cert_path, key_path)
+        };
+        let (cert, key) = leaf(vec!["localhost".into(), "127.0.0.1".into()], "server");
+        let (other_cert, other_key) = leaf(vec!["other.example".into()], "other");
+        let ca = dir.join("ca.crt");
+        std::fs::write(&ca, ca_cert.pem()).unwrap();
+        Certs { ca, cert, key, other_cert, other_key }
+    })
+}
+
+/// A port that was free a moment ago.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// How a test's redis-server starts.
+pub struct RedisOptions {
+    /// `requirepass`; `None` leaves the default user without a password.
+    pub password: Option<&'static str>,
+    /// Serve the certificate made for `other.example` instead of `localhost`.
+    pub wrong_name_cert: bool,
+}
+
+impl Default for RedisOptions {
+    fn default() -> Self {
+        RedisOptions { password: Some(TOKEN_A), wrong_name_cert: false }
+    }
+}
+
+/// A real redis-server with a TLS port and a plaintext port, killed on drop.
+pub struct RedisServer {
+    child: Child,
+    pub tls_port: u16,
+    pub plain_port: u16,
+    dir: tempfile::TempDir,
+}
+
+impl RedisServer {
+    pub fn start() -> Self {
+        Self::start_with(RedisOptions::default())
+    }
+
+    pub fn start_with(options: RedisOptions) -> Self {
+        let mut last_log = String::new();
+        for _ in 0..5 {
+            match Self::try_start(&options) {
+                Ok(server) => return server,
+                Err(log) => last_log = log,
+            }
+        }
+        panic!("redis-server did not start; last log:\n{last_log}");
+    }
+
+    fn try_start(options: &RedisOptions) -> Result<Self, String> {
+        let certs = certs();
+        let dir = tempfile::Builder::new().prefix("rap-redis-").tempdir().unwrap();
+        let (tls_port, plain_port) = (free_port(), free_port());
+        let (cert, key) = if options.wrong_name_cert {
+            (&certs.other_cert, &certs.other_key)
+        } else {
+            (&certs.cert, &certs.key)
+        };
+        let mut command = Command::new("redis-server");
+        command
+            .args(["--bind", "127.0.0.1", "--port", &plain_port.to_string()])
+            .args(["--tls-port", &tls_port.to_string()])
+            .arg("--tls-cert-file").arg(cert)
+            .arg("--tls-key-file").arg(key)
+            .arg("--tls-ca-cert-file").arg(&certs.ca)
+            .args(["--tls-auth-clients", "no", "--save", "", "--appendonly", "no"])
+            .args(["--user", "admin", "on", &format!(">{ADMIN_PASSWORD}"), "~*", "&*", "+@all"])
+            .arg("--dir").arg(dir.path())
+            .arg("--logfile").arg(dir.path().join("redis.log"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        if let Some(password) = options.password {
+            command.args(["--requirepass", password]);
+        }
+        let child = command
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start redis-server (is it installed?): {e}"));
+        let mut server = RedisServer { child, tls_port, plain_port, dir };
+        let deadline = Instant::now() + PATIENCE;
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = server.child.try_wait() {
+                return Err(server.log());
+            }
+            if server.try_admin().is_ok() {
+                return Ok(server);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Err(format!("not ready after {PATIENCE:?}\n{}", server.log()))
+    }
+
+    fn try_admin(&self) -> redis::RedisResult<redis::Connection> {
+        let url = format!("redis://admin:{ADMIN_PASSWORD}@127.0.0.1:{}/", self.plain_port);
+        let mut con = redis::Client::open(url)?.get_connection_with_timeout(Duration::from_secs(2))?;
+        con.set_read_timeout(Some(Duration::from_secs(10)))?;
+        redis::cmd("PING").query::<String>(&mut con)?;
+        Ok(con)
+    }
+
+    /// Runs one command as the admin user over the plaintext port.
+    pub fn admin(&self, args: &[&str]) -> redis::Value {
+        let mut con = self.try_admin().expect("admin connection");
+        let mut cmd = redis::cmd(args[0]);
+        for arg in &args[1..] {
+            cmd.arg(*arg);
+        }
+        cmd.query(&mut con).unwrap_or_else(|e| panic!("{args:?}: {e}"))
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("redis.log")).unwrap_or_default()
+    }
+
+    pub fn tls_addr(&self) -> String {
+        format!("localhost:{}", self.tls_port)
+    }
+
+    /// Stops the server as a crash would.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.kill();
+        if std::thread::panicking() {
+            eprintln!("--- redis-server log (tls port {}) ---\n{}", self.tls_port, self.log());
+        }
+    }
+}
+
+/// A token file in its own temp dir.
+pub struct TokenFile {
+    dir: tempfile::TempDir,
+    pub path: PathBuf,
+}
+
+impl TokenFile {
+    pub fn new(contents: &str) -> Self {
+        let dir = tempfile::Builder::new().prefix("rap-token-").tempdir().unwrap();
+        let path = dir.path().join("token");
+        std::fs::write(&path, contents).unwrap();
+        TokenFile { dir, path }
+    }
+
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+/// Flags for a proxy on an ephemeral port in front of `redis`'s TLS port.
+pub fn flags(redis: &RedisServer, token: &TokenFile) -> Flags {
+    Flags {
+        listen: Some("127.0.0.1:0".into()),
+        upstream: Some(redis.tls_addr()),
+        tls_ca_file: Some(certs().ca.clone()),
+        token_file: Some(token.path.clone()),
+        connect_timeout: Some("5s".into()),
+        auth_timeout: Some("5s".into()),
+        ..Flags::default()
+    }
+}
+
+/// The proxy, in-process on its own runtime, stopped on drop.
+pub struct Proxy {
+    pub addrs: Vec<SocketAddr>,
+    runtime: Option<tokio::runtime::Runtime>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    done: Option<tokio::task::JoinHandle<Result<(), redis_auth_proxy::RunError>>>,
+}
+
+impl Proxy {
+    pub fn start(flags: Flags) -> Self {
+        Self::start_config(Config::from_flags(&flags).expect("valid test config"))
+    }
+
+    pub fn start_config(config: Config) -> Self {
+        init_logging();
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let listeners = runtime.block_on(redis_auth_proxy::bind(&config)).expect("bind");
+        let addrs = listeners.iter().map(|l| l.local_addr().unwrap()).collect();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let done = runtime.spawn(redis_auth_proxy::run(listeners, config, async {
+            let _ = stopped.await;
+        }));
+        Proxy { addrs, runtime: Some(runtime), stop: Some(stop), done: Some(done) }
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addrs[0]
+    }
+
+    pub fn port(&self) -> u16 {
+        self.addr().port()
+    }
+
+    /// A `redis` crate connection through the proxy, with no password.
+    pub fn client(&self) -> redis::Connection {
+        connect(&format!("redis://{}/", self.addr()))
+    }
+
+    pub fn raw(&self) -> Raw {
+        Raw::connect(self.addr())
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let (Some(runtime), Some(done)) = (self.runtime.take(), self.done.take()) {
+            let result = runtime.block_on(async { tokio::time::timeout(PATIENCE, done).await });
+            if !std::thread::panicking() {
+                let result = result.expect("proxy stops within the patience").expect("proxy task");
+                result.expect("proxy ran without error");
+            }
+            runtime.shutdown_timeout(Duration::from_secs(1));
+        }
+    }
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_test_writer().try_init();
+}
+
+/// A `redis` crate connection with generous timeouts.
+pub fn connect(url: &str) -> redis::Connection {
+    let client = redis::Client::open(url).unwrap();
+    let con = client.get_connection_with_timeout(PATIENCE).unwrap();
+    con.set_read_timeout(Some(PATIENCE)).unwrap();
+    con.set_write_timeout(Some(PATIENCE)).unwrap();
+    con
+}
+
+/// A plain socket speaking raw RESP, for byte-exact checks.
+pub struct Raw {
+    stream: TcpStream,
+    buf: Vec<u8>,
+}
+
+impl Raw {
+    pub fn connect(addr: SocketAddr) -> Self {
+        let stream = TcpStream::connect(addr).unwrap();
+        stream.set_read_timeout(Some(PATIENCE)).unwrap();
+        stream.set_nodelay(true).unwrap();
+        Raw { stream, buf: Vec::new() }
+    }
+
+    pub fn send(&mut self, bytes: &[u8]) {
+        self.stream.write_all(bytes).unwrap();
+    }
+
+    /// Sends a request built from words.
+    pub fn command(&mut self, words: &[&str]) {
+        let args: Vec<&[u8]> = words.iter().map(|w| w.as_bytes()).collect();
+        self.send(&redis_auth_proxy::resp::encode_request(&args));
+    }
+
+    /// Reads one reply and renders it the way redis-cli would (RESP3 aware).
+    pub fn reply(&mut self) -> String {
+        use redis_protocol::resp3::decode::complete::decode;
+        loop {
+            if let Some((frame, used)) = decode(&self.buf).expect("valid RESP from the proxy") {
+                self.buf.drain(..used);
+                return render(&frame);
+            }
+            let mut chunk = [0u8; 65536];
+            let n = self.stream.read(&mut chunk).expect("read reply");
+            assert!(n > 0, "connection closed while waiting for a reply; had {:?}", String::from_utf8_lossy(&self.buf));
+            self.buf.extend_from_slice(&chunk[..n]);
+        }
+    }
+
+    /// Reads until the proxy closes the connection; returns what arrived.
+    pub fn read_to_close(&mut self) -> String {
+        let mut rest = Vec::new();
+        let _ = self.stream.read_to_end(&mut rest);
+        self.buf.extend_from_slice(&rest);
+        String::from_utf8_lossy(&std::mem::take(&mut self.buf)).into_owned()
+    }
+}
+
+/// A compact text for a RESP3 frame: `OK`, `(error) ...`, `(integer) 1`, `"bulk"`, `[a, b]`.
+pub fn render(frame: &redis_protocol::resp3::types::OwnedFrame) -> String {
+    use redis_protocol::resp3::types::OwnedFrame as F;
+    let list = |items: &mut dyn Iterator<Item = String>| items.collect::<Vec<_>>().join(", ");
+    match frame {
+        F::SimpleString { data, .. } => String::from_utf8_lossy(data).into_owned(),
+        F::SimpleError { data, .. } => format!("(error) {data}"),
+        F::BlobError { data, .. } => format!("(error) {}", String::from_utf8_lossy(data)),
+        F::Number { data, .. } => format!("(integer) {data}"),
+        F::BlobString { data, .. } => format!("{:?}", String::from_utf8_lossy(data)),
+        F::VerbatimString { data, .. } => format!("{:?}", String::from_utf8_lossy(data)),
+        F::Null => "(nil)".into(),
+        F::Boolean { data, .. } => format!("(boolean) {data}"),
+        F::Double { data, .. } => format!("(double) {data}"),
+        F::Array { data, .. } => format!("[{}]", list(&mut data.iter().map(render))),
+        F::Push { data, .. } => format!("push[{}]", list(&mut data.iter().map(render))),
+        F::Set { data, .. } => format!("set[{}]", list(&mut data.iter().map(render))),
+        F::Map { data, .. } => {
+            let mut pairs: Vec<String> = data.iter().map(|(k, v)| format!("{}: {}", render(k), render(v))).collect();
+            pairs.sort();
+            format!("{{{}}}", pairs.join(", "))
+        }
+        other => format!("{other:?}"),
+    }
+}
+
+/// Runs redis-cli with `args`; panics if it cannot start.
+pub fn redis_cli(args: &[&str]) -> Output {
+    Command::new("redis-cli")
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run redis-cli (is redis-tools installed?): {e}"))
+}
+
+/// Polls `condition` until it holds or the patience runs out.
+pub fn eventually(what: &str, mut condition: impl FnMut() -> bool) {
+    let deadline = Instant::now() + PATIENCE;
+    while Instant::now() < deadline {
+        if condition() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    panic!("timed out waiting until {what}");
+}
