@@ -1,0 +1,89 @@
+//! TLS toward the server: verification on by default, names checked, clear errors.
+
+mod common;
+
+use common::*;
+
+/// A server whose certificate is for another host name is refused, with the reason.
+#[test]
+fn a_certificate_for_another_host_name_is_refused() {
+    let redis = RedisServer::start_with(RedisOptions { wrong_name_cert: true, ..RedisOptions::default() });
+    let token = TokenFile::new(TOKEN_A);
+    let proxy = Proxy::start(flags(&redis, &token));
+    let mut raw = proxy.raw();
+    raw.command(&["PING"]);
+    let text = raw.read_to_close();
+    assert!(text.starts_with("-ERR redis-auth-proxy: TLS handshake with upstream localhost:"), "{text}");
+    assert!(text.contains("certificate not valid for name \"localhost\""), "{text}");
+}
+
+/// --tls-server-name makes the same certificate acceptable when it names the server.
+#[test]
+fn tls_server_name_selects_the_name_to_verify() {
+    let redis = RedisServer::start_with(RedisOptions { wrong_name_cert: true, ..RedisOptions::default() });
+    let token = TokenFile::new(TOKEN_A);
+    let mut flags = flags(&redis, &token);
+    flags.tls_server_name = Some("other.example".into());
+    let proxy = Proxy::start(flags);
+    let mut con = proxy.client();
+    let pong: String = redis::cmd("PING").query(&mut con).unwrap();
+    assert_eq!(pong, "PONG");
+}
+
+/// Without --tls-ca-file the public roots are used, so a private CA is not trusted.
+#[test]
+fn a_private_ca_is_not_trusted_without_tls_ca_file() {
+    let redis = RedisServer::start();
+    let token = TokenFile::new(TOKEN_A);
+    let mut flags = flags(&redis, &token);
+    flags.tls_ca_file = None;
+    let proxy = Proxy::start(flags);
+    let mut raw = proxy.raw();
+    raw.command(&["PING"]);
+    let text = raw.read_to_close();
+    assert!(text.contains("TLS handshake") && text.contains("UnknownIssuer"), "{text}");
+}
+
+/// An upstream that refuses TCP gives an error naming it, and the proxy keeps serving.
+#[test]
+fn an_unreachable_upstream_is_named_in_the_error() {
+    let token = TokenFile::new(TOKEN_A);
+    let port = free_port();
+    let flags = redis_auth_proxy::config::Flags {
+        listen: Some("127.0.0.1:0".into()),
+        upstream: Some(format!("127.0.0.1:{port}")),
+        token_file: Some(token.path.clone()),
+        ..Default::default()
+    };
+    let proxy = Proxy::start(flags);
+    for _ in 0..2 {
+        let mut raw = proxy.raw();
+        raw.command(&["PING"]);
+        let text = raw.read_to_close();
+        assert!(
+            text.starts_with(&format!("-ERR redis-auth-proxy: cannot connect to upstream 127.0.0.1:{port}: Connection refused")),
+            "{text}"
+        );
+    }
+}
+
+/// A server that accepts TCP but never answers AUTH is given up on after --auth-timeout.
+#[test]
+fn a_server_that_never_answers_auth_times_out() {
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let token = TokenFile::new(TOKEN_A);
+    let flags = redis_auth_proxy::config::Flags {
+        listen: Some("127.0.0.1:0".into()),
+        upstream: Some(silent.local_addr().unwrap().to_string()),
+        no_tls: Some(true),
+        token_file: Some(token.path.clone()),
+        auth_timeout: Some("300ms".into()),
+        ..Default::default()
+    };
+    let proxy = Proxy::start(flags);
+    let mut raw = proxy.raw();
+    raw.command(&["PING"]);
+    let text = raw.read_to_close();
+    assert!(text.starts_with("-ERR redis-auth-proxy: timed out after 300ms in AUTH with upstream"), "{text}");
+    drop(silent);
+}
