@@ -21,28 +21,57 @@ pub async fn check(config: &Config, store: &TokenStore) -> Vec<RouteCheck> {
     for route in &config.routes {
         let started = Instant::now();
         let result = check_route(route, config, store).await;
-        let tls = if route.tls.is_some() { "TLS" } else { "plaintext" };
-        let head = format!("{} {} -> {} ({tls})", route.name, route.listen, route.upstream);
+        let tls = if route.tls.is_some() {
+            "TLS"
+        } else {
+            "plaintext"
+        };
+        let head = format!(
+            "{} {} -> {} ({tls})",
+            route.name, route.listen, route.upstream
+        );
         results.push(match result {
             Ok(slot) => RouteCheck {
                 ok: true,
-                line: format!("ok    {head}: AUTH with the {slot} token, PONG in {:.1?}", started.elapsed()),
+                line: format!(
+                    "ok    {head}: AUTH with the {slot} token, PONG in {:.1?}",
+                    started.elapsed()
+                ),
             },
-            Err(error) => RouteCheck { ok: false, line: format!("FAIL  {head}: {error}") },
+            Err(error) => RouteCheck {
+                ok: false,
+                line: format!("FAIL  {head}: {error}"),
+            },
         });
     }
     results
 }
 
-async fn check_route(route: &Route, config: &Config, store: &TokenStore) -> Result<&'static str, String> {
-    let connector = Connector::new(route.upstream.clone(), route.tls.as_ref(), config.connect_timeout)
-        .map_err(|e| e.to_string())?;
+async fn check_route(
+    route: &Route,
+    config: &Config,
+    store: &TokenStore,
+) -> Result<&'static str, String> {
+    let connector = Connector::new(
+        route.upstream.clone(),
+        route.tls.as_ref(),
+        config.connect_timeout,
+    )
+    .map_err(|e| e.to_string())?;
     let mut stream = connector.connect().await.map_err(|e| e.to_string())?;
     let upstream = route.upstream.to_string();
-    let auth = handshake::authenticate(&mut stream, store, config.username.as_deref(), &upstream, config.auth_timeout)
+    let auth = handshake::authenticate(
+        &mut stream,
+        store,
+        config.username.as_deref(),
+        &upstream,
+        config.auth_timeout,
+    )
+    .await
+    .map_err(|e| e.to_string())?;
+    ping(&mut stream, &upstream, config.auth_timeout)
         .await
         .map_err(|e| e.to_string())?;
-    ping(&mut stream, &upstream, config.auth_timeout).await.map_err(|e| e.to_string())?;
     Ok(auth.slot.as_str())
 }
 
@@ -51,30 +80,45 @@ where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
 {
     let exchange = async {
-        stream.write_all(b"*1\r\n$4\r\nPING\r\n").await.map_err(ConnError::UpstreamIo)?;
+        stream
+            .write_all(b"*1\r\n$4\r\nPING\r\n")
+            .await
+            .map_err(ConnError::UpstreamIo)?;
         stream.flush().await.map_err(ConnError::UpstreamIo)?;
         let mut buf = Vec::new();
         let mut scanner = ReplyScanner::new();
         loop {
             let mut chunk = [0u8; 512];
-            let n = stream.read(&mut chunk).await.map_err(ConnError::UpstreamIo)?;
+            let n = stream
+                .read(&mut chunk)
+                .await
+                .map_err(ConnError::UpstreamIo)?;
             if n == 0 {
-                return Err(ConnError::AuthClosed { upstream: upstream.to_owned() });
+                return Err(ConnError::AuthClosed {
+                    upstream: upstream.to_owned(),
+                });
             }
             buf.extend_from_slice(&chunk[..n]);
             if let Scan::End { len, .. } = scanner.scan(&chunk[..n])? {
-                let reply = String::from_utf8_lossy(&buf[..buf.len() - n + len]).trim_end().to_owned();
+                let reply = String::from_utf8_lossy(&buf[..buf.len() - n + len])
+                    .trim_end()
+                    .to_owned();
                 return if reply == "+PONG" {
                     Ok(())
                 } else {
-                    Err(ConnError::AuthFailed { upstream: upstream.to_owned(), reply: format!("PING answered {reply:?}") })
+                    Err(ConnError::AuthFailed {
+                        upstream: upstream.to_owned(),
+                        reply: format!("PING answered {reply:?}"),
+                    })
                 };
             }
         }
     };
-    tokio::time::timeout(timeout, exchange).await.map_err(|_| ConnError::Timeout {
-        stage: crate::error::Stage::Auth,
-        after: timeout,
-        upstream: upstream.to_owned(),
-    })?
+    tokio::time::timeout(timeout, exchange)
+        .await
+        .map_err(|_| ConnError::Timeout {
+            stage: crate::error::Stage::Auth,
+            after: timeout,
+            upstream: upstream.to_owned(),
+        })?
 }

@@ -27,7 +27,11 @@ const DEFAULT_AUTH_TIMEOUT: Duration = Duration::from_secs(5);
 /// the same name in the --config TOML file. Precedence: flag, then environment, then file,
 /// then default.
 #[derive(Debug, Parser)]
-#[command(name = "redis-auth-proxy", version, args_conflicts_with_subcommands = true)]
+#[command(
+    name = "redis-auth-proxy",
+    version,
+    args_conflicts_with_subcommands = true
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Option<CliCommand>,
@@ -88,7 +92,11 @@ pub struct Flags {
     #[arg(long, env = "REDIS_AUTH_PROXY_TOKEN_JSON_KEY", value_name = "KEY")]
     pub token_json_key: Option<String>,
     /// Time allowed for DNS, TCP connect and TLS handshake to the upstream [default: 5s].
-    #[arg(long, env = "REDIS_AUTH_PROXY_CONNECT_TIMEOUT", value_name = "DURATION")]
+    #[arg(
+        long,
+        env = "REDIS_AUTH_PROXY_CONNECT_TIMEOUT",
+        value_name = "DURATION"
+    )]
     pub connect_timeout: Option<String>,
     /// Time allowed for the upstream to answer AUTH [default: 5s].
     #[arg(long, env = "REDIS_AUTH_PROXY_AUTH_TIMEOUT", value_name = "DURATION")]
@@ -183,7 +191,12 @@ impl Config {
             }),
             None => FileConfig::default(),
         };
-        let config = Merger { flags, file: &file, errors: &mut errors }.merge();
+        let config = Merger {
+            flags,
+            file: &file,
+            errors: &mut errors,
+        }
+        .merge();
         match config {
             Some(config) if errors.is_empty() => Ok(config),
             _ => Err(ConfigError(errors)),
@@ -192,8 +205,8 @@ impl Config {
 }
 
 fn read_file(path: &Path) -> Result<FileConfig, String> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| format!("--config {}: {e}", path.display()))?;
+    let text =
+        std::fs::read_to_string(path).map_err(|e| format!("--config {}: {e}", path.display()))?;
     toml::from_str(&text).map_err(|e| format!("--config {}: {}", path.display(), e.message()))
 }
 
@@ -208,22 +221,36 @@ impl Merger<'_> {
         let token = self.token_source();
         let connect_timeout = self.duration(
             "--connect-timeout",
-            self.flags.connect_timeout.as_ref().or(self.file.connect_timeout.as_ref()),
+            self.flags
+                .connect_timeout
+                .as_ref()
+                .or(self.file.connect_timeout.as_ref()),
             DEFAULT_CONNECT_TIMEOUT,
         );
         let auth_timeout = self.duration(
             "--auth-timeout",
-            self.flags.auth_timeout.as_ref().or(self.file.auth_timeout.as_ref()),
+            self.flags
+                .auth_timeout
+                .as_ref()
+                .or(self.file.auth_timeout.as_ref()),
             DEFAULT_AUTH_TIMEOUT,
         );
         let routes = self.routes();
         Some(Config {
             routes,
             token: token?,
-            username: self.flags.username.clone().or_else(|| self.file.username.clone()),
+            username: self
+                .flags
+                .username
+                .clone()
+                .or_else(|| self.file.username.clone()),
             connect_timeout,
             auth_timeout,
-            log_level: self.flags.log_level.clone().or_else(|| self.file.log_level.clone()),
+            log_level: self
+                .flags
+                .log_level
+                .clone()
+                .or_else(|| self.file.log_level.clone()),
         })
     }
 
@@ -255,7 +282,9 @@ impl Merger<'_> {
             }
             (None, Some(var)) => Some(TokenSource::Env(EnvSource { var, json_key })),
             (Some(_), Some(_)) => {
-                self.errors.push("--token-file and --token-env are both set; choose one token source".into());
+                self.errors.push(
+                    "--token-file and --token-env are both set; choose one token source".into(),
+                );
                 None
             }
             (None, None) => {
@@ -284,7 +313,11 @@ impl Merger<'_> {
             };
             return self.route(&route, "", "default").into_iter().collect();
         }
-        if flag_listen.is_some() || flag_upstream.is_some() || self.file.listen.is_some() || self.file.upstream.is_some() {
+        if flag_listen.is_some()
+            || flag_upstream.is_some()
+            || self.file.listen.is_some()
+            || self.file.upstream.is_some()
+        {
             self.errors.push(
                 "--listen / --upstream cannot be combined with [[route]] tables in --config; put them in the routes".into(),
             );
@@ -294,10 +327,14 @@ impl Merger<'_> {
             let prefix = format!("[[route]] #{}", i + 1);
             if let Some(route) = self.route(table, &prefix, &format!("route{}", i + 1)) {
                 if routes.iter().any(|r| r.name == route.name) {
-                    self.errors.push(format!("{prefix}: duplicate route name {:?}", route.name));
+                    self.errors
+                        .push(format!("{prefix}: duplicate route name {:?}", route.name));
                 }
                 if routes.iter().any(|r| r.listen == route.listen) {
-                    self.errors.push(format!("{prefix}: listen address {} is used twice", route.listen));
+                    self.errors.push(format!(
+                        "{prefix}: listen address {} is used twice",
+                        route.listen
+                    ));
                 }
                 routes.push(route);
             }
@@ -307,12 +344,24 @@ impl Merger<'_> {
 
     /// Builds one route; `prefix` is empty for the flag-defined one.
     fn route(&mut self, table: &FileRoute, prefix: &str, default_name: &str) -> Option<Route> {
-        let at = |key: &str| if prefix.is_empty() { format!("--{key}") } else { format!("{prefix} {key}") };
-        let name = table.name.clone().unwrap_or_else(|| default_name.to_owned());
+        let at = |key: &str| {
+            if prefix.is_empty() {
+                format!("--{key}")
+            } else {
+                format!("{prefix} {key}")
+            }
+        };
+        let name = table
+            .name
+            .clone()
+            .unwrap_or_else(|| default_name.to_owned());
         let listen = match table.listen.as_deref().map(str::parse::<SocketAddr>) {
             Some(Ok(addr)) => Some(addr),
             Some(Err(_)) => {
-                self.errors.push(format!("{}: expected IP:PORT, e.g. 127.0.0.1:6379", at("listen")));
+                self.errors.push(format!(
+                    "{}: expected IP:PORT, e.g. 127.0.0.1:6379",
+                    at("listen")
+                ));
                 None
             }
             None => {
@@ -327,12 +376,20 @@ impl Merger<'_> {
                 None
             }
             None => {
-                self.errors.push(format!("{}: required (HOST:PORT of the Redis or Valkey server)", at("upstream")));
+                self.errors.push(format!(
+                    "{}: required (HOST:PORT of the Redis or Valkey server)",
+                    at("upstream")
+                ));
                 None
             }
         };
         let upstream = upstream?;
-        let no_tls = self.flags.no_tls.or(table.no_tls).or(self.file.no_tls).unwrap_or(false);
+        let no_tls = self
+            .flags
+            .no_tls
+            .or(table.no_tls)
+            .or(self.file.no_tls)
+            .unwrap_or(false);
         let tls = (!no_tls).then(|| TlsSettings {
             server_name: table
                 .tls_server_name
@@ -345,15 +402,29 @@ impl Merger<'_> {
                 .clone()
                 .or_else(|| self.flags.tls_ca_file.clone())
                 .or_else(|| self.file.tls_ca_file.clone()),
-            client_cert: self.flags.tls_client_cert.clone().or_else(|| self.file.tls_client_cert.clone()),
-            client_key: self.flags.tls_client_key.clone().or_else(|| self.file.tls_client_key.clone()),
+            client_cert: self
+                .flags
+                .tls_client_cert
+                .clone()
+                .or_else(|| self.file.tls_client_cert.clone()),
+            client_key: self
+                .flags
+                .tls_client_key
+                .clone()
+                .or_else(|| self.file.tls_client_key.clone()),
         });
         if let Some(tls) = &tls
             && tls.client_cert.is_some() != tls.client_key.is_some()
         {
-            self.errors.push("--tls-client-cert and --tls-client-key must be given together".into());
+            self.errors
+                .push("--tls-client-cert and --tls-client-key must be given together".into());
         }
-        Some(Route { name, listen: listen?, upstream, tls })
+        Some(Route {
+            name,
+            listen: listen?,
+            upstream,
+            tls,
+        })
     }
 
     fn duration(&mut self, flag: &str, value: Option<&String>, default: Duration) -> Duration {
@@ -389,7 +460,10 @@ pub fn parse_upstream(text: &str) -> Result<UpstreamAddr, String> {
         None => 6379,
         Some(p) => p.parse::<u16>().ok().filter(|p| *p != 0).ok_or_else(bad)?,
     };
-    Ok(UpstreamAddr { host: host.to_owned(), port })
+    Ok(UpstreamAddr {
+        host: host.to_owned(),
+        port,
+    })
 }
 
 /// `500ms`, `30s`, `5m`, `1h`, or combinations such as `1m30s`. A bare number is refused.
@@ -407,7 +481,9 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         }
         let value: u64 = rest[..digits].parse().map_err(|_| bad())?;
         rest = &rest[digits..];
-        let unit_len = rest.find(|c: char| c.is_ascii_digit()).unwrap_or(rest.len());
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit())
+            .unwrap_or(rest.len());
         let unit = match &rest[..unit_len] {
             "ms" => Duration::from_millis(value),
             "s" => Duration::from_secs(value),
@@ -443,7 +519,13 @@ mod tests {
 
     #[test]
     fn upstream_addresses_accept_hosts_ipv6_and_a_default_port() {
-        assert_eq!(parse_upstream("h:1").unwrap(), UpstreamAddr { host: "h".into(), port: 1 });
+        assert_eq!(
+            parse_upstream("h:1").unwrap(),
+            UpstreamAddr {
+                host: "h".into(),
+                port: 1
+            }
+        );
         assert_eq!(parse_upstream("h").unwrap().port, 6379);
         assert_eq!(parse_upstream("[::1]:7000").unwrap().host, "::1");
         assert!(parse_upstream("h:0").is_err());
@@ -475,8 +557,14 @@ mod tests {
 
     #[test]
     fn two_token_sources_are_refused() {
-        let both = Flags { token_env: Some("T".into()), ..flags() };
+        let both = Flags {
+            token_env: Some("T".into()),
+            ..flags()
+        };
         let message = Config::from_flags(&both).unwrap_err().to_string();
-        assert!(message.contains("--token-file and --token-env"), "{message}");
+        assert!(
+            message.contains("--token-file and --token-env"),
+            "{message}"
+        );
     }
 }

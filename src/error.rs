@@ -138,7 +138,9 @@ mod tests {
         let outcome = err.outcome();
         assert_eq!(
             outcome.reply.as_deref(),
-            Some("ERR redis-auth-proxy: upstream cache:6379 rejected the current and the previous token (WRONGPASS)")
+            Some(
+                "ERR redis-auth-proxy: upstream cache:6379 rejected the current and the previous token (WRONGPASS)"
+            )
         );
         assert_eq!(outcome.label, "auth_rejected");
         assert_eq!(err.side(), Side::Upstream);

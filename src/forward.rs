@@ -122,7 +122,11 @@ impl<'a> Requests<'a> {
     }
 
     /// Returns `Ok(None)` when the client closed, `Ok(Some(e))` when a failure reply was queued.
-    async fn run<R, W>(mut self, mut client: R, mut upstream: W) -> Result<Option<ConnError>, ConnError>
+    async fn run<R, W>(
+        mut self,
+        mut client: R,
+        mut upstream: W,
+    ) -> Result<Option<ConnError>, ConnError>
     where
         R: AsyncRead + Unpin,
         W: AsyncWrite + Unpin,
@@ -130,7 +134,10 @@ impl<'a> Requests<'a> {
         let mut buf = BytesMut::new();
         loop {
             buf.reserve(READ_SIZE);
-            let n = client.read_buf(&mut buf).await.map_err(ConnError::ClientIo)?;
+            let n = client
+                .read_buf(&mut buf)
+                .await
+                .map_err(ConnError::ClientIo)?;
             if n == 0 {
                 let _ = upstream.shutdown().await;
                 return Ok(None);
@@ -171,7 +178,10 @@ impl<'a> Requests<'a> {
                     pos += len;
                     let reset = (command == Command::Reset).then(|| {
                         let (seen, rx) = oneshot::channel();
-                        self.shared.push(Action::AwaitReset { at: self.sent, seen });
+                        self.shared.push(Action::AwaitReset {
+                            at: self.sent,
+                            seen,
+                        });
                         rx
                     });
                     self.note(&command);
@@ -258,20 +268,33 @@ impl<'a> Requests<'a> {
         flush(upstream).await?;
         // Waiting for +RESET first keeps the AUTH alone on the wire (see `handshake`).
         if reset_seen.await.is_err() {
-            return Err(ConnError::UpstreamIo(std::io::ErrorKind::UnexpectedEof.into()));
+            return Err(ConnError::UpstreamIo(
+                std::io::ErrorKind::UnexpectedEof.into(),
+            ));
         }
         let store = &self.ctx.store;
         let credentials = store.credentials().ok_or(ConnError::NoToken)?;
         let order = store.attempt_order(&credentials);
         for slot in order.iter().copied() {
             let (reply_tx, reply_rx) = oneshot::channel();
-            self.shared.push(Action::Swallow { at: self.sent, reply: reply_tx });
+            self.shared.push(Action::Swallow {
+                at: self.sent,
+                reply: reply_tx,
+            });
             self.sent += 1;
-            send(upstream, &auth_command(&credentials, self.ctx.username.as_deref(), slot)).await?;
+            send(
+                upstream,
+                &auth_command(&credentials, self.ctx.username.as_deref(), slot),
+            )
+            .await?;
             flush(upstream).await?;
             let reply = match tokio::time::timeout(self.ctx.auth_timeout, reply_rx).await {
                 Ok(Ok(reply)) => reply,
-                Ok(Err(_)) => return Err(ConnError::UpstreamIo(std::io::ErrorKind::UnexpectedEof.into())),
+                Ok(Err(_)) => {
+                    return Err(ConnError::UpstreamIo(
+                        std::io::ErrorKind::UnexpectedEof.into(),
+                    ));
+                }
                 Err(_) => {
                     let error = ConnError::Timeout {
                         stage: crate::error::Stage::Auth,
@@ -284,12 +307,18 @@ impl<'a> Requests<'a> {
             match AuthReply::parse(&reply, &credentials) {
                 AuthReply::Accepted | AuthReply::NoPasswordSet => {
                     store.record_success(slot);
-                    debug!(token.slot = slot.as_str(), "Authenticated again after RESET");
+                    debug!(
+                        token.slot = slot.as_str(),
+                        "Authenticated again after RESET"
+                    );
                     return Ok(Ok(()));
                 }
                 AuthReply::Rejected => continue,
                 AuthReply::Failed(reply) => {
-                    let error = ConnError::AuthFailed { upstream: self.ctx.upstream.clone(), reply };
+                    let error = ConnError::AuthFailed {
+                        upstream: self.ctx.upstream.clone(),
+                        reply,
+                    };
                     self.fail(&error.outcome().reply.unwrap_or_default());
                     return Ok(Err(error));
                 }
@@ -306,7 +335,10 @@ impl<'a> Requests<'a> {
 
     /// Queues an error for the client after every reply it is owed.
     fn fail(&self, text: &str) {
-        self.shared.push(Action::Fail { at: self.sent, reply: error_reply(text) });
+        self.shared.push(Action::Fail {
+            at: self.sent,
+            reply: error_reply(text),
+        });
     }
 }
 
@@ -314,7 +346,10 @@ async fn send<W: AsyncWrite + Unpin>(upstream: &mut W, bytes: &[u8]) -> Result<(
     if bytes.is_empty() {
         return Ok(());
     }
-    upstream.write_all(bytes).await.map_err(ConnError::UpstreamIo)
+    upstream
+        .write_all(bytes)
+        .await
+        .map_err(ConnError::UpstreamIo)
 }
 
 async fn flush<W: AsyncWrite + Unpin>(upstream: &mut W) -> Result<(), ConnError> {
@@ -481,7 +516,11 @@ impl<'a> Replies<'a> {
     }
 
     /// Passes a chunk of replies on, acting at frame boundaries. Returns true to close.
-    async fn pass<W: AsyncWrite + Unpin>(&mut self, chunk: &[u8], client: &mut W) -> Result<bool, ConnError> {
+    async fn pass<W: AsyncWrite + Unpin>(
+        &mut self,
+        chunk: &[u8],
+        client: &mut W,
+    ) -> Result<bool, ConnError> {
         let mut pos = 0;
         let mut flushed = 0;
         while pos < chunk.len() {

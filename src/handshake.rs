@@ -62,7 +62,11 @@ pub struct Authenticated {
 }
 
 /// Encodes `AUTH [user] token` in a buffer that is zeroised when dropped.
-pub fn auth_command(credentials: &Credentials, username: Option<&str>, slot: Slot) -> Zeroizing<Vec<u8>> {
+pub fn auth_command(
+    credentials: &Credentials,
+    username: Option<&str>,
+    slot: Slot,
+) -> Zeroizing<Vec<u8>> {
     let token = credentials.token(slot).unwrap_or(&credentials.current);
     let user = username.or(credentials.username.as_deref());
     let command = match user {
@@ -107,10 +111,17 @@ where
         match AuthReply::parse(&frame, &credentials) {
             AuthReply::Accepted => {}
             AuthReply::NoPasswordSet => {
-                warn!(upstream, "Upstream has no password set; connecting without one");
+                warn!(
+                    upstream,
+                    "Upstream has no password set; connecting without one"
+                );
             }
             AuthReply::Rejected => {
-                debug!(upstream, token.slot = slot.as_str(), "Upstream rejected token");
+                debug!(
+                    upstream,
+                    token.slot = slot.as_str(),
+                    "Upstream rejected token"
+                );
                 if attempt + 1 < order.len() {
                     continue;
                 }
@@ -149,7 +160,10 @@ async fn exchange<S>(
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
 {
-    stream.write_all(command).await.map_err(ConnError::UpstreamIo)?;
+    stream
+        .write_all(command)
+        .await
+        .map_err(ConnError::UpstreamIo)?;
     stream.flush().await.map_err(ConnError::UpstreamIo)?;
     let mut scanner = ReplyScanner::new();
     let mut scanned = 0;

@@ -45,7 +45,10 @@ pub enum RunError {
         error: std::io::Error,
     },
     #[error("route {route}: {error}")]
-    Tls { route: String, error: TlsConfigError },
+    Tls {
+        route: String,
+        error: TlsConfigError,
+    },
     #[error("cannot load the token: {0}")]
     Token(#[from] TokenError),
     #[error("{listeners} listeners given for {routes} routes")]
@@ -56,11 +59,13 @@ pub enum RunError {
 pub async fn bind(config: &Config) -> Result<Vec<TcpListener>, RunError> {
     let mut listeners = Vec::with_capacity(config.routes.len());
     for route in &config.routes {
-        let listener = TcpListener::bind(route.listen).await.map_err(|error| RunError::Bind {
-            route: route.name.clone(),
-            addr: route.listen,
-            error,
-        })?;
+        let listener = TcpListener::bind(route.listen)
+            .await
+            .map_err(|error| RunError::Bind {
+                route: route.name.clone(),
+                addr: route.listen,
+                error,
+            })?;
         listeners.push(listener);
     }
     Ok(listeners)
@@ -75,13 +80,23 @@ pub async fn load_tokens(config: &Config) -> Result<Arc<TokenStore>, RunError> {
 }
 
 /// Builds each route's connector (its TLS config, built once) and shared state.
-pub fn routes(config: &Config, store: &Arc<TokenStore>) -> Result<Vec<Arc<RouteRuntime>>, RunError> {
+pub fn routes(
+    config: &Config,
+    store: &Arc<TokenStore>,
+) -> Result<Vec<Arc<RouteRuntime>>, RunError> {
     config
         .routes
         .iter()
         .map(|route| {
-            let connector = Connector::new(route.upstream.clone(), route.tls.as_ref(), config.connect_timeout)
-                .map_err(|error| RunError::Tls { route: route.name.clone(), error })?;
+            let connector = Connector::new(
+                route.upstream.clone(),
+                route.tls.as_ref(),
+                config.connect_timeout,
+            )
+            .map_err(|error| RunError::Tls {
+                route: route.name.clone(),
+                error,
+            })?;
             Ok(Arc::new(RouteRuntime::new(
                 route.name.clone(),
                 connector,
@@ -94,9 +109,16 @@ pub fn routes(config: &Config, store: &Arc<TokenStore>) -> Result<Vec<Arc<RouteR
 }
 
 /// Serves `listeners` (one per route, in `config.routes` order) until `shutdown` completes.
-pub async fn run(listeners: Vec<TcpListener>, config: Config, shutdown: impl Future<Output = ()>) -> Result<(), RunError> {
+pub async fn run(
+    listeners: Vec<TcpListener>,
+    config: Config,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), RunError> {
     if listeners.len() != config.routes.len() {
-        return Err(RunError::ListenerCount { listeners: listeners.len(), routes: config.routes.len() });
+        return Err(RunError::ListenerCount {
+            listeners: listeners.len(),
+            routes: config.routes.len(),
+        });
     }
     let store = load_tokens(&config).await?;
     let routes = routes(&config, &store)?;
@@ -105,7 +127,12 @@ pub async fn run(listeners: Vec<TcpListener>, config: Config, shutdown: impl Fut
     for (listener, route) in listeners.into_iter().zip(routes) {
         let addr = listener.local_addr().ok();
         info!(route = %route.name, listen = ?addr, upstream = %route.connector.addr, "Listening");
-        tokio::spawn(server::serve(listener, route, stop.clone(), tracker.clone()));
+        tokio::spawn(server::serve(
+            listener,
+            route,
+            stop.clone(),
+            tracker.clone(),
+        ));
     }
     info!(token.source = config.token.kind(), "Ready");
     shutdown.await;

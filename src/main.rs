@@ -48,7 +48,10 @@ fn init_logging(flags: &Flags, config: &Config) {
         Some(level) => EnvFilter::try_new(level).unwrap_or_else(|_| EnvFilter::new("info")),
         None => EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
     };
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
 }
 
 async fn run_proxy(config: Config) -> anyhow::Result<ExitCode> {
@@ -65,7 +68,11 @@ async fn run_check(config: &Config) -> anyhow::Result<ExitCode> {
     for result in &results {
         println!("{}", result.line);
     }
-    Ok(if results.iter().all(|r| r.ok) { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    Ok(if results.iter().all(|r| r.ok) {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 /// SIGTERM is how Kubernetes, ECS and systemd stop a container; SIGINT is Ctrl-C. As PID 1 in

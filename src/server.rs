@@ -29,18 +29,34 @@ pub struct RouteRuntime {
 }
 
 impl RouteRuntime {
-    pub fn new(name: String, connector: Connector, store: Arc<TokenStore>, username: Option<String>, auth_timeout: Duration) -> Self {
+    pub fn new(
+        name: String,
+        connector: Connector,
+        store: Arc<TokenStore>,
+        username: Option<String>,
+        auth_timeout: Duration,
+    ) -> Self {
         let upstream = connector.addr.to_string();
         RouteRuntime {
             name,
             connector,
-            forward: forward::Context { store, username, upstream, auth_timeout },
+            forward: forward::Context {
+                store,
+                username,
+                upstream,
+                auth_timeout,
+            },
         }
     }
 }
 
 /// Accepts clients until `stop` is cancelled, one task per connection on `tracker`.
-pub async fn serve(listener: TcpListener, route: Arc<RouteRuntime>, stop: CancellationToken, tracker: TaskTracker) {
+pub async fn serve(
+    listener: TcpListener,
+    route: Arc<RouteRuntime>,
+    stop: CancellationToken,
+    tracker: TaskTracker,
+) {
     let mut backoff = Duration::from_millis(5);
     loop {
         let accepted = tokio::select! {
@@ -82,9 +98,15 @@ async fn handle(client: TcpStream, peer: SocketAddr, route: &RouteRuntime) {
         Err(error) => {
             let outcome = error.outcome();
             match outcome.level {
-                tracing::Level::ERROR => error!(error = %error, reason = outcome.label, "Connection failed"),
-                tracing::Level::WARN => warn!(error = %error, reason = outcome.label, "Connection failed"),
-                _ => event!(tracing::Level::DEBUG, error = %error, reason = outcome.label, "Connection ended"),
+                tracing::Level::ERROR => {
+                    error!(error = %error, reason = outcome.label, "Connection failed")
+                }
+                tracing::Level::WARN => {
+                    warn!(error = %error, reason = outcome.label, "Connection failed")
+                }
+                _ => {
+                    event!(tracing::Level::DEBUG, error = %error, reason = outcome.label, "Connection ended")
+                }
             }
         }
     }
@@ -94,7 +116,14 @@ async fn proxy(mut client: TcpStream, route: &RouteRuntime) -> Result<(), ConnEr
     let ctx = &route.forward;
     let reached = async {
         let mut upstream = route.connector.connect().await?;
-        let auth = handshake::authenticate(&mut upstream, &ctx.store, ctx.username.as_deref(), &ctx.upstream, ctx.auth_timeout).await?;
+        let auth = handshake::authenticate(
+            &mut upstream,
+            &ctx.store,
+            ctx.username.as_deref(),
+            &ctx.upstream,
+            ctx.auth_timeout,
+        )
+        .await?;
         debug!(token.slot = auth.slot.as_str(), "Authenticated upstream");
         Ok::<_, ConnError>(upstream)
     }

@@ -156,12 +156,11 @@ fn client_config(settings: &TlsSettings) -> Result<Arc<ClientConfig>, TlsConfigE
         }
         None => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
     }
-    let builder = ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
-    .map_err(|e| TlsConfigError::ClientCert(e.to_string()))?
-    .with_root_certificates(roots);
+    let builder =
+        ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+            .map_err(|e| TlsConfigError::ClientCert(e.to_string()))?
+            .with_root_certificates(roots);
     let config = match (&settings.client_cert, &settings.client_key) {
         (Some(cert), Some(key)) => {
             let certs = load_certs(cert).map_err(TlsConfigError::ClientCert)?;

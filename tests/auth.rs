@@ -27,7 +27,14 @@ fn redis_cli_with_a_stale_password_still_works() {
     let token = TokenFile::new(TOKEN_A);
     let proxy = Proxy::start(flags(&redis, &token));
     let port = proxy.port().to_string();
-    let out = redis_cli(&["-p", &port, "-a", "old-password", "--no-auth-warning", "PING"]);
+    let out = redis_cli(&[
+        "-p",
+        &port,
+        "-a",
+        "old-password",
+        "--no-auth-warning",
+        "PING",
+    ]);
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "PONG");
 }
 
@@ -64,9 +71,15 @@ fn an_auth_behind_a_blocking_command_waits_its_turn() {
     let mut batch = redis_auth_proxy::resp::encode_request(&[b"BLPOP", b"q", b"5"]);
     batch.extend(redis_auth_proxy::resp::encode_request(&[b"AUTH", b"pw"]));
     raw.send(&batch);
-    eventually("BLPOP is blocked", || format!("{:?}", redis.admin(&["INFO", "clients"])).contains("blocked_clients:1"));
+    eventually("BLPOP is blocked", || {
+        format!("{:?}", redis.admin(&["INFO", "clients"])).contains("blocked_clients:1")
+    });
     let mut other = proxy.client();
-    let _: i64 = redis::cmd("RPUSH").arg("q").arg("v").query(&mut other).unwrap();
+    let _: i64 = redis::cmd("RPUSH")
+        .arg("q")
+        .arg("v")
+        .query(&mut other)
+        .unwrap();
     assert_eq!(raw.reply(), r#"["q", "v"]"#);
     assert_eq!(raw.reply(), "OK");
 }
@@ -78,9 +91,20 @@ fn hello_with_auth_negotiates_resp3_and_sets_the_name() {
     let token = TokenFile::new(TOKEN_A);
     let proxy = Proxy::start(flags(&redis, &token));
     let mut raw = proxy.raw();
-    raw.command(&["HELLO", "3", "AUTH", "default", "wrong-password", "SETNAME", "my-app"]);
+    raw.command(&[
+        "HELLO",
+        "3",
+        "AUTH",
+        "default",
+        "wrong-password",
+        "SETNAME",
+        "my-app",
+    ]);
     let hello = raw.reply();
-    assert!(hello.starts_with('{') && hello.contains(r#""proto": (integer) 3"#), "{hello}");
+    assert!(
+        hello.starts_with('{') && hello.contains(r#""proto": (integer) 3"#),
+        "{hello}"
+    );
     raw.command(&["CLIENT", "GETNAME"]);
     assert_eq!(raw.reply(), r#""my-app""#);
     raw.command(&["HGETALL", "missing"]);
@@ -93,9 +117,18 @@ fn a_resp3_client_library_with_a_password_works() {
     let redis = RedisServer::start();
     let token = TokenFile::new(TOKEN_A);
     let proxy = Proxy::start(flags(&redis, &token));
-    let mut con = connect(&format!("redis://user:whatever@{}/?protocol=resp3", proxy.addr()));
-    let _: () = redis::cmd("HSET").arg("h").arg("f").arg("v").query(&mut con).unwrap();
-    let map: std::collections::HashMap<String, String> = redis::cmd("HGETALL").arg("h").query(&mut con).unwrap();
+    let mut con = connect(&format!(
+        "redis://user:whatever@{}/?protocol=resp3",
+        proxy.addr()
+    ));
+    let _: () = redis::cmd("HSET")
+        .arg("h")
+        .arg("f")
+        .arg("v")
+        .query(&mut con)
+        .unwrap();
+    let map: std::collections::HashMap<String, String> =
+        redis::cmd("HGETALL").arg("h").query(&mut con).unwrap();
     assert_eq!(map.get("f").map(String::as_str), Some("v"));
 }
 
@@ -109,7 +142,10 @@ fn reset_is_followed_by_transparent_reauthentication() {
     raw.command(&["SET", "after-reset", "still-here"]);
     assert_eq!(raw.reply(), "OK");
     let mut batch = redis_auth_proxy::resp::encode_request(&[b"RESET"]);
-    batch.extend(redis_auth_proxy::resp::encode_request(&[b"GET", b"after-reset"]));
+    batch.extend(redis_auth_proxy::resp::encode_request(&[
+        b"GET",
+        b"after-reset",
+    ]));
     raw.send(&batch);
     assert_eq!(raw.reply(), "RESET");
     assert_eq!(raw.reply(), r#""still-here""#);
@@ -127,7 +163,10 @@ fn auth_in_subscribed_mode_and_after_reset_stays_in_sync() {
     assert_eq!(raw.reply(), r#"["subscribe", "c2", (integer) 2]"#);
     raw.command(&["AUTH", "pw"]);
     let in_subscribed = raw.reply();
-    assert!(in_subscribed.starts_with("(error) ERR Can't execute 'auth'"), "{in_subscribed}");
+    assert!(
+        in_subscribed.starts_with("(error) ERR Can't execute 'auth'"),
+        "{in_subscribed}"
+    );
     let mut batch = redis_auth_proxy::resp::encode_request(&[b"RESET"]);
     batch.extend(redis_auth_proxy::resp::encode_request(&[b"AUTH", b"pw"]));
     batch.extend(redis_auth_proxy::resp::encode_request(&[b"PING"]));
@@ -146,7 +185,13 @@ fn auth_after_client_reply_off_does_not_desync() {
     let proxy = Proxy::start(flags(&redis, &token));
     let mut raw = proxy.raw();
     let mut batch = Vec::new();
-    for words in [&["CLIENT", "REPLY", "OFF"][..], &["AUTH", "pw"], &["SET", "k", "v"], &["CLIENT", "REPLY", "ON"], &["GET", "k"]] {
+    for words in [
+        &["CLIENT", "REPLY", "OFF"][..],
+        &["AUTH", "pw"],
+        &["SET", "k", "v"],
+        &["CLIENT", "REPLY", "ON"],
+        &["GET", "k"],
+    ] {
         let args: Vec<&[u8]> = words.iter().map(|w| w.as_bytes()).collect();
         batch.extend(redis_auth_proxy::resp::encode_request(&args));
     }
@@ -190,7 +235,17 @@ fn the_previous_token_is_used_when_the_current_one_is_rejected() {
 #[test]
 fn an_acl_user_keeps_working_from_two_passwords_to_one() {
     let redis = RedisServer::start();
-    redis.admin(&["ACL", "SETUSER", "app", "on", &format!(">{TOKEN_A}"), &format!(">{TOKEN_B}"), "~*", "&*", "+@all"]);
+    redis.admin(&[
+        "ACL",
+        "SETUSER",
+        "app",
+        "on",
+        &format!(">{TOKEN_A}"),
+        &format!(">{TOKEN_B}"),
+        "~*",
+        "&*",
+        "+@all",
+    ]);
     let token = TokenFile::new(&format!("{TOKEN_B}\n{TOKEN_A}\n"));
     let mut flags = flags(&redis, &token);
     flags.username = Some("app".into());
@@ -209,8 +264,18 @@ fn an_acl_user_keeps_working_from_two_passwords_to_one() {
 #[test]
 fn a_json_token_supplies_the_username() {
     let redis = RedisServer::start();
-    redis.admin(&["ACL", "SETUSER", "json-user", "on", &format!(">{TOKEN_C}"), "~*", "+@all"]);
-    let token = TokenFile::new(&format!(r#"{{"username":"json-user","password":"{TOKEN_C}"}}"#));
+    redis.admin(&[
+        "ACL",
+        "SETUSER",
+        "json-user",
+        "on",
+        &format!(">{TOKEN_C}"),
+        "~*",
+        "+@all",
+    ]);
+    let token = TokenFile::new(&format!(
+        r#"{{"username":"json-user","password":"{TOKEN_C}"}}"#
+    ));
     let mut flags = flags(&redis, &token);
     flags.token_json_key = Some("password".into());
     let proxy = Proxy::start(flags);
@@ -238,7 +303,10 @@ fn both_tokens_rejected_gives_a_clear_error() {
     let port = proxy.port().to_string();
     let cli = redis_cli(&["-p", &port, "GET", "x"]);
     let shown = String::from_utf8_lossy(&cli.stdout);
-    assert!(shown.contains("rejected the current and the previous token"), "redis-cli shows: {shown}");
+    assert!(
+        shown.contains("rejected the current and the previous token"),
+        "redis-cli shows: {shown}"
+    );
 }
 
 /// A failing connection does not disturb an established one.

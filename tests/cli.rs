@@ -10,7 +10,9 @@ const BIN: &str = env!("CARGO_BIN_EXE_redis-auth-proxy");
 /// The binary with a clean environment, so the tests' own variables cannot leak in.
 fn proxy_command() -> Command {
     let mut command = Command::new(BIN);
-    command.env_clear().env("PATH", std::env::var("PATH").unwrap_or_default());
+    command
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default());
     command.stdin(Stdio::null());
     command
 }
@@ -39,11 +41,26 @@ fn help_documents_every_flag_and_its_environment_twin() {
     let output = proxy_command().args(["run", "--help"]).output().unwrap();
     let help = stdout(&output);
     for flag in [
-        "listen", "upstream", "no-tls", "tls-ca-file", "tls-server-name", "tls-client-cert", "tls-client-key",
-        "username", "token-file", "token-env", "token-json-key", "connect-timeout", "auth-timeout", "config",
+        "listen",
+        "upstream",
+        "no-tls",
+        "tls-ca-file",
+        "tls-server-name",
+        "tls-client-cert",
+        "tls-client-key",
+        "username",
+        "token-file",
+        "token-env",
+        "token-json-key",
+        "connect-timeout",
+        "auth-timeout",
+        "config",
         "log-level",
     ] {
-        assert!(help.contains(&format!("--{flag}")), "--{flag} missing from help");
+        assert!(
+            help.contains(&format!("--{flag}")),
+            "--{flag} missing from help"
+        );
         let env = format!("REDIS_AUTH_PROXY_{}", flag.to_uppercase().replace('-', "_"));
         assert!(help.contains(&env), "{env} missing from help");
     }
@@ -56,14 +73,22 @@ fn check_reports_a_working_route_and_exits_zero() {
     let token = TokenFile::new(TOKEN_A);
     let output = proxy_command()
         .args(["check", "--upstream", &redis.tls_addr()])
-        .arg("--tls-ca-file").arg(&certs().ca)
-        .arg("--token-file").arg(&token.path)
+        .arg("--tls-ca-file")
+        .arg(&certs().ca)
+        .arg("--token-file")
+        .arg(&token.path)
         .output()
         .unwrap();
     let out = stdout(&output);
     assert!(output.status.success(), "{out}{}", stderr(&output));
-    assert!(out.starts_with("ok    default 127.0.0.1:6379 -> localhost:"), "{out}");
-    assert!(out.contains("AUTH with the current token, PONG in"), "{out}");
+    assert!(
+        out.starts_with("ok    default 127.0.0.1:6379 -> localhost:"),
+        "{out}"
+    );
+    assert!(
+        out.contains("AUTH with the current token, PONG in"),
+        "{out}"
+    );
 }
 
 /// `check` fails with exit code 1 and names the cause when the token is wrong.
@@ -73,13 +98,18 @@ fn check_fails_on_a_rejected_token_without_showing_it() {
     let token = TokenFile::new(TOKEN_B);
     let output = proxy_command()
         .args(["check", "--upstream", &redis.tls_addr()])
-        .arg("--tls-ca-file").arg(&certs().ca)
-        .arg("--token-file").arg(&token.path)
+        .arg("--tls-ca-file")
+        .arg(&certs().ca)
+        .arg("--token-file")
+        .arg(&token.path)
         .output()
         .unwrap();
     let out = stdout(&output);
     assert_eq!(output.status.code(), Some(1), "{out}");
-    assert!(out.starts_with("FAIL  default") && out.contains("rejected the token (WRONGPASS)"), "{out}");
+    assert!(
+        out.starts_with("FAIL  default") && out.contains("rejected the token (WRONGPASS)"),
+        "{out}"
+    );
     assert!(!out.contains(TOKEN_B) && !stderr(&output).contains(TOKEN_B));
 }
 
@@ -91,7 +121,15 @@ fn flags_beat_environment_which_beats_the_config_file() {
     let good = redis.tls_addr();
     let bad = format!("127.0.0.1:{}", free_port());
     let config = token.dir().join("proxy.toml");
-    std::fs::write(&config, format!("upstream = \"{bad}\"\ntls-ca-file = {:?}\ntoken-file = {:?}\n", certs().ca, token.path)).unwrap();
+    std::fs::write(
+        &config,
+        format!(
+            "upstream = \"{bad}\"\ntls-ca-file = {:?}\ntoken-file = {:?}\n",
+            certs().ca,
+            token.path
+        ),
+    )
+    .unwrap();
     let check = |env: Option<&str>, flag: Option<&str>| {
         let mut command = proxy_command();
         command.arg("check").arg("--config").arg(&config);
@@ -105,20 +143,40 @@ fn flags_beat_environment_which_beats_the_config_file() {
     };
     assert!(!check(None, None), "the file's bad upstream is used");
     assert!(check(Some(&good), None), "the environment beats the file");
-    assert!(!check(Some(&good), Some(&bad)), "the flag beats the environment");
-    assert!(check(Some(&bad), Some(&good)), "the flag beats the environment");
+    assert!(
+        !check(Some(&good), Some(&bad)),
+        "the flag beats the environment"
+    );
+    assert!(
+        check(Some(&bad), Some(&good)),
+        "the flag beats the environment"
+    );
 }
 
 /// Configuration mistakes are all reported at once, each naming its flag, with exit code 78.
 #[test]
 fn config_errors_are_reported_together_with_exit_code_78() {
     let output = proxy_command()
-        .args(["--listen", "localhost", "--connect-timeout", "10", "--token-file", "/x", "--token-env", "T"])
+        .args([
+            "--listen",
+            "localhost",
+            "--connect-timeout",
+            "10",
+            "--token-file",
+            "/x",
+            "--token-env",
+            "T",
+        ])
         .output()
         .unwrap();
     let err = stderr(&output);
     assert_eq!(output.status.code(), Some(78), "{err}");
-    for expected in ["--listen: expected IP:PORT", "--upstream: required", "--connect-timeout:", "--token-file and --token-env"] {
+    for expected in [
+        "--listen: expected IP:PORT",
+        "--upstream: required",
+        "--connect-timeout:",
+        "--token-file and --token-env",
+    ] {
         assert!(err.contains(expected), "{expected:?} missing from:\n{err}");
     }
 }
@@ -127,11 +185,22 @@ fn config_errors_are_reported_together_with_exit_code_78() {
 #[test]
 fn a_missing_token_file_is_a_clear_start_error() {
     let output = proxy_command()
-        .args(["--listen", "127.0.0.1:0", "--upstream", "localhost:6379", "--token-file", "/nonexistent/token"])
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--upstream",
+            "localhost:6379",
+            "--token-file",
+            "/nonexistent/token",
+        ])
         .output()
         .unwrap();
     assert_eq!(output.status.code(), Some(1));
-    assert!(stderr(&output).contains("cannot read token file /nonexistent/token"), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("cannot read token file /nonexistent/token"),
+        "{}",
+        stderr(&output)
+    );
 }
 
 /// Two routes from one config file, as the seed article's stunnel setup had: each local port
@@ -158,14 +227,35 @@ fn two_routes_from_one_config_file_reach_their_own_servers() {
         ),
     )
     .unwrap();
-    let _proxy = Running(proxy_command().arg("--config").arg(&config).stderr(Stdio::null()).spawn().unwrap());
-    let get = |port: u16| stdout(&redis_cli(&["-p", &port.to_string(), "GET", "who"])).trim().to_owned();
-    eventually("the primary route answers", || get(primary_port) == "primary");
+    let _proxy = Running(
+        proxy_command()
+            .arg("--config")
+            .arg(&config)
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let get = |port: u16| {
+        stdout(&redis_cli(&["-p", &port.to_string(), "GET", "who"]))
+            .trim()
+            .to_owned()
+    };
+    eventually("the primary route answers", || {
+        get(primary_port) == "primary"
+    });
     assert_eq!(get(reader_port), "reader");
-    let check = proxy_command().arg("check").arg("--config").arg(&config).output().unwrap();
+    let check = proxy_command()
+        .arg("check")
+        .arg("--config")
+        .arg(&config)
+        .output()
+        .unwrap();
     let lines = stdout(&check);
     assert_eq!(lines.lines().count(), 2, "{lines}");
-    assert!(lines.contains("ok    primary") && lines.contains("ok    reader"), "{lines}");
+    assert!(
+        lines.contains("ok    primary") && lines.contains("ok    reader"),
+        "{lines}"
+    );
 }
 
 /// The token can come from an environment variable named by --token-env.
@@ -173,12 +263,24 @@ fn two_routes_from_one_config_file_reach_their_own_servers() {
 fn a_token_from_an_environment_variable_works() {
     let redis = RedisServer::start();
     let output = proxy_command()
-        .args(["check", "--upstream", &redis.tls_addr(), "--token-env", "MY_REDIS_TOKEN"])
-        .arg("--tls-ca-file").arg(&certs().ca)
+        .args([
+            "check",
+            "--upstream",
+            &redis.tls_addr(),
+            "--token-env",
+            "MY_REDIS_TOKEN",
+        ])
+        .arg("--tls-ca-file")
+        .arg(&certs().ca)
         .env("MY_REDIS_TOKEN", TOKEN_A)
         .output()
         .unwrap();
-    assert!(output.status.success(), "{}{}", stdout(&output), stderr(&output));
+    assert!(
+        output.status.success(),
+        "{}{}",
+        stdout(&output),
+        stderr(&output)
+    );
 }
 
 /// SIGTERM stops the proxy with exit code 0.
@@ -188,14 +290,26 @@ fn sigterm_stops_the_proxy_cleanly() {
     let token = TokenFile::new(TOKEN_A);
     let port = free_port();
     let mut child = proxy_command()
-        .args(["--listen", &format!("127.0.0.1:{port}"), "--upstream", &redis.tls_addr()])
-        .arg("--tls-ca-file").arg(&certs().ca)
-        .arg("--token-file").arg(&token.path)
+        .args([
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--upstream",
+            &redis.tls_addr(),
+        ])
+        .arg("--tls-ca-file")
+        .arg(&certs().ca)
+        .arg("--token-file")
+        .arg(&token.path)
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    eventually("the proxy answers", || stdout(&redis_cli(&["-p", &port.to_string(), "PING"])).trim() == "PONG");
-    Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    eventually("the proxy answers", || {
+        stdout(&redis_cli(&["-p", &port.to_string(), "PING"])).trim() == "PONG"
+    });
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
     let status = child.wait().unwrap();
     assert_eq!(status.code(), Some(0));
 }

@@ -12,7 +12,11 @@ fn set_and_get_work_without_a_password() {
     let token = TokenFile::new(TOKEN_A);
     let proxy = Proxy::start(flags(&redis, &token));
     let mut con = proxy.client();
-    let _: () = redis::cmd("SET").arg("greeting").arg("hello").query(&mut con).unwrap();
+    let _: () = redis::cmd("SET")
+        .arg("greeting")
+        .arg("hello")
+        .query(&mut con)
+        .unwrap();
     let value: String = redis::cmd("GET").arg("greeting").query(&mut con).unwrap();
     assert_eq!(value, "hello");
 }
@@ -39,13 +43,19 @@ fn a_ten_thousand_command_pipeline_gets_every_reply_in_order() {
     let mut con = proxy.client();
     let mut pipe = redis::pipe();
     for i in 0..10_000 {
-        pipe.cmd("INCR").arg("counter").cmd("ECHO").arg(format!("echo-{i}"));
+        pipe.cmd("INCR")
+            .arg("counter")
+            .cmd("ECHO")
+            .arg(format!("echo-{i}"));
     }
     let replies: Vec<redis::Value> = pipe.query(&mut con).unwrap();
     assert_eq!(replies.len(), 20_000);
     for (i, pair) in replies.chunks(2).enumerate() {
         assert_eq!(pair[0], redis::Value::Int(i as i64 + 1));
-        assert_eq!(pair[1], redis::Value::BulkString(format!("echo-{i}").into_bytes()));
+        assert_eq!(
+            pair[1],
+            redis::Value::BulkString(format!("echo-{i}").into_bytes())
+        );
     }
 }
 
@@ -56,8 +66,14 @@ fn a_sixteen_mebibyte_binary_value_round_trips() {
     let token = TokenFile::new(TOKEN_A);
     let proxy = Proxy::start(flags(&redis, &token));
     let mut con = proxy.client();
-    let value: Vec<u8> = (0..16 * 1024 * 1024).map(|i: u32| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
-    let _: () = redis::cmd("SET").arg("big").arg(&value).query(&mut con).unwrap();
+    let value: Vec<u8> = (0..16 * 1024 * 1024)
+        .map(|i: u32| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    let _: () = redis::cmd("SET")
+        .arg("big")
+        .arg(&value)
+        .query(&mut con)
+        .unwrap();
     let back: Vec<u8> = redis::cmd("GET").arg("big").query(&mut con).unwrap();
     assert!(back == value, "value changed in transit");
 }
@@ -71,8 +87,12 @@ fn multi_exec_transactions_work() {
     let mut con = proxy.client();
     let (a, b): (i64, i64) = redis::pipe()
         .atomic()
-        .cmd("INCRBY").arg("tx").arg(5)
-        .cmd("INCRBY").arg("tx").arg(7)
+        .cmd("INCRBY")
+        .arg("tx")
+        .arg(5)
+        .cmd("INCRBY")
+        .arg("tx")
+        .arg(7)
         .query(&mut con)
         .unwrap();
     assert_eq!((a, b), (5, 12));
@@ -97,7 +117,11 @@ fn blpop_is_released_by_a_push_from_another_connection() {
         text.contains("blocked_clients:1")
     });
     let mut pusher = proxy.client();
-    let _: i64 = redis::cmd("RPUSH").arg("queue").arg("job-1").query(&mut pusher).unwrap();
+    let _: i64 = redis::cmd("RPUSH")
+        .arg("queue")
+        .arg("job-1")
+        .query(&mut pusher)
+        .unwrap();
     assert_eq!(waiter.reply(), r#"["queue", "job-1"]"#);
 }
 
@@ -111,7 +135,11 @@ fn subscribe_receives_published_messages() {
     subscriber.command(&["SUBSCRIBE", "news"]);
     assert_eq!(subscriber.reply(), r#"["subscribe", "news", (integer) 1]"#);
     let mut publisher = proxy.client();
-    let receivers: i64 = redis::cmd("PUBLISH").arg("news").arg("extra").query(&mut publisher).unwrap();
+    let receivers: i64 = redis::cmd("PUBLISH")
+        .arg("news")
+        .arg("extra")
+        .query(&mut publisher)
+        .unwrap();
     assert_eq!(receivers, 1);
     assert_eq!(subscriber.reply(), r#"["message", "news", "extra"]"#);
 }
@@ -125,9 +153,15 @@ fn a_client_library_pubsub_session_works() {
     let mut con = proxy.client();
     let mut pubsub = con.as_pubsub();
     pubsub.subscribe("lib-channel").unwrap();
-    pubsub.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    pubsub
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
     let mut publisher = proxy.client();
-    let _: i64 = redis::cmd("PUBLISH").arg("lib-channel").arg("payload").query(&mut publisher).unwrap();
+    let _: i64 = redis::cmd("PUBLISH")
+        .arg("lib-channel")
+        .arg("payload")
+        .query(&mut publisher)
+        .unwrap();
     let message = pubsub.get_message().unwrap();
     assert_eq!(message.get_payload::<String>().unwrap(), "payload");
 }
@@ -155,7 +189,11 @@ fn each_client_has_its_own_upstream_connection_state() {
     let mut first = proxy.client();
     let mut second = proxy.client();
     let _: () = redis::cmd("SELECT").arg(3).query(&mut first).unwrap();
-    let _: () = redis::cmd("SET").arg("where").arg("db3").query(&mut first).unwrap();
+    let _: () = redis::cmd("SET")
+        .arg("where")
+        .arg("db3")
+        .query(&mut first)
+        .unwrap();
     let in_db0: Option<String> = redis::cmd("GET").arg("where").query(&mut second).unwrap();
     assert_eq!(in_db0, None);
     let in_db3: String = redis::cmd("GET").arg("where").query(&mut first).unwrap();

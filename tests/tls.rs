@@ -7,20 +7,32 @@ use common::*;
 /// A server whose certificate is for another host name is refused, with the reason.
 #[test]
 fn a_certificate_for_another_host_name_is_refused() {
-    let redis = RedisServer::start_with(RedisOptions { wrong_name_cert: true, ..RedisOptions::default() });
+    let redis = RedisServer::start_with(RedisOptions {
+        wrong_name_cert: true,
+        ..RedisOptions::default()
+    });
     let token = TokenFile::new(TOKEN_A);
     let proxy = Proxy::start(flags(&redis, &token));
     let mut raw = proxy.raw();
     raw.command(&["PING"]);
     let text = raw.read_to_close();
-    assert!(text.starts_with("-ERR redis-auth-proxy: TLS handshake with upstream localhost:"), "{text}");
-    assert!(text.contains("certificate not valid for name \"localhost\""), "{text}");
+    assert!(
+        text.starts_with("-ERR redis-auth-proxy: TLS handshake with upstream localhost:"),
+        "{text}"
+    );
+    assert!(
+        text.contains("certificate not valid for name \"localhost\""),
+        "{text}"
+    );
 }
 
 /// --tls-server-name makes the same certificate acceptable when it names the server.
 #[test]
 fn tls_server_name_selects_the_name_to_verify() {
-    let redis = RedisServer::start_with(RedisOptions { wrong_name_cert: true, ..RedisOptions::default() });
+    let redis = RedisServer::start_with(RedisOptions {
+        wrong_name_cert: true,
+        ..RedisOptions::default()
+    });
     let token = TokenFile::new(TOKEN_A);
     let mut flags = flags(&redis, &token);
     flags.tls_server_name = Some("other.example".into());
@@ -41,7 +53,10 @@ fn a_private_ca_is_not_trusted_without_tls_ca_file() {
     let mut raw = proxy.raw();
     raw.command(&["PING"]);
     let text = raw.read_to_close();
-    assert!(text.contains("TLS handshake") && text.contains("UnknownIssuer"), "{text}");
+    assert!(
+        text.contains("TLS handshake") && text.contains("UnknownIssuer"),
+        "{text}"
+    );
 }
 
 /// An upstream that refuses TCP gives an error naming it, and the proxy keeps serving.
@@ -84,6 +99,9 @@ fn a_server_that_never_answers_auth_times_out() {
     let mut raw = proxy.raw();
     raw.command(&["PING"]);
     let text = raw.read_to_close();
-    assert!(text.starts_with("-ERR redis-auth-proxy: timed out after 300ms in AUTH with upstream"), "{text}");
+    assert!(
+        text.starts_with("-ERR redis-auth-proxy: timed out after 300ms in AUTH with upstream"),
+        "{text}"
+    );
     drop(silent);
 }

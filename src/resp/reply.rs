@@ -226,9 +226,13 @@ mod tests {
 
     #[test]
     fn resp3_push_and_attributes_are_told_apart() {
-        let input = b">3\r\n$7\r\nmessage\r\n$1\r\nc\r\n$1\r\nm\r\n|1\r\n+k\r\n+v\r\n%1\r\n+a\r\n_\r\n";
+        let input =
+            b">3\r\n$7\r\nmessage\r\n$1\r\nc\r\n$1\r\nm\r\n|1\r\n+k\r\n+v\r\n%1\r\n+a\r\n_\r\n";
         let kinds: Vec<FrameKind> = frames(input).into_iter().map(|(_, k)| k).collect();
-        assert_eq!(kinds, vec![FrameKind::Push, FrameKind::Attribute, FrameKind::Reply]);
+        assert_eq!(
+            kinds,
+            vec![FrameKind::Push, FrameKind::Attribute, FrameKind::Reply]
+        );
     }
 
     #[test]

@@ -163,7 +163,11 @@ enum Header {
 
 /// Reads `*<n>\r\n` or `$<n>\r\n` at `pos`; returns the number and the offset after the line.
 /// Like Redis, it looks for the CR and skips one more byte without checking it.
-fn read_header(buf: &[u8], pos: usize, kind: Header) -> Result<Option<(i64, usize)>, ProtocolError> {
+fn read_header(
+    buf: &[u8],
+    pos: usize,
+    kind: Header,
+) -> Result<Option<(i64, usize)>, ProtocolError> {
     let Some(&first) = buf.get(pos) else {
         return Ok(None);
     };
@@ -460,9 +464,18 @@ mod tests {
         assert_eq!(
             steps(input),
             vec![
-                Step::Start { len: 27, command: Command::Other },
-                Step::Start { len: 15, command: Command::Multi },
-                Step::Start { len: 22, command: Command::Auth },
+                Step::Start {
+                    len: 27,
+                    command: Command::Other
+                },
+                Step::Start {
+                    len: 15,
+                    command: Command::Multi
+                },
+                Step::Start {
+                    len: 22,
+                    command: Command::Auth
+                },
             ]
         );
     }
@@ -473,9 +486,15 @@ mod tests {
         let head = b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$10\r\n0123";
         assert_eq!(
             scanner.step(head).unwrap(),
-            Step::Start { len: head.len(), command: Command::Other }
+            Step::Start {
+                len: head.len(),
+                command: Command::Other
+            }
         );
-        assert_eq!(scanner.step(b"456789\r").unwrap(), Step::Continue { len: 7 });
+        assert_eq!(
+            scanner.step(b"456789\r").unwrap(),
+            Step::Continue { len: 7 }
+        );
         assert!(!scanner.at_boundary());
         assert_eq!(scanner.step(b"\n*1").unwrap(), Step::Continue { len: 1 });
         assert!(scanner.at_boundary());
@@ -484,7 +503,10 @@ mod tests {
     #[test]
     fn an_incomplete_auth_is_held_until_whole() {
         let mut scanner = RequestScanner::new();
-        assert_eq!(scanner.step(b"*2\r\n$4\r\nAUTH\r\n$2\r\np").unwrap(), Step::NeedMore);
+        assert_eq!(
+            scanner.step(b"*2\r\n$4\r\nAUTH\r\n$2\r\np").unwrap(),
+            Step::NeedMore
+        );
     }
 
     #[test]
@@ -493,7 +515,10 @@ mod tests {
         let expected = b"*4\r\n$5\r\nHELLO\r\n$1\r\n3\r\n$7\r\nSETNAME\r\n$1\r\nn\r\n".to_vec();
         assert_eq!(
             steps(input),
-            vec![Step::Start { len: input.len(), command: Command::HelloWithoutAuth(expected) }]
+            vec![Step::Start {
+                len: input.len(),
+                command: Command::HelloWithoutAuth(expected)
+            }]
         );
     }
 
@@ -502,9 +527,18 @@ mod tests {
         assert_eq!(
             steps(b"PING\r\nauth \"my pass\"\n\r\n"),
             vec![
-                Step::Start { len: 6, command: Command::Other },
-                Step::Start { len: 15, command: Command::Auth },
-                Step::Start { len: 2, command: Command::Empty },
+                Step::Start {
+                    len: 6,
+                    command: Command::Other
+                },
+                Step::Start {
+                    len: 15,
+                    command: Command::Auth
+                },
+                Step::Start {
+                    len: 2,
+                    command: Command::Empty
+                },
             ]
         );
     }
@@ -513,17 +547,32 @@ mod tests {
     fn malformed_requests_get_redis_error_texts() {
         let err = |input: &[u8]| RequestScanner::new().step(input).unwrap_err().to_string();
         assert_eq!(err(b"*x\r\n"), "Protocol error: invalid multibulk length");
-        assert_eq!(err(b"*1\r\nfoo\r\n"), "Protocol error: expected '$', got 'f'");
+        assert_eq!(
+            err(b"*1\r\nfoo\r\n"),
+            "Protocol error: expected '$', got 'f'"
+        );
         assert_eq!(err(b"*1\r\n$-5\r\n"), "Protocol error: invalid bulk length");
-        assert_eq!(err(b"*1\r\n$999999999999\r\n"), "Protocol error: invalid bulk length");
-        assert_eq!(err(b"set \"a\n"), "Protocol error: unbalanced quotes in request");
-        assert_eq!(err(&vec![b'a'; MAX_INLINE + 1]), "Protocol error: too big inline request");
+        assert_eq!(
+            err(b"*1\r\n$999999999999\r\n"),
+            "Protocol error: invalid bulk length"
+        );
+        assert_eq!(
+            err(b"set \"a\n"),
+            "Protocol error: unbalanced quotes in request"
+        );
+        assert_eq!(
+            err(&vec![b'a'; MAX_INLINE + 1]),
+            "Protocol error: too big inline request"
+        );
     }
 
     #[test]
     fn split_args_follows_sdssplitargs() {
         let words = split_args(br#"set "a b\x41\n" 'c\'d'"#).unwrap();
-        assert_eq!(words, vec![b"set".to_vec(), b"a bA\n".to_vec(), b"c'd".to_vec()]);
+        assert_eq!(
+            words,
+            vec![b"set".to_vec(), b"a bA\n".to_vec(), b"c'd".to_vec()]
+        );
         assert!(split_args(br#""a"b"#).is_none());
     }
 }

@@ -58,7 +58,9 @@ pub enum TokenError {
     Unset { source_name: String },
     #[error("{source_name} holds no token (empty after trimming whitespace)")]
     Empty { source_name: String },
-    #[error("{source_name} holds more than two non-empty lines; expected the current token and optionally the previous one")]
+    #[error(
+        "{source_name} holds more than two non-empty lines; expected the current token and optionally the previous one"
+    )]
     TooManyLines { source_name: String },
     #[error("{source_name} is not a JSON object ({reason})")]
     Json { source_name: String, reason: String },
@@ -200,7 +202,10 @@ mod tests {
         assert!(store.update(creds("token-two-bbbbbbbb", None)));
         let now = store.credentials().unwrap();
         assert_eq!(now.current.expose(), "token-two-bbbbbbbb");
-        assert_eq!(now.previous.as_ref().unwrap().expose(), "token-one-aaaaaaaa");
+        assert_eq!(
+            now.previous.as_ref().unwrap().expose(),
+            "token-one-aaaaaaaa"
+        );
     }
 
     #[test]
@@ -209,7 +214,10 @@ mod tests {
         store.update(creds("token-one-aaaaaaaa", None));
         store.update(creds("token-two-bbbbbbbb", Some("token-zero-cccccccc")));
         let now = store.credentials().unwrap();
-        assert_eq!(now.previous.as_ref().unwrap().expose(), "token-zero-cccccccc");
+        assert_eq!(
+            now.previous.as_ref().unwrap().expose(),
+            "token-zero-cccccccc"
+        );
     }
 
     #[test]
@@ -219,7 +227,10 @@ mod tests {
         store.update(creds("token-two-bbbbbbbb", None));
         assert!(!store.update(creds("token-two-bbbbbbbb", None)));
         let now = store.credentials().unwrap();
-        assert_eq!(now.previous.as_ref().unwrap().expose(), "token-one-aaaaaaaa");
+        assert_eq!(
+            now.previous.as_ref().unwrap().expose(),
+            "token-one-aaaaaaaa"
+        );
     }
 
     #[test]
@@ -227,11 +238,20 @@ mod tests {
         let store = TokenStore::new();
         store.update(creds("token-two-bbbbbbbb", Some("token-one-aaaaaaaa")));
         let now = store.credentials().unwrap();
-        assert_eq!(store.attempt_order(&now), vec![Slot::Current, Slot::Previous]);
+        assert_eq!(
+            store.attempt_order(&now),
+            vec![Slot::Current, Slot::Previous]
+        );
         store.record_success(Slot::Previous);
-        assert_eq!(store.attempt_order(&now), vec![Slot::Previous, Slot::Current]);
+        assert_eq!(
+            store.attempt_order(&now),
+            vec![Slot::Previous, Slot::Current]
+        );
         store.update(creds("token-three-cccccccc", None));
         let now = store.credentials().unwrap();
-        assert_eq!(store.attempt_order(&now), vec![Slot::Current, Slot::Previous]);
+        assert_eq!(
+            store.attempt_order(&now),
+            vec![Slot::Current, Slot::Previous]
+        );
     }
 }

@@ -83,8 +83,12 @@ mod tests {
 
     #[test]
     fn lines_give_current_then_previous_with_whitespace_and_crlf_stripped() {
-        let c = parse_credentials("\r\n  new-token-1234567 \r\nold-token-1234567\r\n\n".into(), None, "t")
-            .unwrap();
+        let c = parse_credentials(
+            "\r\n  new-token-1234567 \r\nold-token-1234567\r\n\n".into(),
+            None,
+            "t",
+        )
+        .unwrap();
         assert_eq!(c.current.expose(), "new-token-1234567");
         assert_eq!(c.previous.unwrap().expose(), "old-token-1234567");
     }
@@ -92,7 +96,10 @@ mod tests {
     #[test]
     fn an_empty_text_is_an_error_that_names_the_source() {
         let err = parse_credentials(" \n\t\n".into(), None, "file /x").unwrap_err();
-        assert_eq!(err.to_string(), "file /x holds no token (empty after trimming whitespace)");
+        assert_eq!(
+            err.to_string(),
+            "file /x holds no token (empty after trimming whitespace)"
+        );
     }
 
     #[test]
@@ -117,11 +124,19 @@ mod tests {
 
     #[test]
     fn json_errors_never_quote_the_value() {
-        let err = parse_credentials(r#"{"password": 12345678901234}"#.into(), Some("password"), "t")
-            .unwrap_err();
+        let err = parse_credentials(
+            r#"{"password": 12345678901234}"#.into(),
+            Some("password"),
+            "t",
+        )
+        .unwrap_err();
         assert!(!err.to_string().contains("12345678901234"));
-        let err = parse_credentials(r#"{"password": "sekrit-value"#.into(), Some("password"), "t")
-            .unwrap_err();
+        let err = parse_credentials(
+            r#"{"password": "sekrit-value"#.into(),
+            Some("password"),
+            "t",
+        )
+        .unwrap_err();
         assert!(!err.to_string().contains("sekrit"), "{err}");
     }
 }

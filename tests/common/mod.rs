@@ -34,16 +34,25 @@ pub fn certs() -> &'static Certs {
     static CERTS: OnceLock<Certs> = OnceLock::new();
     CERTS.get_or_init(|| {
         use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
-        let dir = tempfile::Builder::new().prefix("rap-certs-").tempdir().unwrap().keep();
+        let dir = tempfile::Builder::new()
+            .prefix("rap-certs-")
+            .tempdir()
+            .unwrap()
+            .keep();
         let ca_key = KeyPair::generate().unwrap();
         let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
         ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        ca_params.distinguished_name.push(DnType::CommonName, "redis-auth-proxy test CA");
+        ca_params
+            .distinguished_name
+            .push(DnType::CommonName, "redis-auth-proxy test CA");
         let ca_cert = ca_params.self_signed(&ca_key).unwrap();
         let issuer = Issuer::new(ca_params, ca_key);
         let leaf = |names: Vec<String>, stem: &str| {
             let key = KeyPair::generate().unwrap();
-            let cert = CertificateParams::new(names).unwrap().signed_by(&key, &issuer).unwrap();
+            let cert = CertificateParams::new(names)
+                .unwrap()
+                .signed_by(&key, &issuer)
+                .unwrap();
             let cert_path = dir.join(format!("{stem}.crt"));
             let key_path = dir.join(format!("{stem}.key"));
             std::fs::write(&cert_path, cert.pem()).unwrap();
@@ -54,13 +63,23 @@ pub fn certs() -> &'static Certs {
         let (other_cert, other_key) = leaf(vec!["other.example".into()], "other");
         let ca = dir.join("ca.crt");
         std::fs::write(&ca, ca_cert.pem()).unwrap();
-        Certs { ca, cert, key, other_cert, other_key }
+        Certs {
+            ca,
+            cert,
+            key,
+            other_cert,
+            other_key,
+        }
     })
 }
 
 /// A port that was free a moment ago.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// How a test's redis-server starts.
@@ -73,7 +92,10 @@ pub struct RedisOptions {
 
 impl Default for RedisOptions {
     fn default() -> Self {
-        RedisOptions { password: Some(TOKEN_A), wrong_name_cert: false }
+        RedisOptions {
+            password: Some(TOKEN_A),
+            wrong_name_cert: false,
+        }
     }
 }
 
@@ -103,7 +125,10 @@ impl RedisServer {
 
     fn try_start(options: &RedisOptions) -> Result<Self, String> {
         let certs = certs();
-        let dir = tempfile::Builder::new().prefix("rap-redis-").tempdir().unwrap();
+        let dir = tempfile::Builder::new()
+            .prefix("rap-redis-")
+            .tempdir()
+            .unwrap();
         let (tls_port, plain_port) = (free_port(), free_port());
         let (cert, key) = if options.wrong_name_cert {
             (&certs.other_cert, &certs.other_key)
@@ -114,13 +139,33 @@ impl RedisServer {
         command
             .args(["--bind", "127.0.0.1", "--port", &plain_port.to_string()])
             .args(["--tls-port", &tls_port.to_string()])
-            .arg("--tls-cert-file").arg(cert)
-            .arg("--tls-key-file").arg(key)
-            .arg("--tls-ca-cert-file").arg(&certs.ca)
-            .args(["--tls-auth-clients", "no", "--save", "", "--appendonly", "no"])
-            .args(["--user", "admin", "on", &format!(">{ADMIN_PASSWORD}"), "~*", "&*", "+@all"])
-            .arg("--dir").arg(dir.path())
-            .arg("--logfile").arg(dir.path().join("redis.log"))
+            .arg("--tls-cert-file")
+            .arg(cert)
+            .arg("--tls-key-file")
+            .arg(key)
+            .arg("--tls-ca-cert-file")
+            .arg(&certs.ca)
+            .args([
+                "--tls-auth-clients",
+                "no",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .args([
+                "--user",
+                "admin",
+                "on",
+                &format!(">{ADMIN_PASSWORD}"),
+                "~*",
+                "&*",
+                "+@all",
+            ])
+            .arg("--dir")
+            .arg(dir.path())
+            .arg("--logfile")
+            .arg(dir.path().join("redis.log"))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null());
@@ -130,7 +175,12 @@ impl RedisServer {
         let child = command
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start redis-server (is it installed?): {e}"));
-        let mut server = RedisServer { child, tls_port, plain_port, dir };
+        let mut server = RedisServer {
+            child,
+            tls_port,
+            plain_port,
+            dir,
+        };
         let deadline = Instant::now() + PATIENCE;
         while Instant::now() < deadline {
             if let Ok(Some(_)) = server.child.try_wait() {
@@ -145,8 +195,12 @@ impl RedisServer {
     }
 
     fn try_admin(&self) -> redis::RedisResult<redis::Connection> {
-        let url = format!("redis://admin:{ADMIN_PASSWORD}@127.0.0.1:{}/", self.plain_port);
-        let mut con = redis::Client::open(url)?.get_connection_with_timeout(Duration::from_secs(2))?;
+        let url = format!(
+            "redis://admin:{ADMIN_PASSWORD}@127.0.0.1:{}/",
+            self.plain_port
+        );
+        let mut con =
+            redis::Client::open(url)?.get_connection_with_timeout(Duration::from_secs(2))?;
         con.set_read_timeout(Some(Duration::from_secs(10)))?;
         redis::cmd("PING").query::<String>(&mut con)?;
         Ok(con)
@@ -159,7 +213,8 @@ impl RedisServer {
         for arg in &args[1..] {
             cmd.arg(*arg);
         }
-        cmd.query(&mut con).unwrap_or_else(|e| panic!("{args:?}: {e}"))
+        cmd.query(&mut con)
+            .unwrap_or_else(|e| panic!("{args:?}: {e}"))
     }
 
     pub fn log(&self) -> String {
@@ -181,7 +236,11 @@ impl Drop for RedisServer {
     fn drop(&mut self) {
         self.kill();
         if std::thread::panicking() {
-            eprintln!("--- redis-server log (tls port {}) ---\n{}", self.tls_port, self.log());
+            eprintln!(
+                "--- redis-server log (tls port {}) ---\n{}",
+                self.tls_port,
+                self.log()
+            );
         }
     }
 }
@@ -194,7 +253,10 @@ pub struct TokenFile {
 
 impl TokenFile {
     pub fn new(contents: &str) -> Self {
-        let dir = tempfile::Builder::new().prefix("rap-token-").tempdir().unwrap();
+        let dir = tempfile::Builder::new()
+            .prefix("rap-token-")
+            .tempdir()
+            .unwrap();
         let path = dir.path().join("token");
         std::fs::write(&path, contents).unwrap();
         TokenFile { dir, path }
@@ -238,13 +300,20 @@ impl Proxy {
             .enable_all()
             .build()
             .unwrap();
-        let listeners = runtime.block_on(redis_auth_proxy::bind(&config)).expect("bind");
+        let listeners = runtime
+            .block_on(redis_auth_proxy::bind(&config))
+            .expect("bind");
         let addrs = listeners.iter().map(|l| l.local_addr().unwrap()).collect();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let done = runtime.spawn(redis_auth_proxy::run(listeners, config, async {
             let _ = stopped.await;
         }));
-        Proxy { addrs, runtime: Some(runtime), stop: Some(stop), done: Some(done) }
+        Proxy {
+            addrs,
+            runtime: Some(runtime),
+            stop: Some(stop),
+            done: Some(done),
+        }
     }
 
     pub fn addr(&self) -> SocketAddr {
@@ -273,7 +342,9 @@ impl Drop for Proxy {
         if let (Some(runtime), Some(done)) = (self.runtime.take(), self.done.take()) {
             let result = runtime.block_on(async { tokio::time::timeout(PATIENCE, done).await });
             if !std::thread::panicking() {
-                let result = result.expect("proxy stops within the patience").expect("proxy task");
+                let result = result
+                    .expect("proxy stops within the patience")
+                    .expect("proxy task");
                 result.expect("proxy ran without error");
             }
             runtime.shutdown_timeout(Duration::from_secs(1));
@@ -284,7 +355,10 @@ impl Drop for Proxy {
 fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_test_writer().try_init();
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_test_writer()
+        .try_init();
 }
 
 /// A `redis` crate connection with generous timeouts.
@@ -307,7 +381,10 @@ impl Raw {
         let stream = TcpStream::connect(addr).unwrap();
         stream.set_read_timeout(Some(PATIENCE)).unwrap();
         stream.set_nodelay(true).unwrap();
-        Raw { stream, buf: Vec::new() }
+        Raw {
+            stream,
+            buf: Vec::new(),
+        }
     }
 
     pub fn send(&mut self, bytes: &[u8]) {
@@ -330,7 +407,11 @@ impl Raw {
             }
             let mut chunk = [0u8; 65536];
             let n = self.stream.read(&mut chunk).expect("read reply");
-            assert!(n > 0, "connection closed while waiting for a reply; had {:?}", String::from_utf8_lossy(&self.buf));
+            assert!(
+                n > 0,
+                "connection closed while waiting for a reply; had {:?}",
+                String::from_utf8_lossy(&self.buf)
+            );
             self.buf.extend_from_slice(&chunk[..n]);
         }
     }
@@ -362,7 +443,10 @@ pub fn render(frame: &redis_protocol::resp3::types::OwnedFrame) -> String {
         F::Push { data, .. } => format!("push[{}]", list(&mut data.iter().map(render))),
         F::Set { data, .. } => format!("set[{}]", list(&mut data.iter().map(render))),
         F::Map { data, .. } => {
-            let mut pairs: Vec<String> = data.iter().map(|(k, v)| format!("{}: {}", render(k), render(v))).collect();
+            let mut pairs: Vec<String> = data
+                .iter()
+                .map(|(k, v)| format!("{}: {}", render(k), render(v)))
+                .collect();
             pairs.sort();
             format!("{{{}}}", pairs.join(", "))
         }
