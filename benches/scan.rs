@@ -1,1 +1,86 @@
-fn main() {}
+//! The per-request hot path: finding request and reply boundaries and classifying commands.
+//! Run with `cargo bench --bench scan`; divan reports time, bytes/s and allocations per run.
+
+use divan::counter::BytesCount;
+use divan::{AllocProfiler, Bencher, black_box};
+use redis_auth_proxy::resp::encode_request;
+use redis_auth_proxy::resp::reply::{ReplyScanner, Scan};
+use redis_auth_proxy::resp::request::{RequestScanner, Step};
+
+#[global_allocator]
+static ALLOC: AllocProfiler = AllocProfiler::system();
+
+fn main() {
+    divan::main();
+}
+
+/// 1,000 pipelined `SET key:<n> <value>` requests.
+fn set_pipeline(value_len: usize) -> Vec<u8> {
+    let value = vec![b'x'; value_len];
+    let mut out = Vec::new();
+    for i in 0..1000 {
+        out.extend(encode_request(&[b"SET", format!("key:{i}").as_bytes(), &value]));
+    }
+    out
+}
+
+fn scan_requests(input: &[u8]) -> usize {
+    let mut scanner = RequestScanner::new();
+    let (mut pos, mut requests) = (0, 0);
+    loop {
+        match scanner.step(&input[pos..]).unwrap() {
+            Step::NeedMore => return requests,
+            Step::Start { len, .. } => {
+                requests += 1;
+                pos += len;
+            }
+            Step::Continue { len } => pos += len,
+        }
+    }
+}
+
+/// Scanning a pipeline of pass-through SETs: no allocation per request.
+#[divan::bench(args = [64, 1024, 16384])]
+fn requests(bencher: Bencher, value_len: usize) {
+    let input = set_pipeline(value_len);
+    bencher
+        .counter(BytesCount::of_slice(&input))
+        .bench(|| assert_eq!(scan_requests(black_box(&input)), 1000));
+}
+
+/// Scanning 1,000 GET replies (bulk strings) of the given size.
+#[divan::bench(args = [64, 1024, 16384])]
+fn replies(bencher: Bencher, value_len: usize) {
+    let mut input = Vec::new();
+    for _ in 0..1000 {
+        input.extend(format!("${value_len}\r\n").as_bytes());
+        input.extend(std::iter::repeat_n(b'x', value_len));
+        input.extend(b"\r\n");
+    }
+    bencher.counter(BytesCount::of_slice(&input)).bench(|| {
+        let mut scanner = ReplyScanner::new();
+        let (mut pos, mut frames) = (0, 0);
+        while pos < input.len() {
+            if let Scan::End { len, .. } = scanner.scan(black_box(&input[pos..])).unwrap() {
+                pos += len;
+                frames += 1;
+            } else {
+                break;
+            }
+        }
+        assert_eq!(frames, 1000);
+    });
+}
+
+/// A pipeline that holds the commands the proxy intercepts, for comparison.
+#[divan::bench]
+fn requests_with_auth_and_hello(bencher: Bencher) {
+    let mut input = Vec::new();
+    for _ in 0..500 {
+        input.extend(encode_request(&[b"AUTH", b"user", b"password"]));
+        input.extend(encode_request(&[b"HELLO", b"3", b"AUTH", b"u", b"p", b"SETNAME", b"n"]));
+    }
+    bencher
+        .counter(BytesCount::of_slice(&input))
+        .bench(|| assert_eq!(scan_requests(black_box(&input)), 1000));
+}

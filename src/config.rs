@@ -13,6 +13,12 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+/// Shown at the end of `--help`.
+const EXIT_CODES_HELP: &str = "Exit codes:\n  0   stopped by SIGTERM or SIGINT; `check` passed\n  \
+1   could not start (token source, listener, TLS files), or a `check` route failed\n  \
+2   command-line syntax error\n  78  invalid configuration (every problem is listed)\n\n\
+See README.md for the config file, the token formats and the errors clients can see.";
+
 const DEFAULT_LISTEN: &str = "127.0.0.1:6379";
 const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const DEFAULT_AUTH_TIMEOUT: Duration = Duration::from_secs(5);
@@ -30,7 +36,8 @@ const DEFAULT_AUTH_TIMEOUT: Duration = Duration::from_secs(5);
 #[command(
     name = "redis-auth-proxy",
     version,
-    args_conflicts_with_subcommands = true
+    args_conflicts_with_subcommands = true,
+    after_long_help = EXIT_CODES_HELP
 )]
 pub struct Cli {
     #[command(subcommand)]

@@ -145,10 +145,6 @@ impl<'a> Requests<'a> {
             if let Err(error) = self.forward(&mut buf, &mut upstream).await? {
                 return Ok(Some(error));
             }
-            if buf.is_empty() {
-                // An idle connection keeps no read buffer.
-                buf = BytesMut::new();
-            }
         }
     }
 

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# The test command: installs what the tests need, then checks formatting and lints, builds the
+# benchmarks without timing them, and runs every test against a real TLS redis-server.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+scripts/install-deps.sh
+command -v redis-server >/dev/null || { echo "redis-server is missing" >&2; exit 1; }
+
+cargo fmt --check
+cargo clippy --all-targets -- -D warnings
+cargo bench --no-run --quiet
+if [ -n "$(cargo tree -i aws-lc-rs 2>/dev/null)" ]; then
+    echo "aws-lc-rs crept into the dependency tree; use ring (see Cargo.toml)" >&2
+    exit 1
+fi
+if cargo nextest --version >/dev/null 2>&1; then
+    cargo nextest run --no-fail-fast
+else
+    cargo test --no-fail-fast
+fi

@@ -1,0 +1,55 @@
+//! The forwarding hot path allocates nothing for requests and replies it passes through.
+
+use redis_auth_proxy::resp::encode_request;
+use redis_auth_proxy::resp::reply::{ReplyScanner, Scan};
+use redis_auth_proxy::resp::request::{RequestScanner, Step};
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+struct Counting;
+
+static ALLOCATIONS: AtomicUsize = AtomicUsize::new(0);
+
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        unsafe { System.dealloc(ptr, layout) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+/// Scanning 1,000 pass-through requests and 3,000 replies makes no allocation at all.
+#[test]
+fn scanning_pass_through_traffic_allocates_nothing() {
+    let mut requests = Vec::new();
+    let mut replies = Vec::new();
+    for i in 0..1000 {
+        requests.extend(encode_request(&[b"SET", format!("k{i}").as_bytes(), &[b'v'; 100]]));
+        replies.extend(b"+OK\r\n$5\r\nhello\r\n*2\r\n:1\r\n$-1\r\n");
+    }
+    let (requests, replies) = (requests.as_slice(), replies.as_slice());
+    // The reply scanner's stack of open arrays grows once per connection, not per reply.
+    let mut reply_scanner = ReplyScanner::new();
+    assert!(matches!(reply_scanner.scan(b"*1\r\n:1\r\n"), Ok(Scan::End { .. })));
+    let before = ALLOCATIONS.load(Ordering::Relaxed);
+    let mut scanner = RequestScanner::new();
+    let mut pos = 0;
+    while let Step::Start { len, .. } | Step::Continue { len } = scanner.step(&requests[pos..]).unwrap() {
+        pos += len;
+    }
+    let mut at = 0;
+    while let Scan::End { len, .. } = reply_scanner.scan(&replies[at..]).unwrap() {
+        at += len;
+        if at == replies.len() {
+            break;
+        }
+    }
+    let allocated = ALLOCATIONS.load(Ordering::Relaxed) - before;
+    assert_eq!((pos, at), (requests.len(), replies.len()));
+    assert_eq!(allocated, 0, "allocations while scanning pass-through traffic");
+}
