@@ -19,7 +19,11 @@ fn set_pipeline(value_len: usize) -> Vec<u8> {
     let value = vec![b'x'; value_len];
     let mut out = Vec::new();
     for i in 0..1000 {
-        out.extend(encode_request(&[b"SET", format!("key:{i}").as_bytes(), &value]));
+        out.extend(encode_request(&[
+            b"SET",
+            format!("key:{i}").as_bytes(),
+            &value,
+        ]));
     }
     out
 }
@@ -78,7 +82,9 @@ fn requests_with_auth_and_hello(bencher: Bencher) {
     let mut input = Vec::new();
     for _ in 0..500 {
         input.extend(encode_request(&[b"AUTH", b"user", b"password"]));
-        input.extend(encode_request(&[b"HELLO", b"3", b"AUTH", b"u", b"p", b"SETNAME", b"n"]));
+        input.extend(encode_request(&[
+            b"HELLO", b"3", b"AUTH", b"u", b"p", b"SETNAME", b"n",
+        ]));
     }
     bencher
         .counter(BytesCount::of_slice(&input))

@@ -29,17 +29,26 @@ fn scanning_pass_through_traffic_allocates_nothing() {
     let mut requests = Vec::new();
     let mut replies = Vec::new();
     for i in 0..1000 {
-        requests.extend(encode_request(&[b"SET", format!("k{i}").as_bytes(), &[b'v'; 100]]));
+        requests.extend(encode_request(&[
+            b"SET",
+            format!("k{i}").as_bytes(),
+            &[b'v'; 100],
+        ]));
         replies.extend(b"+OK\r\n$5\r\nhello\r\n*2\r\n:1\r\n$-1\r\n");
     }
     let (requests, replies) = (requests.as_slice(), replies.as_slice());
     // The reply scanner's stack of open arrays grows once per connection, not per reply.
     let mut reply_scanner = ReplyScanner::new();
-    assert!(matches!(reply_scanner.scan(b"*1\r\n:1\r\n"), Ok(Scan::End { .. })));
+    assert!(matches!(
+        reply_scanner.scan(b"*1\r\n:1\r\n"),
+        Ok(Scan::End { .. })
+    ));
     let before = ALLOCATIONS.load(Ordering::Relaxed);
     let mut scanner = RequestScanner::new();
     let mut pos = 0;
-    while let Step::Start { len, .. } | Step::Continue { len } = scanner.step(&requests[pos..]).unwrap() {
+    while let Step::Start { len, .. } | Step::Continue { len } =
+        scanner.step(&requests[pos..]).unwrap()
+    {
         pos += len;
     }
     let mut at = 0;
@@ -51,5 +60,8 @@ fn scanning_pass_through_traffic_allocates_nothing() {
     }
     let allocated = ALLOCATIONS.load(Ordering::Relaxed) - before;
     assert_eq!((pos, at), (requests.len(), replies.len()));
-    assert_eq!(allocated, 0, "allocations while scanning pass-through traffic");
+    assert_eq!(
+        allocated, 0,
+        "allocations while scanning pass-through traffic"
+    );
 }
