@@ -5,7 +5,7 @@
 //! Every problem is collected and reported together, each naming its flag. A token is never a
 //! value here: the config names where it comes from.
 
-use crate::token::{EnvSource, FileSource, TokenSource};
+use crate::token::{EnvSource, FileSource, SecretsManagerSource, TokenSource};
 use crate::upstream::{TlsSettings, UpstreamAddr};
 use clap::{Args, Parser, Subcommand};
 use serde::Deserialize;
@@ -22,6 +22,7 @@ See README.md for the config file, the token formats and the errors clients can 
 const DEFAULT_LISTEN: &str = "127.0.0.1:6379";
 const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const DEFAULT_AUTH_TIMEOUT: Duration = Duration::from_secs(5);
+const DEFAULT_REFRESH_INTERVAL: Duration = Duration::from_secs(300);
 
 /// redis-auth-proxy: plain RESP on localhost in, TLS and AUTH to Redis or Valkey out.
 ///
@@ -94,6 +95,19 @@ pub struct Flags {
     /// Name of an environment variable holding the token (same format as the file).
     #[arg(long, env = "REDIS_AUTH_PROXY_TOKEN_ENV", value_name = "VAR")]
     pub token_env: Option<String>,
+    /// AWS Secrets Manager secret (name or ARN) holding the token: AWSCURRENT is the current
+    /// token, AWSPREVIOUS the previous one. AWS credentials and region come from the standard
+    /// chain; AWS_ENDPOINT_URL is honoured.
+    #[arg(long, env = "REDIS_AUTH_PROXY_TOKEN_SECRET_ID", value_name = "ID")]
+    pub token_secret_id: Option<String>,
+    /// How often to re-read the Secrets Manager secret, jittered by ±10% [default: 5m]. The
+    /// secret is also re-read at once when the server rejects both tokens, and on SIGHUP.
+    #[arg(
+        long,
+        env = "REDIS_AUTH_PROXY_TOKEN_REFRESH_INTERVAL",
+        value_name = "DURATION"
+    )]
+    pub token_refresh_interval: Option<String>,
     /// The token source holds a JSON object; the token is this field, and its `username`
     /// field is the ACL user when --username is not given.
     #[arg(long, env = "REDIS_AUTH_PROXY_TOKEN_JSON_KEY", value_name = "KEY")]
@@ -132,6 +146,8 @@ struct FileConfig {
     token_file: Option<PathBuf>,
     token_env: Option<String>,
     token_json_key: Option<String>,
+    token_secret_id: Option<String>,
+    token_refresh_interval: Option<String>,
     connect_timeout: Option<String>,
     auth_timeout: Option<String>,
     log_level: Option<String>,
@@ -147,6 +163,8 @@ struct FileToken {
     file: Option<PathBuf>,
     env: Option<String>,
     json_key: Option<String>,
+    secret_id: Option<String>,
+    refresh_interval: Option<String>,
 }
 
 /// `[[route]]`: one listener and its upstream; TLS keys default to the top-level ones.
@@ -176,6 +194,8 @@ pub struct Route {
 pub struct Config {
     pub routes: Vec<Route>,
     pub token: TokenSource,
+    /// How often a Secrets Manager source is re-read.
+    pub token_refresh_interval: Duration,
     pub username: Option<String>,
     pub connect_timeout: Duration,
     pub auth_timeout: Duration,
@@ -242,10 +262,27 @@ impl Merger<'_> {
                 .or(self.file.auth_timeout.as_ref()),
             DEFAULT_AUTH_TIMEOUT,
         );
+        let table = self.file.token.as_ref();
+        let refresh = self
+            .flags
+            .token_refresh_interval
+            .clone()
+            .or_else(|| self.file.token_refresh_interval.clone())
+            .or_else(|| table.and_then(|t| t.refresh_interval.clone()));
+        let token_refresh_interval = self.duration(
+            "--token-refresh-interval",
+            refresh.as_ref(),
+            DEFAULT_REFRESH_INTERVAL,
+        );
+        if token_refresh_interval < Duration::from_secs(1) {
+            self.errors
+                .push("--token-refresh-interval: must be at least 1s".into());
+        }
         let routes = self.routes();
         Some(Config {
             routes,
             token: token?,
+            token_refresh_interval,
             username: self
                 .flags
                 .username
@@ -281,23 +318,63 @@ impl Merger<'_> {
             .clone()
             .or_else(|| self.file.token_json_key.clone())
             .or_else(|| table.and_then(|t| t.json_key.clone()));
-        match (file_path, env_var) {
-            (Some(path), None) => Some(TokenSource::File(FileSource { path, json_key })),
-            (None, Some(var)) if var.is_empty() => {
+        let secret_id = self
+            .flags
+            .token_secret_id
+            .clone()
+            .or_else(|| self.file.token_secret_id.clone())
+            .or_else(|| table.and_then(|t| t.secret_id.clone()));
+        let mut chosen: Vec<(&str, TokenSource)> = Vec::new();
+        if let Some(path) = file_path {
+            chosen.push((
+                "--token-file",
+                TokenSource::File(FileSource {
+                    path,
+                    json_key: json_key.clone(),
+                }),
+            ));
+        }
+        if let Some(var) = env_var {
+            if var.is_empty() {
                 self.errors.push("--token-env: empty variable name".into());
-                None
             }
-            (None, Some(var)) => Some(TokenSource::Env(EnvSource { var, json_key })),
-            (Some(_), Some(_)) => {
+            chosen.push((
+                "--token-env",
+                TokenSource::Env(EnvSource {
+                    var,
+                    json_key: json_key.clone(),
+                }),
+            ));
+        }
+        if let Some(id) = secret_id {
+            if id.is_empty() {
+                self.errors
+                    .push("--token-secret-id: empty secret id".into());
+            }
+            chosen.push((
+                "--token-secret-id",
+                TokenSource::SecretsManager(SecretsManagerSource::new(id, json_key)),
+            ));
+        }
+        match chosen.len() {
+            1 => chosen.pop().map(|(_, source)| source),
+            0 => {
                 self.errors.push(
-                    "--token-file and --token-env are both set; choose one token source".into(),
+                    "no token source: set --token-file, --token-env or --token-secret-id (or their REDIS_AUTH_PROXY_* variables, or [token] in --config)".into(),
                 );
                 None
             }
-            (None, None) => {
-                self.errors.push(
-                    "no token source: set --token-file or --token-env (or their REDIS_AUTH_PROXY_* variables, or [token] in --config)".into(),
-                );
+            _ => {
+                let names: Vec<&str> = chosen.iter().map(|(name, _)| *name).collect();
+                let verb = if names.len() == 2 {
+                    "are both set"
+                } else {
+                    "are all set"
+                };
+                self.errors.push(format!(
+                    "{} {verb}; choose one token source",
+                    names.join(" and ")
+                ));
                 None
             }
         }

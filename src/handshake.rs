@@ -85,8 +85,29 @@ pub fn tried_phrase(attempts: usize) -> &'static str {
     }
 }
 
-/// Authenticates `stream`, trying the token that last worked first.
+/// Authenticates `stream`, trying the token that last worked first. When the server rejects
+/// every stored token, the token source is reloaded at once and, if that brought new tokens,
+/// they are tried before giving up.
 pub async fn authenticate<S>(
+    stream: &mut S,
+    store: &TokenStore,
+    username: Option<&str>,
+    upstream: &str,
+    timeout: Duration,
+) -> Result<Authenticated, ConnError>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    match try_tokens(stream, store, username, upstream, timeout).await {
+        Err(ConnError::AuthRejected { .. }) if store.reload_and_wait(timeout).await => {
+            debug!(upstream, "Retrying AUTH with reloaded tokens");
+            try_tokens(stream, store, username, upstream, timeout).await
+        }
+        other => other,
+    }
+}
+
+async fn try_tokens<S>(
     stream: &mut S,
     store: &TokenStore,
     username: Option<&str>,

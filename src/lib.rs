@@ -26,7 +26,7 @@ pub mod upstream;
 
 use crate::config::Config;
 use crate::server::RouteRuntime;
-use crate::token::{TokenError, TokenStore};
+use crate::token::{Credentials, Refresher, TokenError, TokenStore};
 use crate::upstream::{Connector, TlsConfigError};
 use std::future::Future;
 use std::sync::Arc;
@@ -71,12 +71,29 @@ pub async fn bind(config: &Config) -> Result<Vec<TcpListener>, RunError> {
     Ok(listeners)
 }
 
-/// Loads the configured token source once into a new store.
-pub async fn load_tokens(config: &Config) -> Result<Arc<TokenStore>, RunError> {
+/// Loads the configured token source once into a new store; returns what it loaded, too.
+pub async fn load_tokens(config: &Config) -> Result<(Arc<TokenStore>, Credentials), RunError> {
     let store = Arc::new(TokenStore::new());
     let credentials = config.token.load().await?;
-    store.update(credentials);
-    Ok(store)
+    token::refresh::warn_on_elasticache_rules(&credentials);
+    store.update(credentials.clone());
+    Ok((store, credentials))
+}
+
+/// Keeps `store` current from the configured source until `stop` is cancelled.
+pub fn spawn_refresher(
+    config: &Config,
+    store: &Arc<TokenStore>,
+    initial: Credentials,
+    stop: &CancellationToken,
+) {
+    let refresher = Refresher::new(
+        Arc::clone(store),
+        config.token.clone(),
+        initial,
+        config.token_refresh_interval,
+    );
+    tokio::spawn(refresher.run(stop.clone()));
 }
 
 /// Builds each route's connector (its TLS config, built once) and shared state.
@@ -120,10 +137,12 @@ pub async fn run(
             routes: config.routes.len(),
         });
     }
-    let store = load_tokens(&config).await?;
+    let (store, initial) = load_tokens(&config).await?;
     let routes = routes(&config, &store)?;
     let stop = CancellationToken::new();
     let tracker = TaskTracker::new();
+    spawn_refresher(&config, &store, initial, &stop);
+    tokio::spawn(reload_on_sighup(Arc::clone(&store), stop.clone()));
     for (listener, route) in listeners.into_iter().zip(routes) {
         let addr = listener.local_addr().ok();
         info!(route = %route.name, listen = ?addr, upstream = %route.connector.addr, "Listening");
@@ -134,11 +153,28 @@ pub async fn run(
             tracker.clone(),
         ));
     }
-    info!(token.source = config.token.kind(), "Ready");
+    info!(token.source = config.token.kind(), token.from = %config.token.describe(), "Ready");
     shutdown.await;
     info!("Shutting down");
     stop.cancel();
     tracker.close();
     tracker.wait().await;
     Ok(())
+}
+
+/// SIGHUP reloads the token source at once, as daemons conventionally reload on it.
+async fn reload_on_sighup(store: Arc<TokenStore>, stop: CancellationToken) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let Ok(mut hangups) = signal(SignalKind::hangup()) else {
+        return;
+    };
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            Some(()) = hangups.recv() => {
+                info!("SIGHUP: reloading the token source");
+                store.request_reload();
+            }
+        }
+    }
 }

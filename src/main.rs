@@ -63,8 +63,11 @@ async fn run_proxy(config: Config) -> anyhow::Result<ExitCode> {
 }
 
 async fn run_check(config: &Config) -> anyhow::Result<ExitCode> {
-    let store = redis_auth_proxy::load_tokens(config).await?;
+    let (store, initial) = redis_auth_proxy::load_tokens(config).await?;
+    let stop = tokio_util::sync::CancellationToken::new();
+    redis_auth_proxy::spawn_refresher(config, &store, initial, &stop);
     let results = redis_auth_proxy::check::check(config, &store).await;
+    stop.cancel();
     for result in &results {
         println!("{}", result.line);
     }

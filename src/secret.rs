@@ -30,6 +30,22 @@ impl Token {
         format!("{:06x}", hash & 0x00ff_ffff)
     }
 
+    /// Why this token breaks ElastiCache's AUTH token rules (16–128 printable characters; the
+    /// only non-alphanumerics allowed are `! & # $ ^ < > -`), without quoting it.
+    pub fn elasticache_violation(&self) -> Option<String> {
+        let token = self.expose();
+        let length = token.chars().count();
+        if !(16..=128).contains(&length) {
+            return Some(format!("length {length} is outside 16-128"));
+        }
+        let odd = token
+            .chars()
+            .filter(|c| !c.is_ascii_alphanumeric() && !"!&#$^<>-".contains(*c))
+            .count();
+        (odd > 0)
+            .then(|| format!("{odd} character(s) other than letters, digits and ! & # $ ^ < > -"))
+    }
+
     /// Replaces every occurrence of this token in `text`, for server texts echoed to a client.
     pub fn redact_from(&self, text: &str) -> String {
         let secret = self.expose();
@@ -79,6 +95,23 @@ mod tests {
         assert_ne!(a.fingerprint(), b.fingerprint());
         assert_eq!(a.fingerprint(), a.clone().fingerprint());
         assert_eq!(a.fingerprint().len(), 6);
+    }
+
+    #[test]
+    fn elasticache_rules_are_checked_without_quoting_the_token() {
+        assert_eq!(
+            Token::new("Valid-Token-0123456789!&#$^<>".into()).elasticache_violation(),
+            None
+        );
+        let short = Token::new("short".into()).elasticache_violation().unwrap();
+        assert_eq!(short, "length 5 is outside 16-128");
+        let odd = Token::new("has/slash@and%percent".into())
+            .elasticache_violation()
+            .unwrap();
+        assert!(
+            odd.starts_with("3 character(s)") && !odd.contains("slash"),
+            "{odd}"
+        );
     }
 
     #[test]

@@ -87,7 +87,7 @@ fn debug_output_of_config_and_credentials_holds_no_token() {
         .enable_all()
         .build()
         .unwrap();
-    let store = runtime
+    let (store, _) = runtime
         .block_on(redis_auth_proxy::load_tokens(&config))
         .unwrap();
     let shown = format!("{config:?} {store:?} {:?}", store.credentials());

@@ -5,18 +5,24 @@
 //! an `ArcSwap` and remembers which of the two the server last accepted, so that during an
 //! ElastiCache ROTATE window new connections do not each pay for a rejected AUTH first.
 
+mod aws;
 mod env;
 mod file;
 mod parse;
+pub mod refresh;
 
+pub use aws::SecretsManagerSource;
 pub use env::EnvSource;
 pub use file::FileSource;
 pub use parse::parse_credentials;
+pub use refresh::Refresher;
 
 use crate::secret::Token;
 use arc_swap::ArcSwapOption;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+use std::time::Duration;
+use tokio::sync::{Notify, watch};
 
 /// What a source yields: the token to try first, the one before it, and an optional ACL user.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -66,6 +72,29 @@ pub enum TokenError {
     Json { source_name: String, reason: String },
     #[error("{source_name} has no string field {key:?}")]
     MissingKey { source_name: String, key: String },
+    #[error("{source_name}: {reason}")]
+    Aws { source_name: String, reason: String },
+    #[error("{source_name}: no answer within {after:?}")]
+    Timeout {
+        source_name: String,
+        after: Duration,
+    },
+}
+
+impl TokenError {
+    /// A bounded label for logs and metrics.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            TokenError::Read { .. } => "read",
+            TokenError::Unset { .. } => "unset",
+            TokenError::Empty { .. } => "empty",
+            TokenError::TooManyLines { .. }
+            | TokenError::Json { .. }
+            | TokenError::MissingKey { .. } => "format",
+            TokenError::Aws { .. } => "aws",
+            TokenError::Timeout { .. } => "timeout",
+        }
+    }
 }
 
 /// Where tokens come from. The config names one; the store never knows which.
@@ -73,6 +102,7 @@ pub enum TokenError {
 pub enum TokenSource {
     File(FileSource),
     Env(EnvSource),
+    SecretsManager(SecretsManagerSource),
 }
 
 impl TokenSource {
@@ -81,6 +111,7 @@ impl TokenSource {
         match self {
             TokenSource::File(source) => source.load().await,
             TokenSource::Env(source) => source.load(),
+            TokenSource::SecretsManager(source) => source.load().await,
         }
     }
 
@@ -89,6 +120,7 @@ impl TokenSource {
         match self {
             TokenSource::File(_) => "file",
             TokenSource::Env(_) => "env",
+            TokenSource::SecretsManager(_) => "secretsmanager",
         }
     }
 
@@ -97,21 +129,66 @@ impl TokenSource {
         match self {
             TokenSource::File(source) => source.describe(),
             TokenSource::Env(source) => source.describe(),
+            TokenSource::SecretsManager(source) => source.describe(),
         }
     }
 }
 
 /// The current credentials, swapped atomically when a source changes.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct TokenStore {
     credentials: ArcSwapOption<Credentials>,
     /// The slot the server accepted last: 0 = current, 1 = previous.
     preferred: AtomicU8,
+    /// Bumped whenever the current token changes.
+    version: AtomicU64,
+    /// Asks the refresher for an immediate reload.
+    reload_request: Notify,
+    /// Counts finished reload attempts, so a caller can wait for the next one.
+    reloads: watch::Sender<u64>,
+}
+
+impl Default for TokenStore {
+    fn default() -> Self {
+        TokenStore {
+            credentials: ArcSwapOption::empty(),
+            preferred: AtomicU8::new(0),
+            version: AtomicU64::new(0),
+            reload_request: Notify::new(),
+            reloads: watch::Sender::new(0),
+        }
+    }
 }
 
 impl TokenStore {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Increases whenever the current token changes.
+    pub fn version(&self) -> u64 {
+        self.version.load(Ordering::Acquire)
+    }
+
+    /// Asks the refresher to reload now (SIGHUP), without waiting.
+    pub fn request_reload(&self) {
+        self.reload_request.notify_one();
+    }
+
+    /// Asks for a reload and waits for it (at most `wait`); true if the tokens changed. The
+    /// refresher rate-limits these, so a burst of failing connections costs one reload.
+    pub async fn reload_and_wait(&self, wait: Duration) -> bool {
+        let before = self.version();
+        let mut reloads = self.reloads.subscribe();
+        reloads.borrow_and_update();
+        self.request_reload();
+        let _ = tokio::time::timeout(wait, reloads.changed()).await;
+        self.version() != before
+    }
+
+    /// Called by the refresher after every reload attempt.
+    fn reload_finished(&self) {
+        self.reloads.send_modify(|n| *n += 1);
     }
 
     /// The credentials to use for one new connection, or `None` before the first load.
@@ -134,10 +211,16 @@ impl TokenStore {
         {
             fresh.previous = old.previous.clone();
         }
+        let previous_changed = old
+            .as_ref()
+            .is_none_or(|old| old.previous != fresh.previous);
         if changed {
             self.preferred.store(0, Ordering::Relaxed);
         }
         self.credentials.store(Some(Arc::new(fresh)));
+        if changed || previous_changed {
+            self.version.fetch_add(1, Ordering::AcqRel);
+        }
         changed
     }
 
