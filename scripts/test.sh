@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
-# The test command: installs what the tests need, then checks formatting and lints, builds the
+# The test command: installs what the tests need (redis-server, redis-tools, moto), then checks formatting and lints, builds the
 # benchmarks without timing them, and runs every test against a real TLS redis-server.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-scripts/install-deps.sh
+scripts/install-deps.sh --with-moto
 command -v redis-server >/dev/null || { echo "redis-server is missing" >&2; exit 1; }
 
 cargo fmt --check

@@ -131,18 +131,32 @@ pub async fn run(
     config: Config,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), RunError> {
+    let (store, initial) = load_tokens(&config).await?;
+    run_with_tokens(listeners, config, store, initial, shutdown).await
+}
+
+/// `run` with a token store the caller loaded (and may watch); `initial` is what it holds.
+pub async fn run_with_tokens(
+    listeners: Vec<TcpListener>,
+    config: Config,
+    store: Arc<TokenStore>,
+    initial: Credentials,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), RunError> {
     if listeners.len() != config.routes.len() {
         return Err(RunError::ListenerCount {
             listeners: listeners.len(),
             routes: config.routes.len(),
         });
     }
-    let (store, initial) = load_tokens(&config).await?;
     let routes = routes(&config, &store)?;
     let stop = CancellationToken::new();
     let tracker = TaskTracker::new();
     spawn_refresher(&config, &store, initial, &stop);
-    tokio::spawn(reload_on_sighup(Arc::clone(&store), stop.clone()));
+    // Registered before the first accept, so a SIGHUP can never hit the default (fatal) action.
+    if let Ok(hangups) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+        tokio::spawn(reload_on_sighup(hangups, Arc::clone(&store), stop.clone()));
+    }
     for (listener, route) in listeners.into_iter().zip(routes) {
         let addr = listener.local_addr().ok();
         info!(route = %route.name, listen = ?addr, upstream = %route.connector.addr, "Listening");
@@ -163,11 +177,11 @@ pub async fn run(
 }
 
 /// SIGHUP reloads the token source at once, as daemons conventionally reload on it.
-async fn reload_on_sighup(store: Arc<TokenStore>, stop: CancellationToken) {
-    use tokio::signal::unix::{SignalKind, signal};
-    let Ok(mut hangups) = signal(SignalKind::hangup()) else {
-        return;
-    };
+async fn reload_on_sighup(
+    mut hangups: tokio::signal::unix::Signal,
+    store: Arc<TokenStore>,
+    stop: CancellationToken,
+) {
     loop {
         tokio::select! {
             () = stop.cancelled() => return,

@@ -156,7 +156,9 @@ impl Refresher {
         }
         self.pending = None;
         let changed = self.store.update(fresh.clone());
-        report_change(&fresh, changed, self.source.kind(), trigger);
+        if let Some(stored) = self.store.credentials() {
+            report_change(&stored, changed, self.source.kind(), trigger);
+        }
         self.applied = Some(fresh);
     }
 
@@ -182,7 +184,7 @@ impl Refresher {
     }
 }
 
-fn report_change(fresh: &Credentials, changed: bool, source: &'static str, trigger: Trigger) {
+fn report_change(stored: &Credentials, changed: bool, source: &'static str, trigger: Trigger) {
     let trigger = match trigger {
         Trigger::Schedule => "schedule",
         Trigger::Request => "request",
@@ -190,12 +192,12 @@ fn report_change(fresh: &Credentials, changed: bool, source: &'static str, trigg
     info!(
         token.source = source,
         trigger,
-        token.current = %fresh.current.fingerprint(),
-        token.previous = fresh.previous.as_ref().map(|p| p.fingerprint()).unwrap_or_default(),
+        token.current = %stored.current.fingerprint(),
+        token.previous = stored.previous.as_ref().map(|p| p.fingerprint()).unwrap_or_default(),
         current_changed = changed,
         "Token updated"
     );
-    warn_on_elasticache_rules(fresh);
+    warn_on_elasticache_rules(stored);
 }
 
 /// Warns, without refusing, about tokens ElastiCache would not accept.
