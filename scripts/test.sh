@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The test command: installs what the tests need (redis-server, redis-tools, moto), then checks formatting and lints, builds the
-# benchmarks without timing them, and runs every test against a real TLS redis-server.
+# The test command: installs what the tests need (redis-server, redis-tools, moto), checks
+# formatting and lints, builds the benchmarks without timing them, and runs every test against
+# a real TLS redis-server and a local Secrets Manager.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
