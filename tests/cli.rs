@@ -52,6 +52,8 @@ fn help_documents_every_flag_and_its_environment_twin() {
         "token-file",
         "token-env",
         "token-json-key",
+        "token-secret-id",
+        "token-refresh-interval",
         "connect-timeout",
         "auth-timeout",
         "config",
