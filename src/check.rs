@@ -47,7 +47,9 @@ pub async fn check(config: &Config, store: &TokenStore) -> Vec<RouteCheck> {
     results
 }
 
-async fn check_route(
+/// One real connection to `route`'s server: connect, TLS, AUTH, PING. Returns the token slot
+/// the server accepted.
+pub async fn check_route(
     route: &Route,
     config: &Config,
     store: &TokenStore,
@@ -66,6 +68,7 @@ async fn check_route(
         config.username.as_deref(),
         &upstream,
         config.auth_timeout,
+        None,
     )
     .await
     .map_err(|e| e.to_string())?;

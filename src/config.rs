@@ -23,6 +23,9 @@ const DEFAULT_LISTEN: &str = "127.0.0.1:6379";
 const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const DEFAULT_AUTH_TIMEOUT: Duration = Duration::from_secs(5);
 const DEFAULT_REFRESH_INTERVAL: Duration = Duration::from_secs(300);
+/// The admin port: Redis's plus 100, clear of the 9100-9999 range exporters crowd.
+pub const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:6479";
+const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
 
 /// redis-auth-proxy: plain RESP on localhost in, TLS and AUTH to Redis or Valkey out.
 ///
@@ -54,6 +57,9 @@ pub enum CliCommand {
     /// Validate the config, load the token, then connect, handshake, AUTH and PING every
     /// route's upstream once. Prints one line per route; exits 1 if any fails.
     Check(Flags),
+    /// Ask the local admin endpoint (--admin-listen) whether the proxy is ready: exit 0 if it
+    /// is, 1 if not. For container health checks in images without curl.
+    Health(Flags),
 }
 
 /// The flags shared by `run` and `check`.
@@ -122,6 +128,24 @@ pub struct Flags {
     /// Time allowed for the upstream to answer AUTH [default: 5s].
     #[arg(long, env = "REDIS_AUTH_PROXY_AUTH_TIMEOUT", value_name = "DURATION")]
     pub auth_timeout: Option<String>,
+    /// Address of the admin HTTP endpoints (/metrics, /livez, /readyz, /startupz,
+    /// /quitquitquit), IP:PORT, or `off` [default: 127.0.0.1:6479]. Kubernetes probes need a
+    /// pod-reachable address such as 0.0.0.0:6479.
+    #[arg(long, env = "REDIS_AUTH_PROXY_ADMIN_LISTEN", value_name = "ADDR")]
+    pub admin_listen: Option<String>,
+    /// /readyz also requires a successful upstream AUTH on every route within the last 30s,
+    /// making one itself when none is that recent.
+    #[arg(long, env = "REDIS_AUTH_PROXY_READY_REQUIRES_UPSTREAM", value_name = "BOOL", num_args = 0..=1,
+          default_missing_value = "true", value_parser = clap::builder::BoolishValueParser::new())]
+    pub ready_requires_upstream: Option<bool>,
+    /// After SIGTERM, SIGINT or /quitquitquit, keep accepting new connections this long while
+    /// /readyz reports draining [default: 0s].
+    #[arg(long, env = "REDIS_AUTH_PROXY_SHUTDOWN_DELAY", value_name = "DURATION")]
+    pub shutdown_delay: Option<String>,
+    /// Then stop accepting and give open connections this long to finish before closing them
+    /// [default: 20s].
+    #[arg(long, env = "REDIS_AUTH_PROXY_SHUTDOWN_GRACE", value_name = "DURATION")]
+    pub shutdown_grace: Option<String>,
     /// TOML config file; its keys are the flag names. It may declare several [[route]]s.
     #[arg(long, env = "REDIS_AUTH_PROXY_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
@@ -129,6 +153,9 @@ pub struct Flags {
     /// used when neither this nor its variable is set [default: info].
     #[arg(long, env = "REDIS_AUTH_PROXY_LOG_LEVEL", value_name = "LEVEL")]
     pub log_level: Option<String>,
+    /// Log format: `text` or `json` (one JSON object per line) [default: text].
+    #[arg(long, env = "REDIS_AUTH_PROXY_LOG_FORMAT", value_name = "FORMAT")]
+    pub log_format: Option<String>,
 }
 
 /// The config file. Keys are the flag names; `[token]` and `[[route]]` are tables.
@@ -150,7 +177,12 @@ struct FileConfig {
     token_refresh_interval: Option<String>,
     connect_timeout: Option<String>,
     auth_timeout: Option<String>,
+    admin_listen: Option<String>,
+    ready_requires_upstream: Option<bool>,
+    shutdown_delay: Option<String>,
+    shutdown_grace: Option<String>,
     log_level: Option<String>,
+    log_format: Option<String>,
     token: Option<FileToken>,
     #[serde(default)]
     route: Vec<FileRoute>,
@@ -199,7 +231,20 @@ pub struct Config {
     pub username: Option<String>,
     pub connect_timeout: Duration,
     pub auth_timeout: Duration,
+    /// `None` for `--admin-listen off`.
+    pub admin_listen: Option<SocketAddr>,
+    pub ready_requires_upstream: bool,
+    pub shutdown_delay: Duration,
+    pub shutdown_grace: Duration,
     pub log_level: Option<String>,
+    pub log_format: LogFormat,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
 }
 
 /// Everything wrong with a configuration, one line per problem.
@@ -279,6 +324,24 @@ impl Merger<'_> {
                 .push("--token-refresh-interval: must be at least 1s".into());
         }
         let routes = self.routes();
+        let admin_listen = self.admin_listen();
+        let shutdown_delay = self.duration(
+            "--shutdown-delay",
+            self.flags
+                .shutdown_delay
+                .as_ref()
+                .or(self.file.shutdown_delay.as_ref()),
+            Duration::ZERO,
+        );
+        let shutdown_grace = self.duration(
+            "--shutdown-grace",
+            self.flags
+                .shutdown_grace
+                .as_ref()
+                .or(self.file.shutdown_grace.as_ref()),
+            DEFAULT_SHUTDOWN_GRACE,
+        );
+        let log_format = self.log_format();
         Some(Config {
             routes,
             token: token?,
@@ -290,12 +353,55 @@ impl Merger<'_> {
                 .or_else(|| self.file.username.clone()),
             connect_timeout,
             auth_timeout,
+            admin_listen,
+            ready_requires_upstream: self
+                .flags
+                .ready_requires_upstream
+                .or(self.file.ready_requires_upstream)
+                .unwrap_or(false),
+            shutdown_delay,
+            shutdown_grace,
             log_level: self
                 .flags
                 .log_level
                 .clone()
                 .or_else(|| self.file.log_level.clone()),
+            log_format,
         })
+    }
+
+    fn admin_listen(&mut self) -> Option<SocketAddr> {
+        let value = self
+            .flags
+            .admin_listen
+            .clone()
+            .or_else(|| self.file.admin_listen.clone())
+            .unwrap_or_else(|| DEFAULT_ADMIN_LISTEN.into());
+        match parse_admin_listen(&value) {
+            Ok(addr) => addr,
+            Err(e) => {
+                self.errors.push(format!("--admin-listen: {e}"));
+                None
+            }
+        }
+    }
+
+    fn log_format(&mut self) -> LogFormat {
+        match self
+            .flags
+            .log_format
+            .as_deref()
+            .or(self.file.log_format.as_deref())
+        {
+            None | Some("text") => LogFormat::Text,
+            Some("json") => LogFormat::Json,
+            Some(other) => {
+                self.errors.push(format!(
+                    "--log-format: expected text or json, got {other:?}"
+                ));
+                LogFormat::Text
+            }
+        }
     }
 
     fn token_source(&mut self) -> Option<TokenSource> {
@@ -521,6 +627,31 @@ impl Merger<'_> {
             }
         }
     }
+}
+
+/// `IP:PORT`, or `off` for no admin listener.
+pub fn parse_admin_listen(text: &str) -> Result<Option<SocketAddr>, String> {
+    if text.eq_ignore_ascii_case("off") {
+        return Ok(None);
+    }
+    text.parse()
+        .map(Some)
+        .map_err(|_| format!("expected IP:PORT or off, got {text:?}"))
+}
+
+/// The admin address for `health`: flags and environment, then the config file, then the
+/// default; the rest of the configuration is not needed.
+pub fn admin_address(flags: &Flags) -> Result<Option<SocketAddr>, ConfigError> {
+    let file = match &flags.config {
+        Some(path) => read_file(path).map_err(|e| ConfigError(vec![e]))?,
+        None => FileConfig::default(),
+    };
+    let value = flags
+        .admin_listen
+        .clone()
+        .or(file.admin_listen)
+        .unwrap_or_else(|| DEFAULT_ADMIN_LISTEN.into());
+    parse_admin_listen(&value).map_err(|e| ConfigError(vec![format!("--admin-listen: {e}")]))
 }
 
 /// `HOST:PORT`, `HOST` (port 6379) or `[IPv6]:PORT`.

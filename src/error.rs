@@ -93,6 +93,34 @@ impl ConnError {
         }
     }
 
+    /// The stage at which reaching the server failed, for metrics; `None` after it was reached.
+    pub fn stage(&self) -> Option<&'static str> {
+        Some(match self {
+            ConnError::NoToken => "no_token",
+            ConnError::Resolve { .. } => "dns",
+            ConnError::Connect { .. } => "tcp",
+            ConnError::Tls { .. } => "tls",
+            ConnError::Timeout { .. } => "timeout",
+            ConnError::AuthRejected { .. }
+            | ConnError::AuthFailed { .. }
+            | ConnError::AuthClosed { .. } => "auth",
+            _ => return None,
+        })
+    }
+
+    /// Why authentication failed, for `redis_auth_proxy_auth_failures_total`.
+    pub fn auth_failure_reason(&self) -> Option<&'static str> {
+        Some(match self {
+            ConnError::AuthRejected { .. } => "rejected",
+            ConnError::AuthFailed { .. } => "error",
+            ConnError::AuthClosed { .. } => "closed",
+            ConnError::Timeout {
+                stage: Stage::Auth, ..
+            } => "timeout",
+            _ => return None,
+        })
+    }
+
     /// The one mapping from a failure to its reply, metric label and log level.
     pub fn outcome(&self) -> Outcome {
         let (label, level) = match self {

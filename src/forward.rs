@@ -16,6 +16,7 @@
 
 use crate::error::ConnError;
 use crate::handshake::{AuthReply, auth_command, tried_phrase};
+use crate::metrics::RouteMetrics;
 use crate::resp::error_reply;
 use crate::resp::reply::{FrameKind, ReplyScanner, Scan};
 use crate::resp::request::{Command, RequestScanner, Step};
@@ -40,6 +41,7 @@ pub struct Context {
     pub username: Option<String>,
     pub upstream: String,
     pub auth_timeout: Duration,
+    pub metrics: RouteMetrics,
 }
 
 /// Something the reply direction must do at a given reply count.
@@ -84,7 +86,7 @@ where
     let (client_r, client_w) = tokio::io::split(client);
     let (upstream_r, upstream_w) = tokio::io::split(upstream);
     let requests = Requests::new(&shared, ctx).run(client_r, upstream_w);
-    let replies = Replies::new(&shared).run(upstream_r, client_w);
+    let replies = Replies::new(&shared, &ctx.metrics).run(upstream_r, client_w);
     tokio::pin!(requests, replies);
     tokio::select! {
         result = &mut replies => result,
@@ -142,6 +144,7 @@ impl<'a> Requests<'a> {
                 let _ = upstream.shutdown().await;
                 return Ok(None);
             }
+            self.ctx.metrics.bytes_upstream.increment(n as u64);
             if let Err(error) = self.forward(&mut buf, &mut upstream).await? {
                 return Ok(Some(error));
             }
@@ -173,6 +176,7 @@ impl<'a> Requests<'a> {
                 Step::Start { len, command } if command.passes_through() => {
                     pos += len;
                     let reset = (command == Command::Reset).then(|| {
+                        self.ctx.metrics.intercepted("reset");
                         let (seen, rx) = oneshot::channel();
                         self.shared.push(Action::AwaitReset {
                             at: self.sent,
@@ -231,10 +235,12 @@ impl<'a> Requests<'a> {
     ) -> Result<(), ConnError> {
         match command {
             Command::Auth if self.counting && !self.in_multi => {
+                self.ctx.metrics.intercepted("auth");
                 debug!("Answered client AUTH");
                 self.shared.push(Action::ReplyOk { at: self.sent });
             }
             Command::Auth => {
+                self.ctx.metrics.intercepted("auth");
                 // Replies cannot be placed by count here; the proxy's own AUTH takes the
                 // client's place and the server answers it as it would have answered the client.
                 debug!("Replaced client AUTH with the proxy's");
@@ -245,6 +251,7 @@ impl<'a> Requests<'a> {
                 self.sent += 1;
             }
             Command::HelloWithoutAuth(rewritten) => {
+                self.ctx.metrics.intercepted("hello");
                 debug!("Removed AUTH from client HELLO");
                 send(upstream, &rewritten).await?;
                 self.sent += 1;
@@ -368,6 +375,7 @@ enum Frame {
 /// The server-to-client direction.
 struct Replies<'a> {
     shared: &'a Shared,
+    metrics: &'a RouteMetrics,
     scanner: ReplyScanner,
     actions: VecDeque<Action>,
     /// Replies passed on (or swallowed) so far, while counting.
@@ -378,9 +386,10 @@ struct Replies<'a> {
 }
 
 impl<'a> Replies<'a> {
-    fn new(shared: &'a Shared) -> Self {
+    fn new(shared: &'a Shared, metrics: &'a RouteMetrics) -> Self {
         Replies {
             shared,
+            metrics,
             scanner: ReplyScanner::new(),
             actions: VecDeque::new(),
             answered: 0,
@@ -404,10 +413,12 @@ impl<'a> Replies<'a> {
             buf.reserve(READ_SIZE);
             tokio::select! {
                 read = upstream.read_buf(&mut buf) => {
-                    if read.map_err(ConnError::UpstreamIo)? == 0 {
+                    let n = read.map_err(ConnError::UpstreamIo)?;
+                    if n == 0 {
                         let _ = client.shutdown().await;
                         return Ok(());
                     }
+                    self.metrics.bytes_downstream.increment(n as u64);
                 }
                 () = self.shared.wake.notified() => continue,
             }

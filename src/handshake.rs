@@ -5,6 +5,7 @@
 //! other stored token is tried, and the store remembers which one the server took.
 
 use crate::error::{ConnError, Stage};
+use crate::metrics::RouteMetrics;
 use crate::resp::encode_request;
 use crate::resp::reply::{ReplyScanner, Scan};
 use crate::token::{Credentials, Slot, TokenStore};
@@ -94,14 +95,15 @@ pub async fn authenticate<S>(
     username: Option<&str>,
     upstream: &str,
     timeout: Duration,
+    metrics: Option<&RouteMetrics>,
 ) -> Result<Authenticated, ConnError>
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
 {
-    match try_tokens(stream, store, username, upstream, timeout).await {
+    match try_tokens(stream, store, username, upstream, timeout, metrics).await {
         Err(ConnError::AuthRejected { .. }) if store.reload_and_wait(timeout).await => {
             debug!(upstream, "Retrying AUTH with reloaded tokens");
-            try_tokens(stream, store, username, upstream, timeout).await
+            try_tokens(stream, store, username, upstream, timeout, metrics).await
         }
         other => other,
     }
@@ -113,31 +115,49 @@ async fn try_tokens<S>(
     username: Option<&str>,
     upstream: &str,
     timeout: Duration,
+    metrics: Option<&RouteMetrics>,
 ) -> Result<Authenticated, ConnError>
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
 {
+    let record = |slot: Slot, result: &'static str| {
+        if let Some(metrics) = metrics {
+            metrics.auth_attempt(slot.as_str(), result);
+        }
+    };
     let credentials = store.credentials().ok_or(ConnError::NoToken)?;
     let order = store.attempt_order(&credentials);
     let mut buf = BytesMut::with_capacity(256);
     for (attempt, slot) in order.iter().copied().enumerate() {
         let command = auth_command(&credentials, username, slot);
-        let frame = tokio::time::timeout(timeout, exchange(stream, &command, &mut buf, upstream))
-            .await
-            .map_err(|_| ConnError::Timeout {
-                stage: Stage::Auth,
-                after: timeout,
-                upstream: upstream.to_owned(),
-            })??;
+        let exchanged =
+            tokio::time::timeout(timeout, exchange(stream, &command, &mut buf, upstream)).await;
+        let frame = match exchanged {
+            Ok(Ok(frame)) => frame,
+            Ok(Err(error)) => {
+                record(slot, "error");
+                return Err(error);
+            }
+            Err(_) => {
+                record(slot, "error");
+                return Err(ConnError::Timeout {
+                    stage: Stage::Auth,
+                    after: timeout,
+                    upstream: upstream.to_owned(),
+                });
+            }
+        };
         match AuthReply::parse(&frame, &credentials) {
-            AuthReply::Accepted => {}
+            AuthReply::Accepted => record(slot, "accepted"),
             AuthReply::NoPasswordSet => {
+                record(slot, "no_password");
                 warn!(
                     upstream,
                     "Upstream has no password set; connecting without one"
                 );
             }
             AuthReply::Rejected => {
+                record(slot, "rejected");
                 debug!(
                     upstream,
                     token.slot = slot.as_str(),
@@ -152,14 +172,18 @@ where
                 });
             }
             AuthReply::Failed(reply) => {
+                record(slot, "error");
                 return Err(ConnError::AuthFailed {
                     upstream: upstream.to_owned(),
                     reply,
                 });
             }
         }
-        if slot == Slot::Previous {
+        if slot == Slot::Previous && attempt > 0 {
             debug!(upstream, "Fell back to the previous token");
+            if let Some(metrics) = metrics {
+                metrics.fallback();
+            }
         }
         store.record_success(slot);
         return Ok(Authenticated {

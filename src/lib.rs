@@ -8,22 +8,31 @@
 //!   find request and reply boundaries, and answers or rewrites AUTH, HELLO AUTH and RESET.
 //!
 //! `config` turns flags, environment and file into a `Config`; `secret` holds the one type
-//! that may carry a token; `error` maps every failure to a reply and a log level; `check` is
-//! the `check` subcommand.
+//! that may carry a token; `error` maps every failure to a reply and a log level; `metrics`
+//! names every metric; `admin` serves probes, metrics and `/quitquitquit`; `check` is the
+//! `check` subcommand.
+//!
+//! Lifecycle (`run`): the admin endpoints answer first (`/readyz` 503 while the token loads);
+//! then the routes serve; on the shutdown signal readiness turns false, new connections are
+//! still accepted for `--shutdown-delay`, then refused, and open connections get
+//! `--shutdown-grace` to finish before they are closed.
 
 #![forbid(unsafe_code)]
 
+pub mod admin;
 pub mod check;
 pub mod config;
 pub mod error;
 pub mod forward;
 pub mod handshake;
+pub mod metrics;
 pub mod resp;
 pub mod secret;
 pub mod server;
 pub mod token;
 pub mod upstream;
 
+use crate::admin::Health;
 use crate::config::Config;
 use crate::server::RouteRuntime;
 use crate::token::{Credentials, Refresher, TokenError, TokenStore};
@@ -33,7 +42,7 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::info;
+use tracing::{info, warn};
 
 /// Why the proxy could not start.
 #[derive(Debug, thiserror::Error)]
@@ -55,9 +64,16 @@ pub enum RunError {
     ListenerCount { listeners: usize, routes: usize },
 }
 
-/// Binds every route's listener, in route order.
-pub async fn bind(config: &Config) -> Result<Vec<TcpListener>, RunError> {
-    let mut listeners = Vec::with_capacity(config.routes.len());
+/// The sockets the proxy serves, bound before `run` so that tests and `main` choose them.
+pub struct Listeners {
+    /// One per route, in `config.routes` order.
+    pub routes: Vec<TcpListener>,
+    pub admin: Option<TcpListener>,
+}
+
+/// Binds every route's listener, in route order, and the admin listener.
+pub async fn bind(config: &Config) -> Result<Listeners, RunError> {
+    let mut routes = Vec::with_capacity(config.routes.len());
     for route in &config.routes {
         let listener = TcpListener::bind(route.listen)
             .await
@@ -66,15 +82,30 @@ pub async fn bind(config: &Config) -> Result<Vec<TcpListener>, RunError> {
                 addr: route.listen,
                 error,
             })?;
-        listeners.push(listener);
+        routes.push(listener);
     }
-    Ok(listeners)
+    let admin = match config.admin_listen {
+        Some(addr) => Some(
+            TcpListener::bind(addr)
+                .await
+                .map_err(|error| RunError::Bind {
+                    route: "admin".into(),
+                    addr,
+                    error,
+                })?,
+        ),
+        None => None,
+    };
+    Ok(Listeners { routes, admin })
 }
 
 /// Loads the configured token source once into a new store; returns what it loaded, too.
 pub async fn load_tokens(config: &Config) -> Result<(Arc<TokenStore>, Credentials), RunError> {
     let store = Arc::new(TokenStore::new());
-    let credentials = config.token.load().await?;
+    let credentials = config.token.load().await.inspect_err(|_| {
+        metrics::token_reload(config.token.kind(), "failed");
+    })?;
+    metrics::token_reload(config.token.kind(), "changed");
     token::refresh::warn_on_elasticache_rules(&credentials);
     store.update(credentials.clone());
     Ok((store, credentials))
@@ -100,11 +131,13 @@ pub fn spawn_refresher(
 pub fn routes(
     config: &Config,
     store: &Arc<TokenStore>,
+    health: &Arc<Health>,
 ) -> Result<Vec<Arc<RouteRuntime>>, RunError> {
     config
         .routes
         .iter()
-        .map(|route| {
+        .enumerate()
+        .map(|(index, route)| {
             let connector = Connector::new(
                 route.upstream.clone(),
                 route.tls.as_ref(),
@@ -115,65 +148,180 @@ pub fn routes(
                 error,
             })?;
             Ok(Arc::new(RouteRuntime::new(
+                index,
                 route.name.clone(),
                 connector,
                 Arc::clone(store),
-                config.username.clone(),
-                config.auth_timeout,
+                config,
+                Arc::clone(health),
             )))
         })
         .collect()
 }
 
-/// Serves `listeners` (one per route, in `config.routes` order) until `shutdown` completes.
+/// Serves `listeners` until `shutdown` completes (or `/quitquitquit` is posted), then drains.
 pub async fn run(
-    listeners: Vec<TcpListener>,
+    listeners: Listeners,
     config: Config,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), RunError> {
-    let (store, initial) = load_tokens(&config).await?;
-    run_with_tokens(listeners, config, store, initial, shutdown).await
+    let life = Lifecycle::start(listeners.admin, &config);
+    life.health.starting(&format!(
+        "loading the token from {}",
+        config.token.describe()
+    ));
+    let loaded = load_tokens(&config).await;
+    let (store, initial) = match loaded {
+        Ok(loaded) => loaded,
+        Err(error) => {
+            life.stop.cancel();
+            return Err(error);
+        }
+    };
+    life.serve(listeners.routes, config, store, initial, shutdown)
+        .await
 }
 
 /// `run` with a token store the caller loaded (and may watch); `initial` is what it holds.
 pub async fn run_with_tokens(
-    listeners: Vec<TcpListener>,
+    listeners: Listeners,
     config: Config,
     store: Arc<TokenStore>,
     initial: Credentials,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), RunError> {
-    if listeners.len() != config.routes.len() {
-        return Err(RunError::ListenerCount {
-            listeners: listeners.len(),
-            routes: config.routes.len(),
-        });
+    let life = Lifecycle::start(listeners.admin, &config);
+    life.serve(listeners.routes, config, store, initial, shutdown)
+        .await
+}
+
+/// What outlives the routes: probes, the quit request, the background tasks' stop signal.
+struct Lifecycle {
+    health: Arc<Health>,
+    /// Cancelled by `POST /quitquitquit`.
+    quit: CancellationToken,
+    /// Stops the admin listener, the refresher and the SIGHUP handler at the very end.
+    stop: CancellationToken,
+}
+
+impl Lifecycle {
+    fn start(admin: Option<TcpListener>, config: &Config) -> Self {
+        let life = Lifecycle {
+            health: Health::new(config.routes.len()),
+            quit: CancellationToken::new(),
+            stop: CancellationToken::new(),
+        };
+        metrics::install();
+        if let Some(admin) = admin {
+            tokio::spawn(admin::serve(
+                admin,
+                Arc::clone(&life.health),
+                life.quit.clone(),
+                life.stop.clone(),
+            ));
+        }
+        life
     }
-    let routes = routes(&config, &store)?;
-    let stop = CancellationToken::new();
-    let tracker = TaskTracker::new();
-    spawn_refresher(&config, &store, initial, &stop);
-    // Registered before the first accept, so a SIGHUP can never hit the default (fatal) action.
-    if let Ok(hangups) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
-        tokio::spawn(reload_on_sighup(hangups, Arc::clone(&store), stop.clone()));
+
+    async fn serve(
+        self,
+        listeners: Vec<TcpListener>,
+        config: Config,
+        store: Arc<TokenStore>,
+        initial: Credentials,
+        shutdown: impl Future<Output = ()>,
+    ) -> Result<(), RunError> {
+        let result = self
+            .serve_until(listeners, config, store, initial, shutdown)
+            .await;
+        self.stop.cancel();
+        result
     }
-    for (listener, route) in listeners.into_iter().zip(routes) {
-        let addr = listener.local_addr().ok();
-        info!(route = %route.name, listen = ?addr, upstream = %route.connector.addr, "Listening");
-        tokio::spawn(server::serve(
-            listener,
-            route,
-            stop.clone(),
-            tracker.clone(),
-        ));
+
+    async fn serve_until(
+        &self,
+        listeners: Vec<TcpListener>,
+        config: Config,
+        store: Arc<TokenStore>,
+        initial: Credentials,
+        shutdown: impl Future<Output = ()>,
+    ) -> Result<(), RunError> {
+        if listeners.len() != config.routes.len() {
+            return Err(RunError::ListenerCount {
+                listeners: listeners.len(),
+                routes: config.routes.len(),
+            });
+        }
+        let routes = routes(&config, &store, &self.health)?;
+        spawn_refresher(&config, &store, initial, &self.stop);
+        // Registered before the first accept, so a SIGHUP can never hit the default (fatal) action.
+        if let Ok(hangups) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        {
+            tokio::spawn(reload_on_sighup(
+                hangups,
+                Arc::clone(&store),
+                self.stop.clone(),
+            ));
+        }
+        let accepting = CancellationToken::new();
+        let connections = Connections {
+            close: CancellationToken::new(),
+            tracker: TaskTracker::new(),
+        };
+        for (listener, route) in listeners.into_iter().zip(routes) {
+            let addr = listener.local_addr().ok();
+            info!(route = %route.name, listen = ?addr, upstream = %route.connector.addr, "Listening");
+            let (close, tracker) = (connections.close.clone(), connections.tracker.clone());
+            tokio::spawn(server::serve(
+                listener,
+                route,
+                accepting.clone(),
+                close,
+                tracker,
+            ));
+        }
+        let upstream_check = config
+            .ready_requires_upstream
+            .then(|| (config.clone(), Arc::clone(&store)));
+        self.health.ready(upstream_check);
+        info!(token.source = config.token.kind(), token.from = %config.token.describe(), "Ready");
+        tokio::select! {
+            () = shutdown => info!("Shutdown signal received"),
+            () = self.quit.cancelled() => {}
+        }
+        self.health.draining();
+        connections.drain(&config, &accepting).await;
+        Ok(())
     }
-    info!(token.source = config.token.kind(), token.from = %config.token.describe(), "Ready");
-    shutdown.await;
-    info!("Shutting down");
-    stop.cancel();
-    tracker.close();
-    tracker.wait().await;
-    Ok(())
+}
+
+/// The open client connections, for draining.
+struct Connections {
+    close: CancellationToken,
+    tracker: TaskTracker,
+}
+
+impl Connections {
+    /// Keeps accepting for the delay, stops accepting, waits up to the grace period, then
+    /// closes whatever is still open.
+    async fn drain(self, config: &Config, accepting: &CancellationToken) {
+        info!(delay = ?config.shutdown_delay, grace = ?config.shutdown_grace, open = self.tracker.len(), "Draining");
+        tokio::time::sleep(config.shutdown_delay).await;
+        accepting.cancel();
+        self.tracker.close();
+        if tokio::time::timeout(config.shutdown_grace, self.tracker.wait())
+            .await
+            .is_err()
+        {
+            warn!(
+                open = self.tracker.len(),
+                "Connections still open after the shutdown grace period; closing them"
+            );
+            self.close.cancel();
+            self.tracker.wait().await;
+        }
+        info!("Stopped");
+    }
 }
 
 /// SIGHUP reloads the token source at once, as daemons conventionally reload on it.

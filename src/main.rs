@@ -1,9 +1,11 @@
-//! The `redis-auth-proxy` binary: parse the command line, set up logging, run or check.
+//! The `redis-auth-proxy` binary: parse the command line, set up logging, then run, check or
+//! probe. Exit codes are listed in `config::EXIT_CODES_HELP` and the README.
 
 use anyhow::Context;
 use clap::Parser;
-use redis_auth_proxy::config::{Cli, CliCommand, Config, Flags};
+use redis_auth_proxy::config::{self, Cli, CliCommand, Config, Flags, LogFormat};
 use std::process::ExitCode;
+use std::time::Duration;
 use tracing_subscriber::EnvFilter;
 
 /// Exit code for an invalid configuration (BSD `EX_CONFIG`).
@@ -11,27 +13,26 @@ const EXIT_CONFIG: u8 = 78;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let (check, flags) = match cli.command {
-        Some(CliCommand::Check(flags)) => (true, flags),
-        Some(CliCommand::Run(flags)) => (false, flags),
-        None => (false, cli.flags),
-    };
-    let config = match Config::from_flags(&flags) {
+    let command = cli.command.unwrap_or(CliCommand::Run(cli.flags));
+    if let CliCommand::Health(flags) = &command {
+        return health(flags);
+    }
+    let (CliCommand::Run(flags) | CliCommand::Check(flags) | CliCommand::Health(flags)) = &command;
+    let config = match Config::from_flags(flags) {
         Ok(config) => config,
         Err(error) => {
             eprintln!("redis-auth-proxy: {error}");
             return ExitCode::from(EXIT_CONFIG);
         }
     };
-    init_logging(&flags, &config);
+    init_logging(&config);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .expect("tokio runtime");
-    let result = if check {
-        runtime.block_on(run_check(&config))
-    } else {
-        runtime.block_on(run_proxy(config))
+    let result = match command {
+        CliCommand::Check(_) => runtime.block_on(run_check(&config)),
+        _ => runtime.block_on(run_proxy(config)),
     };
     match result {
         Ok(code) => code,
@@ -43,18 +44,26 @@ fn main() -> ExitCode {
     }
 }
 
-fn init_logging(flags: &Flags, config: &Config) {
-    let filter = match flags.log_level.as_ref().or(config.log_level.as_ref()) {
+fn init_logging(config: &Config) {
+    let filter = match config.log_level.as_ref() {
         Some(level) => EnvFilter::try_new(level).unwrap_or_else(|_| EnvFilter::new("info")),
         None => EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
     };
-    // Colour only on a terminal: log collectors store escape codes verbatim.
-    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_ansi(ansi)
-        .with_writer(std::io::stderr)
-        .init();
+        .with_writer(std::io::stderr);
+    match config.log_format {
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .with_span_list(false)
+            .init(),
+        // Colour only on a terminal: log collectors store escape codes verbatim.
+        LogFormat::Text => builder
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init(),
+    }
 }
 
 async fn run_proxy(config: Config) -> anyhow::Result<ExitCode> {
@@ -79,6 +88,40 @@ async fn run_check(config: &Config) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// `health`: exit 0 if the local admin endpoint says ready, 1 otherwise.
+fn health(flags: &Flags) -> ExitCode {
+    let addr = match config::admin_address(flags) {
+        Ok(Some(addr)) => addr,
+        Ok(None) => {
+            eprintln!("redis-auth-proxy health: the admin listener is off (--admin-listen off)");
+            return ExitCode::FAILURE;
+        }
+        Err(error) => {
+            eprintln!("redis-auth-proxy health: {error}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    // A wildcard listen address is reached through loopback.
+    let addr = match addr.ip().is_unspecified() {
+        true => std::net::SocketAddr::new(std::net::Ipv4Addr::LOCALHOST.into(), addr.port()),
+        false => addr,
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    match runtime.block_on(redis_auth_proxy::admin::probe(addr, Duration::from_secs(3))) {
+        Ok(body) => {
+            println!("{body}");
+            ExitCode::SUCCESS
+        }
+        Err(reason) => {
+            println!("{reason}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 /// SIGTERM is how Kubernetes, ECS and systemd stop a container; SIGINT is Ctrl-C. As PID 1 in

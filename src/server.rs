@@ -4,76 +4,92 @@
 //! If reaching or authenticating to the server fails, the client gets one `-ERR` naming the
 //! cause and the connection closes; other connections are not affected.
 
+use crate::admin::Health;
+use crate::config::Config;
 use crate::error::ConnError;
 use crate::forward;
 use crate::handshake;
+use crate::metrics::RouteMetrics;
 use crate::token::TokenStore;
-use crate::upstream::Connector;
-use std::net::SocketAddr;
+use crate::upstream::{Connector, UpstreamStream};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::{Instrument, debug, error, event, info_span, warn};
+use tracing::{Instrument, Level, debug, error, info_span, warn};
 
 /// How long a client that is being refused may keep sending before the socket is closed.
 const REFUSAL_LINGER: Duration = Duration::from_secs(1);
 
 /// Everything one route's connections share.
 pub struct RouteRuntime {
+    /// Position in `config.routes`.
+    pub index: usize,
     pub name: String,
     pub connector: Connector,
     pub forward: forward::Context,
+    health: Arc<Health>,
 }
 
 impl RouteRuntime {
     pub fn new(
+        index: usize,
         name: String,
         connector: Connector,
         store: Arc<TokenStore>,
-        username: Option<String>,
-        auth_timeout: Duration,
+        config: &Config,
+        health: Arc<Health>,
     ) -> Self {
         let upstream = connector.addr.to_string();
+        let metrics = RouteMetrics::new(&name);
         RouteRuntime {
+            index,
             name,
             connector,
             forward: forward::Context {
                 store,
-                username,
+                username: config.username.clone(),
                 upstream,
-                auth_timeout,
+                auth_timeout: config.auth_timeout,
+                metrics,
             },
+            health,
         }
+    }
+
+    fn metrics(&self) -> &RouteMetrics {
+        &self.forward.metrics
     }
 }
 
-/// Accepts clients until `stop` is cancelled, one task per connection on `tracker`.
+/// Accepts clients until `accepting` is cancelled; each connection runs on `tracker` until it
+/// ends or `close` is cancelled.
 pub async fn serve(
     listener: TcpListener,
     route: Arc<RouteRuntime>,
-    stop: CancellationToken,
+    accepting: CancellationToken,
+    close: CancellationToken,
     tracker: TaskTracker,
 ) {
     let mut backoff = Duration::from_millis(5);
     loop {
         let accepted = tokio::select! {
-            () = stop.cancelled() => return,
+            () = accepting.cancelled() => return,
             accepted = listener.accept() => accepted,
         };
         match accepted {
             Ok((client, peer)) => {
                 backoff = Duration::from_millis(5);
                 let route = Arc::clone(&route);
-                let stop = stop.clone();
+                let close = close.clone();
                 let span = info_span!("conn", route = %route.name, client.addr = %peer);
                 tracker.spawn(
                     async move {
                         tokio::select! {
-                            () = stop.cancelled() => debug!("Closed by shutdown"),
-                            () = handle(client, peer, &route) => {}
+                            () = close.cancelled() => debug!("Closed at the end of the shutdown grace period"),
+                            () = handle(client, &route) => {}
                         }
                     }
                     .instrument(span),
@@ -89,31 +105,45 @@ pub async fn serve(
     }
 }
 
-/// Runs one client connection to its end and logs how it ended.
-async fn handle(client: TcpStream, peer: SocketAddr, route: &RouteRuntime) {
+/// Runs one client connection to its end, counts it and logs how it ended.
+async fn handle(client: TcpStream, route: &RouteRuntime) {
     let _ = client.set_nodelay(true);
-    debug!(%peer, "Accepted");
-    match proxy(client, route).await {
+    let metrics = route.metrics();
+    metrics.connections.increment(1);
+    metrics.connections_active.increment(1.0);
+    debug!("Accepted");
+    let result = proxy(client, route).await;
+    metrics.connections_active.decrement(1.0);
+    match result {
         Ok(()) => debug!("Closed"),
         Err(error) => {
             let outcome = error.outcome();
+            metrics.connection_error(outcome.label);
             match outcome.level {
-                tracing::Level::ERROR => {
-                    error!(error = %error, reason = outcome.label, "Connection failed")
-                }
-                tracing::Level::WARN => {
-                    warn!(error = %error, reason = outcome.label, "Connection failed")
-                }
-                _ => {
-                    event!(tracing::Level::DEBUG, error = %error, reason = outcome.label, "Connection ended")
-                }
+                Level::ERROR => error!(error = %error, reason = outcome.label, "Connection failed"),
+                Level::WARN => warn!(error = %error, reason = outcome.label, "Connection failed"),
+                _ => debug!(error = %error, reason = outcome.label, "Connection ended"),
             }
         }
     }
 }
 
 async fn proxy(mut client: TcpStream, route: &RouteRuntime) -> Result<(), ConnError> {
+    match reach_upstream(route).await {
+        Ok(upstream) => forward::run(client, upstream, &route.forward).await,
+        Err(error) => {
+            if let Some(reply) = error.outcome().reply {
+                refuse(&mut client, &reply).await;
+            }
+            Err(error)
+        }
+    }
+}
+
+/// Connects and authenticates, recording how long it took or at which stage it failed.
+async fn reach_upstream(route: &RouteRuntime) -> Result<UpstreamStream, ConnError> {
     let ctx = &route.forward;
+    let started = Instant::now();
     let reached = async {
         let mut upstream = route.connector.connect().await?;
         let auth = handshake::authenticate(
@@ -122,21 +152,34 @@ async fn proxy(mut client: TcpStream, route: &RouteRuntime) -> Result<(), ConnEr
             ctx.username.as_deref(),
             &ctx.upstream,
             ctx.auth_timeout,
+            Some(&ctx.metrics),
         )
         .await?;
         debug!(token.slot = auth.slot.as_str(), "Authenticated upstream");
         Ok::<_, ConnError>(upstream)
     }
     .await;
-    match reached {
-        Ok(upstream) => forward::run(client, upstream, ctx).await,
+    let metrics = route.metrics();
+    match &reached {
+        Ok(_) => {
+            metrics
+                .connect_duration
+                .record(started.elapsed().as_secs_f64());
+            route.health.upstream_ok(route.index);
+        }
         Err(error) => {
-            if let Some(reply) = error.outcome().reply {
-                refuse(&mut client, &reply).await;
+            if let Some(stage) = error.stage() {
+                metrics.rejected(stage);
+                if stage != "no_token" {
+                    metrics.connect_failure(stage);
+                }
             }
-            Err(error)
+            if let Some(reason) = error.auth_failure_reason() {
+                metrics.auth_failure(reason);
+            }
         }
     }
+    reached
 }
 
 /// Sends one error and closes without a reset: the client's unread requests are drained first,

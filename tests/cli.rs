@@ -13,6 +13,8 @@ fn proxy_command() -> Command {
     command
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default());
+    // Tests run in parallel: no two proxies may take the default admin port.
+    command.env("REDIS_AUTH_PROXY_ADMIN_LISTEN", "127.0.0.1:0");
     command.stdin(Stdio::null());
     command
 }
@@ -54,6 +56,11 @@ fn help_documents_every_flag_and_its_environment_twin() {
         "token-json-key",
         "token-secret-id",
         "token-refresh-interval",
+        "admin-listen",
+        "ready-requires-upstream",
+        "shutdown-delay",
+        "shutdown-grace",
+        "log-format",
         "connect-timeout",
         "auth-timeout",
         "config",

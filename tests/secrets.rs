@@ -23,6 +23,8 @@ fn no_log_line_at_trace_level_contains_a_token() {
             &redis.tls_addr(),
             "--log-level",
             "trace",
+            "--admin-listen",
+            "127.0.0.1:0",
         ])
         .arg("--tls-ca-file")
         .arg(&certs().ca)

@@ -164,6 +164,8 @@ impl Binary {
                 &redis.tls_addr(),
                 "--log-level",
                 "info",
+                "--admin-listen",
+                "127.0.0.1:0",
             ])
             .arg("--tls-ca-file")
             .arg(&certs().ca)

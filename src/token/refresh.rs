@@ -140,8 +140,10 @@ impl Refresher {
     }
 
     fn accept(&mut self, fresh: Credentials, trigger: Trigger) {
+        let kind = self.source.kind();
         if self.applied.as_ref() == Some(&fresh) {
             self.pending = None;
+            crate::metrics::token_reload(kind, "unchanged");
             return;
         }
         let polled_file =
@@ -152,10 +154,12 @@ impl Refresher {
                 "Token file changed; confirming on the next read"
             );
             self.pending = Some(fresh);
+            crate::metrics::token_reload(kind, "unchanged");
             return;
         }
         self.pending = None;
         let changed = self.store.update(fresh.clone());
+        crate::metrics::token_reload(kind, "changed");
         if let Some(stored) = self.store.credentials() {
             report_change(&stored, changed, self.source.kind(), trigger);
         }
@@ -164,6 +168,7 @@ impl Refresher {
 
     fn failed(&mut self, error: &TokenError) {
         self.failures = self.failures.saturating_add(1);
+        crate::metrics::token_reload(self.source.kind(), "failed");
         let text = error.to_string();
         // A file that stays missing is polled four times a second: warn when the error changes.
         if self.last_error.as_deref() != Some(text.as_str()) {

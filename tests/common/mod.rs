@@ -415,6 +415,7 @@ pub fn flags(redis: &RedisServer, token: &TokenFile) -> Flags {
         token_file: Some(token.path.clone()),
         connect_timeout: Some("5s".into()),
         auth_timeout: Some("5s".into()),
+        admin_listen: Some("127.0.0.1:0".into()),
         ..Flags::default()
     }
 }
@@ -422,6 +423,8 @@ pub fn flags(redis: &RedisServer, token: &TokenFile) -> Flags {
 /// The proxy, in-process on its own runtime, stopped on drop.
 pub struct Proxy {
     pub addrs: Vec<SocketAddr>,
+    /// The admin HTTP endpoint, when the config has one.
+    pub admin: Option<SocketAddr>,
     pub store: std::sync::Arc<redis_auth_proxy::token::TokenStore>,
     runtime: Option<tokio::runtime::Runtime>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
@@ -429,7 +432,11 @@ pub struct Proxy {
 }
 
 impl Proxy {
-    pub fn start(flags: Flags) -> Self {
+    pub fn start(mut flags: Flags) -> Self {
+        // Tests run in parallel: never the default admin port.
+        flags
+            .admin_listen
+            .get_or_insert_with(|| "127.0.0.1:0".into());
         Self::start_config(Config::from_flags(&flags).expect("valid test config"))
     }
 
@@ -446,7 +453,12 @@ impl Proxy {
         let (store, initial) = runtime
             .block_on(redis_auth_proxy::load_tokens(&config))
             .expect("token loads");
-        let addrs = listeners.iter().map(|l| l.local_addr().unwrap()).collect();
+        let addrs = listeners
+            .routes
+            .iter()
+            .map(|l| l.local_addr().unwrap())
+            .collect();
+        let admin = listeners.admin.as_ref().map(|l| l.local_addr().unwrap());
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let run =
             redis_auth_proxy::run_with_tokens(listeners, config, store.clone(), initial, async {
@@ -455,6 +467,7 @@ impl Proxy {
         let done = runtime.spawn(run);
         Proxy {
             addrs,
+            admin,
             store,
             runtime: Some(runtime),
             stop: Some(stop),

@@ -1,0 +1,180 @@
+//! Every metric the proxy exports, with its help text and label set, in one place.
+//!
+//! Labels only take values from closed sets: route names (from the config), token slots,
+//! results, stages, reasons and source kinds. Never an error text, never a token.
+
+use metrics::{
+    Counter, Gauge, Histogram, counter, describe_counter, describe_gauge, describe_histogram,
+    gauge, histogram,
+};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use std::sync::OnceLock;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+pub const AUTH_ATTEMPTS: &str = "redis_auth_proxy_upstream_auth_attempts_total";
+pub const AUTH_FAILURES: &str = "redis_auth_proxy_auth_failures_total";
+pub const TOKEN_FALLBACKS: &str = "redis_auth_proxy_token_fallbacks_total";
+pub const CONNECTIONS_ACTIVE: &str = "redis_auth_proxy_client_connections_active";
+pub const CONNECTIONS: &str = "redis_auth_proxy_client_connections_total";
+pub const CONNECTIONS_REJECTED: &str = "redis_auth_proxy_client_connections_rejected_total";
+pub const CONNECT_DURATION: &str = "redis_auth_proxy_upstream_connect_duration_seconds";
+pub const CONNECT_FAILURES: &str = "redis_auth_proxy_upstream_connect_failures_total";
+pub const CONNECTION_ERRORS: &str = "redis_auth_proxy_connection_errors_total";
+pub const BYTES: &str = "redis_auth_proxy_bytes_total";
+pub const INTERCEPTED: &str = "redis_auth_proxy_intercepted_commands_total";
+pub const TOKEN_RELOADS: &str = "redis_auth_proxy_token_reloads_total";
+pub const TOKEN_LAST_CHANGE: &str = "redis_auth_proxy_token_last_change_timestamp_seconds";
+pub const TOKEN_LAST_RELOAD: &str =
+    "redis_auth_proxy_token_last_successful_reload_timestamp_seconds";
+pub const BUILD_INFO: &str = "redis_auth_proxy_build_info";
+
+/// Installs the process-wide Prometheus recorder once and returns its handle.
+pub fn install() -> &'static PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE.get_or_init(|| {
+        let handle = PrometheusBuilder::new()
+            .set_buckets_for_metric(
+                Matcher::Full(CONNECT_DURATION.into()),
+                &[
+                    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+                ],
+            )
+            .expect("bucket list is not empty")
+            .install_recorder()
+            .expect("the metrics recorder is installed once");
+        describe();
+        gauge!(BUILD_INFO, "version" => env!("CARGO_PKG_VERSION")).set(1.0);
+        handle
+    })
+}
+
+fn describe() {
+    describe_counter!(
+        AUTH_ATTEMPTS,
+        "AUTH commands sent upstream, by route, token slot (current, previous) and result (accepted, rejected, no_password, error)."
+    );
+    describe_counter!(
+        AUTH_FAILURES,
+        "Connections that could not authenticate upstream, by route and reason (rejected: every token got WRONGPASS; error: another error reply; timeout; closed)."
+    );
+    describe_counter!(
+        TOKEN_FALLBACKS,
+        "Connections authenticated with the previous token after the current one was rejected, by route."
+    );
+    describe_gauge!(CONNECTIONS_ACTIVE, "Client connections open now, by route.");
+    describe_counter!(CONNECTIONS, "Client connections accepted, by route.");
+    describe_counter!(
+        CONNECTIONS_REJECTED,
+        "Client connections refused an upstream connection, by route and stage (dns, tcp, tls, auth, timeout, no_token)."
+    );
+    describe_histogram!(
+        CONNECT_DURATION,
+        metrics::Unit::Seconds,
+        "Time to a usable upstream connection (DNS, TCP, TLS and AUTH), by route."
+    );
+    describe_counter!(
+        CONNECT_FAILURES,
+        "Upstream connection attempts that failed, by route and stage (dns, tcp, tls, auth, timeout)."
+    );
+    describe_counter!(
+        CONNECTION_ERRORS,
+        "Proxied connections that ended in an error, by route and reason."
+    );
+    describe_counter!(
+        BYTES,
+        metrics::Unit::Bytes,
+        "Bytes forwarded, by route and direction (upstream: client to server; downstream: server to client)."
+    );
+    describe_counter!(
+        INTERCEPTED,
+        "Client commands the proxy handled itself, by route and command (auth, hello, reset)."
+    );
+    describe_counter!(
+        TOKEN_RELOADS,
+        "Token source reads, by source (file, env, secretsmanager) and result (changed, unchanged, failed)."
+    );
+    describe_gauge!(
+        TOKEN_LAST_CHANGE,
+        "Unix time the current token last changed."
+    );
+    describe_gauge!(
+        TOKEN_LAST_RELOAD,
+        "Unix time of the last successful token source read."
+    );
+    describe_gauge!(
+        BUILD_INFO,
+        "Always 1; the version label says which build is running."
+    );
+}
+
+/// The metrics of one route, with its hot-path handles resolved once.
+pub struct RouteMetrics {
+    route: String,
+    pub connections_active: Gauge,
+    pub connections: Counter,
+    pub connect_duration: Histogram,
+    pub bytes_upstream: Counter,
+    pub bytes_downstream: Counter,
+}
+
+impl RouteMetrics {
+    pub fn new(route: &str) -> Self {
+        let r = route.to_owned();
+        RouteMetrics {
+            connections_active: gauge!(CONNECTIONS_ACTIVE, "route" => r.clone()),
+            connections: counter!(CONNECTIONS, "route" => r.clone()),
+            connect_duration: histogram!(CONNECT_DURATION, "route" => r.clone()),
+            bytes_upstream: counter!(BYTES, "route" => r.clone(), "direction" => "upstream"),
+            bytes_downstream: counter!(BYTES, "route" => r.clone(), "direction" => "downstream"),
+            route: r,
+        }
+    }
+
+    pub fn auth_attempt(&self, slot: &'static str, result: &'static str) {
+        counter!(AUTH_ATTEMPTS, "route" => self.route.clone(), "slot" => slot, "result" => result)
+            .increment(1);
+    }
+
+    pub fn auth_failure(&self, reason: &'static str) {
+        counter!(AUTH_FAILURES, "route" => self.route.clone(), "reason" => reason).increment(1);
+    }
+
+    pub fn fallback(&self) {
+        counter!(TOKEN_FALLBACKS, "route" => self.route.clone()).increment(1);
+    }
+
+    pub fn connect_failure(&self, stage: &'static str) {
+        counter!(CONNECT_FAILURES, "route" => self.route.clone(), "stage" => stage).increment(1);
+    }
+
+    pub fn rejected(&self, stage: &'static str) {
+        counter!(CONNECTIONS_REJECTED, "route" => self.route.clone(), "stage" => stage)
+            .increment(1);
+    }
+
+    pub fn connection_error(&self, reason: &'static str) {
+        counter!(CONNECTION_ERRORS, "route" => self.route.clone(), "reason" => reason).increment(1);
+    }
+
+    pub fn intercepted(&self, command: &'static str) {
+        counter!(INTERCEPTED, "route" => self.route.clone(), "command" => command).increment(1);
+    }
+}
+
+/// Records one token source read.
+pub fn token_reload(source: &'static str, result: &'static str) {
+    counter!(TOKEN_RELOADS, "source" => source, "result" => result).increment(1);
+    if result != "failed" {
+        gauge!(TOKEN_LAST_RELOAD).set(unix_now());
+    }
+    if result == "changed" {
+        gauge!(TOKEN_LAST_CHANGE).set(unix_now());
+    }
+}
+
+fn unix_now() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or(Duration::ZERO)
+        .as_secs_f64()
+}
