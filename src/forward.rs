@@ -413,7 +413,12 @@ impl<'a> Replies<'a> {
             buf.reserve(READ_SIZE);
             tokio::select! {
                 read = upstream.read_buf(&mut buf) => {
-                    let n = read.map_err(ConnError::UpstreamIo)?;
+                    let n = match read {
+                        Ok(n) => n,
+                        // Redis closes TCP without a TLS close_notify; that is its normal close.
+                        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => 0,
+                        Err(e) => return Err(ConnError::UpstreamIo(e)),
+                    };
                     if n == 0 {
                         let _ = client.shutdown().await;
                         return Ok(());

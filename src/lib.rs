@@ -101,6 +101,7 @@ pub async fn bind(config: &Config) -> Result<Listeners, RunError> {
 
 /// Loads the configured token source once into a new store; returns what it loaded, too.
 pub async fn load_tokens(config: &Config) -> Result<(Arc<TokenStore>, Credentials), RunError> {
+    metrics::install();
     let store = Arc::new(TokenStore::new());
     let credentials = config.token.load().await.inspect_err(|_| {
         metrics::token_reload(config.token.kind(), "failed");

@@ -120,13 +120,39 @@ pub struct RouteMetrics {
 impl RouteMetrics {
     pub fn new(route: &str) -> Self {
         let r = route.to_owned();
-        RouteMetrics {
+        let metrics = RouteMetrics {
             connections_active: gauge!(CONNECTIONS_ACTIVE, "route" => r.clone()),
             connections: counter!(CONNECTIONS, "route" => r.clone()),
             connect_duration: histogram!(CONNECT_DURATION, "route" => r.clone()),
             bytes_upstream: counter!(BYTES, "route" => r.clone(), "direction" => "upstream"),
             bytes_downstream: counter!(BYTES, "route" => r.clone(), "direction" => "downstream"),
             route: r,
+        };
+        metrics.register_zeros();
+        metrics
+    }
+
+    /// Creates every failure series at zero, so that alerts and `rate()` see a counter before
+    /// the first failure rather than an absent series.
+    fn register_zeros(&self) {
+        for slot in ["current", "previous"] {
+            for result in ["accepted", "rejected", "no_password", "error"] {
+                counter!(AUTH_ATTEMPTS, "route" => self.route.clone(), "slot" => slot, "result" => result).absolute(0);
+            }
+        }
+        for reason in ["rejected", "error", "timeout", "closed"] {
+            counter!(AUTH_FAILURES, "route" => self.route.clone(), "reason" => reason).absolute(0);
+        }
+        for stage in ["dns", "tcp", "tls", "auth", "timeout"] {
+            counter!(CONNECT_FAILURES, "route" => self.route.clone(), "stage" => stage).absolute(0);
+            counter!(CONNECTIONS_REJECTED, "route" => self.route.clone(), "stage" => stage)
+                .absolute(0);
+        }
+        counter!(CONNECTIONS_REJECTED, "route" => self.route.clone(), "stage" => "no_token")
+            .absolute(0);
+        counter!(TOKEN_FALLBACKS, "route" => self.route.clone()).absolute(0);
+        for command in ["auth", "hello", "reset"] {
+            counter!(INTERCEPTED, "route" => self.route.clone(), "command" => command).absolute(0);
         }
     }
 

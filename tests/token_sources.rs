@@ -6,7 +6,6 @@ mod common;
 use common::*;
 use redis_auth_proxy::token::{Credentials, FileSource, Refresher, TokenSource, TokenStore};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
@@ -143,90 +142,14 @@ async fn a_half_written_file_is_never_used() {
     watched.picked_up(TOKEN_B, start).await;
 }
 
-/// The proxy binary with a token source, its stderr in a file, killed on drop.
-struct Binary {
-    child: Child,
-    log: PathBuf,
-    port: u16,
-}
-
-impl Binary {
-    fn start(redis: &RedisServer, args: &[&str], env: &[(&str, String)], log: PathBuf) -> Self {
-        let port = free_port();
-        let mut command = Command::new(env!("CARGO_BIN_EXE_redis-auth-proxy"));
-        command
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .args([
-                "--listen",
-                &format!("127.0.0.1:{port}"),
-                "--upstream",
-                &redis.tls_addr(),
-                "--log-level",
-                "info",
-                "--admin-listen",
-                "127.0.0.1:0",
-            ])
-            .arg("--tls-ca-file")
-            .arg(&certs().ca)
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap());
-        for (key, value) in env {
-            command.env(key, value);
-        }
-        let binary = Binary {
-            child: command.spawn().unwrap(),
-            log,
-            port,
-        };
-        eventually("the proxy is ready", || binary.log().contains("Ready"));
-        binary
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    fn client(&self) -> redis::Connection {
-        connect(&format!("redis://127.0.0.1:{}/", self.port))
-    }
-
-    fn whoami(&self) -> String {
-        redis::cmd("ACL")
-            .arg("WHOAMI")
-            .query(&mut self.client())
-            .unwrap()
-    }
-}
-
-impl Drop for Binary {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        if std::thread::panicking() {
-            eprintln!("--- proxy log ---\n{}", self.log());
-        }
-    }
-}
-
 /// SIGHUP reloads the token file at once, without waiting for the poll to confirm it.
 #[test]
 fn sighup_reloads_the_token_source_at_once() {
     let redis = RedisServer::start();
     let token = TokenFile::new(TOKEN_A);
-    let proxy = Binary::start(
-        &redis,
-        &["--token-file", token.path.to_str().unwrap()],
-        &[],
-        token.dir().join("log"),
-    );
+    let proxy = ProxyProcess::start(&redis, &["--token-file", token.path.to_str().unwrap()], &[]);
     token.rewrite(TOKEN_B);
-    Command::new("kill")
-        .args(["-HUP", &proxy.child.id().to_string()])
-        .status()
-        .unwrap();
+    proxy.signal("HUP");
     eventually("the proxy reports the new token", || {
         proxy.log().contains("Token updated")
     });
@@ -304,7 +227,6 @@ fn a_new_secrets_manager_version_is_picked_up_within_one_refresh_interval() {
         &user_secret("app-v1", TOKEN_A),
         &runtime,
     );
-    let dir = tempfile::tempdir().unwrap();
     let args = [
         "--token-secret-id",
         "redis/app",
@@ -313,7 +235,7 @@ fn a_new_secrets_manager_version_is_picked_up_within_one_refresh_interval() {
         "--token-refresh-interval",
         "1s",
     ];
-    let proxy = Binary::start(&redis, &args, &moto.proxy_env(), dir.path().join("log"));
+    let proxy = ProxyProcess::start(&redis, &args, &moto.proxy_env());
     assert_eq!(proxy.whoami(), "app-v1");
     let start = Instant::now();
     put_secret(
@@ -342,12 +264,10 @@ fn the_awsprevious_version_is_tried_when_awscurrent_is_rejected() {
     let client = moto.client();
     create_secret(&client, "redis/token", TOKEN_A, &runtime);
     put_secret(&client, "redis/token", TOKEN_B, &runtime);
-    let dir = tempfile::tempdir().unwrap();
-    let proxy = Binary::start(
+    let proxy = ProxyProcess::start(
         &redis,
         &["--token-secret-id", "redis/token"],
         &moto.proxy_env(),
-        dir.path().join("log"),
     );
     let pong: String = redis::cmd("PING").query(&mut proxy.client()).unwrap();
     assert_eq!(pong, "PONG");
@@ -361,14 +281,13 @@ fn with_secrets_manager_down_the_last_good_token_stays_in_use() {
     let mut moto = MotoServer::start();
     let runtime = tokio::runtime::Runtime::new().unwrap();
     create_secret(&moto.client(), "redis/token", TOKEN_A, &runtime);
-    let dir = tempfile::tempdir().unwrap();
     let args = [
         "--token-secret-id",
         "redis/token",
         "--token-refresh-interval",
         "1s",
     ];
-    let proxy = Binary::start(&redis, &args, &moto.proxy_env(), dir.path().join("log"));
+    let proxy = ProxyProcess::start(&redis, &args, &moto.proxy_env());
     moto.kill();
     eventually("the failed reload is logged", || {
         proxy.log().contains("Token reload failed")

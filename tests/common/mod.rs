@@ -642,3 +642,151 @@ pub fn eventually(what: &str, mut condition: impl FnMut() -> bool) {
     }
     panic!("timed out waiting until {what}");
 }
+
+/// The proxy binary as a process: its own listen and admin ports, stderr in a file, killed on
+/// drop (its log is printed when the test failed).
+pub struct ProxyProcess {
+    pub child: Child,
+    pub port: u16,
+    pub admin: u16,
+    log: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl ProxyProcess {
+    /// Starts the proxy toward `redis`'s TLS port with `args` added, and waits until it is ready.
+    pub fn start(redis: &RedisServer, args: &[&str], env: &[(&str, String)]) -> Self {
+        let proxy = Self::spawn(redis, args, env);
+        eventually("the proxy is ready", || proxy.log().contains("Ready"));
+        proxy
+    }
+
+    /// Starts it without waiting.
+    pub fn spawn(redis: &RedisServer, args: &[&str], env: &[(&str, String)]) -> Self {
+        let dir = tempfile::Builder::new()
+            .prefix("rap-proc-")
+            .tempdir()
+            .unwrap();
+        let log = dir.path().join("proxy.log");
+        let (port, admin) = (free_port(), free_port());
+        let mut command = Command::new(env!("CARGO_BIN_EXE_redis-auth-proxy"));
+        command
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .arg("--listen")
+            .arg(format!("127.0.0.1:{port}"))
+            .arg("--admin-listen")
+            .arg(format!("127.0.0.1:{admin}"))
+            .arg("--upstream")
+            .arg(redis.tls_addr())
+            .arg("--tls-ca-file")
+            .arg(&certs().ca)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap());
+        for (key, value) in env {
+            command.env(key, value);
+        }
+        let child = command.spawn().expect("start the proxy binary");
+        ProxyProcess {
+            child,
+            port,
+            admin,
+            log,
+            _dir: dir,
+        }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.port))
+    }
+
+    pub fn admin_addr(&self) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.admin))
+    }
+
+    pub fn client(&self) -> redis::Connection {
+        connect(&format!("redis://{}/", self.addr()))
+    }
+
+    pub fn whoami(&self) -> String {
+        redis::cmd("ACL")
+            .arg("WHOAMI")
+            .query(&mut self.client())
+            .unwrap()
+    }
+
+    /// Sends a signal by name (`TERM`, `HUP`, ...).
+    pub fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .args([&format!("-{name}"), &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success(), "kill -{name} failed");
+    }
+
+    /// Waits up to `limit` for the process to exit.
+    pub fn wait_exit(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return Some(status);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+impl Drop for ProxyProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if std::thread::panicking() {
+            eprintln!("--- proxy log ---\n{}", self.log());
+        }
+    }
+}
+
+/// A minimal HTTP/1.1 request to the admin endpoint: returns the status code and body.
+pub fn http(addr: SocketAddr, method: &str, path: &str) -> (u16, String) {
+    let mut stream = TcpStream::connect(addr).expect("admin endpoint reachable");
+    stream.set_read_timeout(Some(PATIENCE)).unwrap();
+    write!(
+        stream,
+        "{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut reply = String::new();
+    stream.read_to_string(&mut reply).unwrap();
+    let status = reply.get(9..12).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let body = reply
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    (status, body)
+}
+
+/// The value of one sample in a Prometheus exposition: `name` with all of `labels`; 0 if absent.
+pub fn sample(exposition: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
+    exposition
+        .lines()
+        .filter(|line| !line.starts_with('#'))
+        .filter(|line| {
+            line.starts_with(&format!("{name}{{")) || line.starts_with(&format!("{name} "))
+        })
+        .filter(|line| {
+            labels
+                .iter()
+                .all(|(k, v)| line.contains(&format!("{k}=\"{v}\"")))
+        })
+        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}

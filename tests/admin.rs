@@ -1,0 +1,517 @@
+//! Probes, metrics, graceful drain, `/quitquitquit`, JSON logs and the `health` subcommand.
+
+mod common;
+
+use common::*;
+use redis_auth_proxy::config::{Config, Flags};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+/// An in-process proxy whose only route has a name no other test uses, so that its counters
+/// are its own even when tests share a process.
+fn proxy_named(name: &str, flags: Flags) -> Proxy {
+    let mut flags = flags;
+    flags.admin_listen = Some("127.0.0.1:0".into());
+    let mut config = Config::from_flags(&flags).unwrap();
+    config.routes[0].name = name.into();
+    Proxy::start_config(config)
+}
+
+fn metrics(proxy: &Proxy) -> String {
+    let (status, body) = http(proxy.admin.unwrap(), "GET", "/metrics");
+    assert_eq!(status, 200);
+    body
+}
+
+fn ping_fails(proxy: &Proxy) -> String {
+    let mut raw = proxy.raw();
+    raw.command(&["PING"]);
+    raw.read_to_close()
+}
+
+/// The probes answer as documented once the proxy is serving.
+#[test]
+fn probes_report_live_started_and_ready() {
+    let redis = RedisServer::start();
+    let token = TokenFile::new(TOKEN_A);
+    let proxy = Proxy::start(flags(&redis, &token));
+    let admin = proxy.admin.unwrap();
+    assert_eq!(http(admin, "GET", "/livez"), (200, "ok\n".into()));
+    assert_eq!(http(admin, "GET", "/startupz"), (200, "started\n".into()));
+    assert_eq!(http(admin, "GET", "/readyz"), (200, "ready\n".into()));
+    assert_eq!(http(admin, "GET", "/nope").0, 404);
+    assert_eq!(http(admin, "POST", "/readyz").0, 405);
+    assert_eq!(http(admin, "GET", "/quitquitquit").0, 405);
+}
+
+/// Both tokens rejected: two rejected attempts, one auth failure, one connect failure at the
+/// auth stage, one refused client.
+#[test]
+fn rejected_tokens_are_counted_exactly() {
+    let redis = RedisServer::start();
+    let token = TokenFile::new(&format!("{TOKEN_B}\n{TOKEN_C}\n"));
+    let route = "metrics-rejected";
+    let proxy = proxy_named(route, flags(&redis, &token));
+    let before = metrics(&proxy);
+    assert!(ping_fails(&proxy).contains("WRONGPASS"));
+    let after = metrics(&proxy);
+    let delta = |name: &str, labels: &[(&str, &str)]| {
+        let mut labels = labels.to_vec();
+        labels.push(("route", route));
+        sample(&after, name, &labels) - sample(&before, name, &labels)
+    };
+    assert_eq!(
+        delta(
+            "redis_auth_proxy_upstream_auth_attempts_total",
+            &[("slot", "current"), ("result", "rejected")]
+        ),
+        1.0
+    );
+    assert_eq!(
+        delta(
+            "redis_auth_proxy_upstream_auth_attempts_total",
+            &[("slot", "previous"), ("result", "rejected")]
+        ),
+        1.0
+    );
+    assert_eq!(
+        delta(
+            "redis_auth_proxy_auth_failures_total",
+            &[("reason", "rejected")]
+        ),
+        1.0
+    );
+    assert_eq!(
+        delta(
+            "redis_auth_proxy_upstream_connect_failures_total",
+            &[("stage", "auth")]
+        ),
+        1.0
+    );
+    assert_eq!(
+        delta(
+            "redis_auth_proxy_client_connections_rejected_total",
+            &[("stage", "auth")]
+        ),
+        1.0
+    );
+    assert_eq!(delta("redis_auth_proxy_token_fallbacks_total", &[]), 0.0);
+}
+
+/// A certificate for another name counts as a TLS-stage failure.
+#[test]
+fn a_tls_name_mismatch_is_counted_at_the_tls_stage() {
+    let redis = RedisServer::start_with(RedisOptions {
+        wrong_name_cert: true,
+        ..RedisOptions::default()
+    });
+    let token = TokenFile::new(TOKEN_A);
+    let route = "metrics-tls";
+    let proxy = proxy_named(route, flags(&redis, &token));
+    assert!(ping_fails(&proxy).contains("TLS handshake"));
+    let after = metrics(&proxy);
+    let labels = [("route", route), ("stage", "tls")];
+    assert_eq!(
+        sample(
+            &after,
+            "redis_auth_proxy_upstream_connect_failures_total",
+            &labels
+        ),
+        1.0
+    );
+    assert_eq!(
+        sample(
+            &after,
+            "redis_auth_proxy_upstream_auth_attempts_total",
+            &[("route", route)]
+        ),
+        0.0
+    );
+}
+
+/// An upstream that refuses TCP counts at the tcp stage.
+#[test]
+fn an_unreachable_upstream_is_counted_at_the_tcp_stage() {
+    let redis = RedisServer::start();
+    let token = TokenFile::new(TOKEN_A);
+    let mut flags = flags(&redis, &token);
+    flags.upstream = Some(format!("127.0.0.1:{}", free_port()));
+    let route = "metrics-tcp";
+    let proxy = proxy_named(route, flags);
+    for _ in 0..2 {
+        assert!(ping_fails(&proxy).contains("cannot connect"));
+    }
+    let labels = [("route", route), ("stage", "tcp")];
+    assert_eq!(
+        sample(
+            &metrics(&proxy),
+            "redis_auth_proxy_upstream_connect_failures_total",
+            &labels
+        ),
+        2.0
+    );
+}
+
+/// Falling back to the previous token counts once; the next connection goes straight to it.
+#[test]
+fn a_fallback_to_the_previous_token_is_counted() {
+    let redis = RedisServer::start();
+    let token = TokenFile::new(&format!("{TOKEN_B}\n{TOKEN_A}\n"));
+    let route = "metrics-fallback";
+    let proxy = proxy_named(route, flags(&redis, &token));
+    for _ in 0..2 {
+        let pong: String = redis::cmd("PING").query(&mut proxy.client()).unwrap();
+        assert_eq!(pong, "PONG");
+    }
+    let after = metrics(&proxy);
+    let attempts = |slot: &str, result: &str| {
+        sample(
+            &after,
+            "redis_auth_proxy_upstream_auth_attempts_total",
+            &[("route", route), ("slot", slot), ("result", result)],
+        )
+    };
+    assert_eq!(attempts("current", "rejected"), 1.0);
+    assert_eq!(attempts("previous", "accepted"), 2.0);
+    assert_eq!(
+        sample(
+            &after,
+            "redis_auth_proxy_token_fallbacks_total",
+            &[("route", route)]
+        ),
+        1.0
+    );
+}
+
+/// Connections, bytes, intercepted commands and the connect-time histogram are exported, and
+/// the whole exposition passes `promtool check metrics`.
+#[test]
+fn traffic_metrics_are_exported_and_pass_promtool() {
+    let redis = RedisServer::start();
+    let token = TokenFile::new(TOKEN_A);
+    let route = "metrics-traffic";
+    let proxy = proxy_named(route, flags(&redis, &token));
+    let mut raw = proxy.raw();
+    for (words, _) in [
+        (&["AUTH", "x"][..], "OK"),
+        (&["HELLO", "2", "AUTH", "u", "p"], ""),
+        (&["RESET"], "RESET"),
+        (&["SET", "k", "v"], "OK"),
+    ] {
+        raw.command(words);
+        raw.reply();
+    }
+    drop(raw);
+    eventually("the connection is no longer active", || {
+        sample(
+            &metrics(&proxy),
+            "redis_auth_proxy_client_connections_active",
+            &[("route", route)],
+        ) == 0.0
+    });
+    let body = metrics(&proxy);
+    let get = |name: &str, labels: &[(&str, &str)]| {
+        let mut labels = labels.to_vec();
+        labels.push(("route", route));
+        sample(&body, name, &labels)
+    };
+    assert_eq!(get("redis_auth_proxy_client_connections_total", &[]), 1.0);
+    for command in ["auth", "hello", "reset"] {
+        assert_eq!(
+            get(
+                "redis_auth_proxy_intercepted_commands_total",
+                &[("command", command)]
+            ),
+            1.0,
+            "{command}"
+        );
+    }
+    assert!(get("redis_auth_proxy_bytes_total", &[("direction", "upstream")]) > 30.0);
+    assert!(
+        get(
+            "redis_auth_proxy_bytes_total",
+            &[("direction", "downstream")]
+        ) > 30.0
+    );
+    assert_eq!(
+        get(
+            "redis_auth_proxy_upstream_connect_duration_seconds_count",
+            &[]
+        ),
+        1.0
+    );
+    assert!(
+        sample(
+            &body,
+            "redis_auth_proxy_token_reloads_total",
+            &[("source", "file"), ("result", "changed")]
+        ) >= 1.0
+    );
+    assert!(sample(&body, "redis_auth_proxy_build_info", &[]) == 1.0);
+    assert!(body.contains("# HELP redis_auth_proxy_auth_failures_total"));
+    assert!(!body.contains(TOKEN_A));
+    let mut promtool = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("promtool (Debian package prometheus) is installed");
+    use std::io::Write;
+    promtool
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(body.as_bytes())
+        .unwrap();
+    let out = promtool.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "promtool check metrics: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// While the token is still loading (Secrets Manager not answering), /readyz and /startupz
+/// say so with 503 and /livez is 200.
+#[test]
+fn readiness_is_503_while_the_token_loads() {
+    let redis = RedisServer::start();
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let env = vec![
+        (
+            "AWS_ENDPOINT_URL",
+            format!("http://{}", silent.local_addr().unwrap()),
+        ),
+        ("AWS_REGION", "us-east-1".to_owned()),
+        ("AWS_ACCESS_KEY_ID", "testing".to_owned()),
+        ("AWS_SECRET_ACCESS_KEY", "testing".to_owned()),
+        ("AWS_EC2_METADATA_DISABLED", "true".to_owned()),
+    ];
+    let proxy = ProxyProcess::spawn(&redis, &["--token-secret-id", "redis/token"], &env);
+    eventually("the admin endpoint answers", || {
+        std::net::TcpStream::connect(proxy.admin_addr()).is_ok()
+    });
+    let (status, body) = http(proxy.admin_addr(), "GET", "/readyz");
+    assert_eq!(status, 503);
+    assert!(
+        body.contains("loading the token from Secrets Manager secret redis/token"),
+        "{body}"
+    );
+    assert_eq!(http(proxy.admin_addr(), "GET", "/startupz").0, 503);
+    assert_eq!(http(proxy.admin_addr(), "GET", "/livez").0, 200);
+}
+
+/// SIGTERM: readiness turns false and new connections are refused at once, a client blocked
+/// in BLPOP is still answered when released within the grace period, and the process exits 0
+/// as soon as that client is done.
+#[test]
+fn draining_lets_a_blocked_client_finish() {
+    let redis = RedisServer::start();
+    let token = TokenFile::new(TOKEN_A);
+    let mut proxy = ProxyProcess::start(
+        &redis,
+        &[
+            "--token-file",
+            token.path.to_str().unwrap(),
+            "--shutdown-grace",
+            "20s",
+        ],
+        &[],
+    );
+    let mut waiter = Raw::connect(proxy.addr());
+    waiter.command(&["BLPOP", "jobs", "0"]);
+    eventually("BLPOP is blocked", || {
+        format!("{:?}", redis.admin(&["INFO", "clients"])).contains("blocked_clients:1")
+    });
+    let signalled = Instant::now();
+    proxy.signal("TERM");
+    eventually("readiness turns false", || {
+        http(proxy.admin_addr(), "GET", "/readyz") == (503, "draining: shutting down\n".into())
+    });
+    eventually("new connections are refused", || {
+        std::net::TcpStream::connect(proxy.addr()).is_err()
+    });
+    redis.admin(&["RPUSH", "jobs", "job-1"]);
+    assert_eq!(waiter.reply(), r#"["jobs", "job-1"]"#);
+    drop(waiter);
+    let status = proxy
+        .wait_exit(Duration::from_secs(15))
+        .expect("the proxy exits once the client is done");
+    assert_eq!(status.code(), Some(0));
+    assert!(
+        signalled.elapsed() < Duration::from_secs(20),
+        "exited before the grace period ended"
+    );
+}
+
+/// A client still connected when the grace period ends is closed, and the proxy exits.
+#[test]
+fn a_client_still_open_at_the_grace_deadline_is_closed() {
+    let redis = RedisServer::start();
+    let token = TokenFile::new(TOKEN_A);
+    let args = [
+        "--token-file",
+        token.path.to_str().unwrap(),
+        "--shutdown-grace",
+        "500ms",
+    ];
+    let mut proxy = ProxyProcess::start(&redis, &args, &[]);
+    let mut idle = Raw::connect(proxy.addr());
+    idle.command(&["PING"]);
+    assert_eq!(idle.reply(), "PONG");
+    proxy.signal("TERM");
+    assert_eq!(
+        idle.read_to_close(),
+        "",
+        "the idle client is closed without a reply"
+    );
+    let status = proxy
+        .wait_exit(Duration::from_secs(10))
+        .expect("the proxy exits");
+    assert_eq!(status.code(), Some(0));
+    assert!(
+        proxy
+            .log()
+            .contains("Connections still open after the shutdown grace period")
+    );
+}
+
+/// --shutdown-delay keeps accepting (while not ready) before draining.
+#[test]
+fn the_shutdown_delay_keeps_accepting_new_connections() {
+    let redis = RedisServer::start();
+    let token = TokenFile::new(TOKEN_A);
+    let args = [
+        "--token-file",
+        token.path.to_str().unwrap(),
+        "--shutdown-delay",
+        "3s",
+        "--shutdown-grace",
+        "1s",
+    ];
+    let mut proxy = ProxyProcess::start(&redis, &args, &[]);
+    proxy.signal("TERM");
+    eventually("readiness turns false", || {
+        http(proxy.admin_addr(), "GET", "/readyz").0 == 503
+    });
+    let pong: String = redis::cmd("PING").query(&mut proxy.client()).unwrap();
+    assert_eq!(pong, "PONG", "a new connection during the delay is served");
+    let status = proxy
+        .wait_exit(Duration::from_secs(15))
+        .expect("the proxy exits after delay and grace");
+    assert_eq!(status.code(), Some(0));
+}
+
+/// POST /quitquitquit from loopback stops the proxy as SIGTERM does.
+#[test]
+fn quitquitquit_from_loopback_stops_the_proxy() {
+    let redis = RedisServer::start();
+    let token = TokenFile::new(TOKEN_A);
+    let mut proxy =
+        ProxyProcess::start(&redis, &["--token-file", token.path.to_str().unwrap()], &[]);
+    assert_eq!(
+        http(proxy.admin_addr(), "POST", "/quitquitquit"),
+        (200, "shutting down\n".into())
+    );
+    let status = proxy
+        .wait_exit(Duration::from_secs(10))
+        .expect("the proxy exits");
+    assert_eq!(status.code(), Some(0));
+}
+
+/// With --log-format json every line is a JSON object with a level, a message and the
+/// connection's span fields.
+#[test]
+fn json_logs_are_one_json_object_per_line() {
+    let redis = RedisServer::start();
+    let token = TokenFile::new(TOKEN_A);
+    let args = [
+        "--token-file",
+        token.path.to_str().unwrap(),
+        "--log-format",
+        "json",
+        "--log-level",
+        "debug",
+    ];
+    let proxy = ProxyProcess::start(&redis, &args, &[]);
+    let pong: String = redis::cmd("PING").query(&mut proxy.client()).unwrap();
+    assert_eq!(pong, "PONG");
+    eventually("the connection's close is logged", || {
+        proxy.log().contains("\"Closed\"")
+    });
+    let log = proxy.log();
+    for line in log.lines() {
+        let value: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+        assert!(
+            value.get("level").is_some() && value.get("message").is_some(),
+            "{line}"
+        );
+    }
+    let closed = log.lines().find(|l| l.contains("\"Closed\"")).unwrap();
+    let value: serde_json::Value = serde_json::from_str(closed).unwrap();
+    assert_eq!(value["span"]["route"], "default", "{closed}");
+    assert!(
+        value["span"]["client.addr"]
+            .as_str()
+            .unwrap()
+            .starts_with("127.0.0.1:"),
+        "{closed}"
+    );
+}
+
+/// `redis-auth-proxy health` exits 0 while the proxy is ready and 1 when it is not reachable.
+#[test]
+fn the_health_subcommand_reflects_readiness() {
+    let redis = RedisServer::start();
+    let token = TokenFile::new(TOKEN_A);
+    let mut proxy =
+        ProxyProcess::start(&redis, &["--token-file", token.path.to_str().unwrap()], &[]);
+    let admin = proxy.admin_addr().to_string();
+    let health = || {
+        Command::new(env!("CARGO_BIN_EXE_redis-auth-proxy"))
+            .env_clear()
+            .args(["health", "--admin-listen", &admin])
+            .output()
+            .unwrap()
+    };
+    let ready = health();
+    assert_eq!(ready.status.code(), Some(0));
+    assert_eq!(String::from_utf8_lossy(&ready.stdout).trim(), "ready");
+    proxy.signal("TERM");
+    proxy
+        .wait_exit(Duration::from_secs(10))
+        .expect("the proxy exits");
+    let gone = health();
+    assert_eq!(gone.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&gone.stdout).contains("cannot reach"));
+}
+
+/// --ready-requires-upstream makes /readyz check the server itself and report the failure.
+#[test]
+fn readiness_can_require_a_working_upstream() {
+    let redis = RedisServer::start();
+    let token = TokenFile::new(TOKEN_A);
+    let mut flags = flags(&redis, &token);
+    flags.ready_requires_upstream = Some(true);
+    let proxy = Proxy::start(flags);
+    let admin = proxy.admin.unwrap();
+    assert_eq!(http(admin, "GET", "/readyz"), (200, "ready\n".into()));
+    redis.admin(&["CONFIG", "SET", "requirepass", TOKEN_C]);
+    // The successful check above is fresh for 30 s; a fresh proxy has no such memory.
+    let proxy = Proxy::start(self::flags_requiring_upstream(&redis, &token));
+    let (status, body) = http(proxy.admin.unwrap(), "GET", "/readyz");
+    assert_eq!(status, 503);
+    assert!(
+        body.starts_with("route default: upstream localhost:") && body.contains("WRONGPASS"),
+        "{body}"
+    );
+}
+
+fn flags_requiring_upstream(redis: &RedisServer, token: &TokenFile) -> Flags {
+    let mut flags = flags(redis, token);
+    flags.ready_requires_upstream = Some(true);
+    flags
+}
