@@ -465,6 +465,11 @@ impl Proxy {
                 let _ = stopped.await;
             });
         let done = runtime.spawn(run);
+        if let Some(admin) = admin {
+            eventually("the proxy has started", || {
+                http(admin, "GET", "/startupz").0 == 200
+            });
+        }
         Proxy {
             addrs,
             admin,
