@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
-# The test command: installs what the tests need (redis-server, redis-tools, moto), checks
+# The test command: installs what the tests need (redis-server, redis-tools, promtool, moto), checks
 # formatting and lints, builds the benchmarks without timing them, and runs every test against
 # a real TLS redis-server and a local Secrets Manager.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-scripts/install-deps.sh --with-moto
+# prometheus brings promtool, which checks the /metrics exposition.
+scripts/install-deps.sh --with-moto prometheus
 command -v redis-server >/dev/null || { echo "redis-server is missing" >&2; exit 1; }
 
 cargo fmt --check
