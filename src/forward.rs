@@ -165,6 +165,7 @@ impl<'a> Requests<'a> {
                 Ok(step) => step,
                 Err(error) => {
                     send(upstream, &buf[flushed..pos]).await?;
+                    flush(upstream).await?;
                     self.fail(&format!("ERR {error}"));
                     buf.clear();
                     return Ok(Err(error.into()));
@@ -203,6 +204,9 @@ impl<'a> Requests<'a> {
             }
         }
         send(upstream, &buf[flushed..pos]).await?;
+        // A TLS writer may keep records it could not send yet; nothing else would push them
+        // out, so every batch ends with a flush.
+        flush(upstream).await?;
         buf.advance(pos);
         Ok(Ok(()))
     }

@@ -212,3 +212,37 @@ fn inline_commands_work() {
     assert_eq!(raw.reply(), "OK");
     assert_eq!(raw.reply(), r#""a b""#);
 }
+
+/// Many large values at once fill the TLS socket's send buffer, so the last records of a
+/// request can be left in the TLS writer; they must still be sent (a flush per batch).
+#[test]
+fn concurrent_large_values_are_never_left_in_the_tls_buffer() {
+    let redis = RedisServer::start();
+    let token = TokenFile::new(TOKEN_A);
+    let proxy = Proxy::start(flags(&redis, &token));
+    let addr = proxy.addr();
+    let workers: Vec<_> = (0..8)
+        .map(|worker| {
+            std::thread::spawn(move || {
+                let mut con = connect(&format!("redis://{addr}/"));
+                for round in 0..3 {
+                    let value = vec![(worker * 3 + round) as u8; 4 * 1024 * 1024 + 17 * round];
+                    let key = format!("large:{worker}");
+                    let _: () = redis::cmd("SET")
+                        .arg(&key)
+                        .arg(&value)
+                        .query(&mut con)
+                        .unwrap();
+                    let back: Vec<u8> = redis::cmd("GET").arg(&key).query(&mut con).unwrap();
+                    assert!(
+                        back == value,
+                        "worker {worker} round {round}: value changed"
+                    );
+                }
+            })
+        })
+        .collect();
+    for worker in workers {
+        worker.join().expect("worker finished without error");
+    }
+}

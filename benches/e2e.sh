@@ -1,0 +1,252 @@
+#!/usr/bin/env bash
+# End-to-end benchmark: the direct TLS connection, haproxy and stunnel (both originating TLS,
+# the application carrying the token) and redis-auth-proxy, side by side in one run against
+# one TLS redis-server with a token. Workloads alternate between the four configurations and
+# repeat; the table shows medians and ratios against the direct connection, the proxies' CPU
+# per million requests and their memory per idle connection.
+#
+# Usage: benches/e2e.sh [REPEATS]        (default 3; BENCH_SCALE=0.2 for a quick smoke run)
+# Everything stays on 127.0.0.1; every process started here is stopped by PID.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+repeats="${1:-3}"
+scale="${BENCH_SCALE:-1}"
+idle_connections="${BENCH_IDLE:-4000}"
+
+scripts/install-deps.sh stunnel4 haproxy
+cargo build --release --quiet
+proxy_bin="$PWD/target/release/redis-auth-proxy"
+
+work="$(mktemp -d -t rap-bench.XXXXXX)"
+pids=()
+cleanup() {
+    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+    rm -rf "$work"
+}
+trap cleanup EXIT
+
+free_port() {
+    local port
+    while :; do
+        port=$((20000 + RANDOM % 40000))
+        (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null || { echo "$port"; return; }
+    done
+}
+
+wait_for() {
+    local what="$1"; shift
+    for _ in $(seq 1 200); do
+        if "$@" >/dev/null 2>&1; then return 0; fi
+        sleep 0.05
+    done
+    echo "timed out waiting for $what" >&2
+    exit 1
+}
+
+n() { python3 -c "print(max(1, int($1 * $scale)))"; }
+
+# --- certificates, server, token -------------------------------------------------------------
+openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj "/CN=bench CA" \
+    -keyout "$work/ca.key" -out "$work/ca.crt" 2>/dev/null
+openssl req -newkey rsa:2048 -nodes -subj "/CN=localhost" \
+    -keyout "$work/redis.key" -out "$work/redis.csr" 2>/dev/null
+printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\n' > "$work/san.ext"
+openssl x509 -req -in "$work/redis.csr" -CA "$work/ca.crt" -CAkey "$work/ca.key" -CAcreateserial \
+    -days 1 -extfile "$work/san.ext" -out "$work/redis.crt" 2>/dev/null
+token="bench-$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+printf '%s\n' "$token" > "$work/token"
+
+redis_port="$(free_port)"
+redis-server --port 0 --tls-port "$redis_port" --bind 127.0.0.1 \
+    --tls-cert-file "$work/redis.crt" --tls-key-file "$work/redis.key" \
+    --tls-ca-cert-file "$work/ca.crt" --tls-auth-clients no --maxclients 20000 \
+    --requirepass "$token" --save "" --appendonly no --dir "$work" --logfile "$work/redis.log" &
+pids+=($!)
+wait_for redis redis-cli --tls --cacert "$work/ca.crt" -h localhost -p "$redis_port" \
+    --user default --pass "$token" --no-auth-warning PING
+
+# --- the three proxies ------------------------------------------------------------------------
+haproxy_port="$(free_port)"
+cat > "$work/haproxy.cfg" <<EOF
+global
+    maxconn 30000
+defaults
+    mode tcp
+    timeout connect 5s
+    timeout client 1h
+    timeout server 1h
+frontend redis
+    bind 127.0.0.1:$haproxy_port
+    default_backend tls_redis
+backend tls_redis
+    server r1 127.0.0.1:$redis_port ssl verify required ca-file $work/ca.crt sni str(localhost) verifyhost localhost
+EOF
+haproxy -f "$work/haproxy.cfg" -db &
+haproxy_pid=$!
+pids+=($haproxy_pid)
+
+stunnel_port="$(free_port)"
+cat > "$work/stunnel.conf" <<EOF
+foreground = yes
+pid =
+[redis]
+client = yes
+accept = 127.0.0.1:$stunnel_port
+connect = 127.0.0.1:$redis_port
+verifyChain = yes
+CAfile = $work/ca.crt
+checkHost = localhost
+EOF
+stunnel4 "$work/stunnel.conf" 2>"$work/stunnel.log" &
+stunnel_pid=$!
+pids+=($stunnel_pid)
+
+proxy_port="$(free_port)"
+"$proxy_bin" --listen "127.0.0.1:$proxy_port" --upstream "localhost:$redis_port" \
+    --tls-ca-file "$work/ca.crt" --token-file "$work/token" --admin-listen off --log-level warn &
+proxy_pid=$!
+pids+=($proxy_pid)
+
+wait_for haproxy redis-cli -p "$haproxy_port" -a "$token" --no-auth-warning PING
+wait_for stunnel redis-cli -p "$stunnel_port" -a "$token" --no-auth-warning PING
+wait_for redis-auth-proxy redis-cli -p "$proxy_port" PING
+
+targets=(direct haproxy stunnel proxy)
+declare -A target_pid=([haproxy]=$haproxy_pid [stunnel]=$stunnel_pid [proxy]=$proxy_pid)
+
+# redis-benchmark arguments that reach each target (the proxies other than ours need the token).
+target_args() {
+    case "$1" in
+        direct) echo "--tls --cacert $work/ca.crt -h localhost -p $redis_port -a $token" ;;
+        haproxy) echo "-h 127.0.0.1 -p $haproxy_port -a $token" ;;
+        stunnel) echo "-h 127.0.0.1 -p $stunnel_port -a $token" ;;
+        proxy) echo "-h 127.0.0.1 -p $proxy_port" ;;
+    esac
+}
+
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+rss_kib() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
+ticks_per_second="$(getconf CLK_TCK)"
+
+results="$work/results.tsv"   # workload target repeat metric value
+: > "$results"
+
+# run_workload NAME TESTS REQUESTS EXTRA-ARGS...: one redis-benchmark run per target, in turn.
+run_workload() {
+    local name="$1" tests="$2" requests="$3"; shift 3
+    local target before after csv
+    for target in "${targets[@]}"; do
+        before=0
+        [ "$target" = direct ] || before="$(cpu_ticks "${target_pid[$target]}")"
+        # shellcheck disable=SC2046
+        csv="$(redis-benchmark $(target_args "$target") -t "$tests" -n "$requests" "$@" --csv 2>/dev/null | grep -v '^"test"')"
+        if [ "$target" != direct ]; then
+            after="$(cpu_ticks "${target_pid[$target]}")"
+            local total_requests
+            total_requests=$((requests * $(echo "$csv" | wc -l)))
+            python3 -c "print('$name\t$target\t$rep\tcpu_us_per_req\t', ($after - $before) / $ticks_per_second / $total_requests * 1e6)" | tr -d ' ' >> "$results"
+        fi
+        # Mean of the tests' rates (SET and GET), and the first test's p50/p99 latency.
+        echo "$csv" | python3 -c "
+import csv, sys
+rows = list(csv.reader(sys.stdin))
+rps = sum(float(r[1]) for r in rows) / len(rows)
+print('$name\t$target\t$rep\trps\t%.1f' % rps)
+print('$name\t$target\t$rep\tp50_ms\t%s' % rows[0][4])
+print('$name\t$target\t$rep\tp99_ms\t%s' % rows[0][6])
+" >> "$results"
+    done
+}
+
+echo "Benchmarking: $repeats repeats, scale $scale; results in the table below." >&2
+for rep in $(seq 1 "$repeats"); do
+    echo "  repeat $rep/$repeats" >&2
+    run_workload "no pipelining" set,get "$(n 400000)" -c 50 -d 64
+    run_workload "pipeline 16" set,get "$(n 3000000)" -c 50 -d 64 -P 16
+    run_workload "one client" set,get "$(n 40000)" -c 1 -d 64
+    run_workload "new connection per request" ping_mbulk "$(n 8000)" -c 50 -k 0
+    run_workload "100 KB values" set,get "$(n 4000)" -c 50 -d 100000
+done
+
+# Idle connections: RSS growth per connection, each connection having sent one command.
+idle_kib_per_connection() {
+    local target="$1" port="$2" auth="$3" pid="$4"
+    local before after
+    before="$(rss_kib "$pid")"
+    python3 - "$port" "$auth" "$idle_connections" "$work/idle-ready-$target" <<'PY' &
+import socket, sys, time, resource
+port, auth, count, ready = int(sys.argv[1]), sys.argv[2], int(sys.argv[3]), sys.argv[4]
+resource.setrlimit(resource.RLIMIT_NOFILE, (count + 100, count + 100))
+hello = (f"*2\r\n$4\r\nAUTH\r\n${len(auth)}\r\n{auth}\r\n" if auth else "") + "*1\r\n$4\r\nPING\r\n"
+socks = []
+for _ in range(count):
+    s = socket.create_connection(("127.0.0.1", port))
+    s.sendall(hello.encode())
+    socks.append(s)
+for s in socks:
+    got = b""
+    while not got.endswith(b"+PONG\r\n"):
+        got += s.recv(100)
+open(ready, "w").close()
+time.sleep(600)
+PY
+    local holder=$!
+    wait_for "$idle_connections idle connections through $target" test -e "$work/idle-ready-$target"
+    sleep 1
+    after="$(rss_kib "$pid")"
+    kill "$holder"; wait "$holder" 2>/dev/null || true
+    python3 -c "print('idle\t$target\t1\tkib_per_conn\t%.1f' % (($after - $before) / $idle_connections))" >> "$results"
+    python3 -c "print('idle\t$target\t1\trss_mib_idle\t%.1f' % ($after / 1024))" >> "$results"
+}
+ulimit -n 65536 2>/dev/null || true
+idle_kib_per_connection haproxy "$haproxy_port" "$token" "$haproxy_pid"
+idle_kib_per_connection stunnel "$stunnel_port" "$token" "$stunnel_pid"
+idle_kib_per_connection proxy "$proxy_port" "" "$proxy_pid"
+
+# --- the table --------------------------------------------------------------------------------
+python3 - "$results" <<'PY'
+import statistics, sys, collections
+data = collections.defaultdict(list)
+for line in open(sys.argv[1]):
+    workload, target, rep, metric, value = line.rstrip("\n").split("\t")
+    data[(workload, target, metric)].append(float(value))
+med = {k: statistics.median(v) for k, v in data.items()}
+targets = ["direct", "haproxy", "stunnel", "proxy"]
+workloads = ["no pipelining", "pipeline 16", "one client", "new connection per request", "100 KB values"]
+print("| workload | direct TLS | haproxy | stunnel | redis-auth-proxy | proxy / haproxy | proxy / stunnel |")
+print("|---|---|---|---|---|---|---|")
+for w in workloads:
+    d = med.get((w, "direct", "rps"))
+    if not d:
+        continue
+    cells = []
+    for t in targets:
+        v = med[(w, t, "rps")]
+        cells.append(f"{v:,.0f}/s" if t == "direct" else f"{v / d:.2f} ({v:,.0f}/s)")
+    p = med[(w, "proxy", "rps")]
+    cells.append(f"{p / med[(w, 'haproxy', 'rps')]:.2f}")
+    cells.append(f"{p / med[(w, 'stunnel', 'rps')]:.2f}")
+    print(f"| {w} | " + " | ".join(cells) + " |")
+print()
+print("| one client, latency | direct TLS | haproxy | stunnel | redis-auth-proxy |")
+print("|---|---|---|---|---|")
+for m in ["p50_ms", "p99_ms"]:
+    print(f"| {m.replace('_ms', '')} (ms) | " + " | ".join(f"{med[('one client', t, m)]:.3f}" for t in targets) + " |")
+print()
+print("| CPU µs per request (proxy process) | haproxy | stunnel | redis-auth-proxy | proxy / haproxy |")
+print("|---|---|---|---|---|")
+for w in workloads:
+    vals = [med.get((w, t, "cpu_us_per_req")) for t in targets[1:]]
+    if None in vals:
+        continue
+    print(f"| {w} | " + " | ".join(f"{v:.1f}" for v in vals) + f" | {vals[2] / vals[0]:.2f} |")
+print()
+print("| idle connections | haproxy | stunnel | redis-auth-proxy | proxy / haproxy |")
+print("|---|---|---|---|---|")
+kib = [med[("idle", t, "kib_per_conn")] for t in targets[1:]]
+print("| KiB per idle connection | " + " | ".join(f"{v:.1f}" for v in kib) + f" | {kib[2] / kib[0]:.2f} |")
+rss = [med[("idle", t, "rss_mib_idle")] for t in targets[1:]]
+print("| RSS with them open (MiB) | " + " | ".join(f"{v:.1f}" for v in rss) + " | |")
+PY
