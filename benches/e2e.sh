@@ -14,6 +14,9 @@ repeats="${1:-3}"
 scale="${BENCH_SCALE:-1}"
 idle_connections="${BENCH_IDLE:-4000}"
 
+# Thousands of idle connections need file descriptors in every process started below.
+ulimit -n "$(ulimit -Hn)"
+
 scripts/install-deps.sh stunnel4 haproxy
 cargo build --release --quiet
 proxy_bin="$PWD/target/release/redis-auth-proxy"
@@ -71,7 +74,7 @@ wait_for redis redis-cli --tls --cacert "$work/ca.crt" -h localhost -p "$redis_p
 haproxy_port="$(free_port)"
 cat > "$work/haproxy.cfg" <<EOF
 global
-    maxconn 30000
+    maxconn 9000
 defaults
     mode tcp
     timeout connect 5s
@@ -146,7 +149,7 @@ run_workload() {
             after="$(cpu_ticks "${target_pid[$target]}")"
             local total_requests
             total_requests=$((requests * $(echo "$csv" | wc -l)))
-            python3 -c "print('$name\t$target\t$rep\tcpu_us_per_req\t', ($after - $before) / $ticks_per_second / $total_requests * 1e6)" | tr -d ' ' >> "$results"
+            python3 -c "print('$name\t$target\t$rep\tcpu_us_per_req\t%.3f' % (($after - $before) / $ticks_per_second / $total_requests * 1e6))" >> "$results"
         fi
         # Mean of the tests' rates (SET and GET), and the first test's p50/p99 latency.
         echo "$csv" | python3 -c "
@@ -200,7 +203,6 @@ PY
     python3 -c "print('idle\t$target\t1\tkib_per_conn\t%.1f' % (($after - $before) / $idle_connections))" >> "$results"
     python3 -c "print('idle\t$target\t1\trss_mib_idle\t%.1f' % ($after / 1024))" >> "$results"
 }
-ulimit -n 65536 2>/dev/null || true
 idle_kib_per_connection haproxy "$haproxy_port" "$token" "$haproxy_pid"
 idle_kib_per_connection stunnel "$stunnel_port" "$token" "$stunnel_pid"
 idle_kib_per_connection proxy "$proxy_port" "" "$proxy_pid"
