@@ -27,6 +27,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpStream;
 use tokio::sync::{Notify, oneshot};
 use tracing::{debug, warn};
 
@@ -77,18 +78,19 @@ impl Shared {
 }
 
 /// Forwards between `client` and the authenticated `upstream` until either side ends.
-pub async fn run<C, U>(client: C, upstream: U, ctx: &Context) -> Result<(), ConnError>
+pub async fn run<U>(mut client: TcpStream, upstream: U, ctx: &Context) -> Result<(), ConnError>
 where
-    C: AsyncRead + AsyncWrite + Unpin,
     U: AsyncRead + AsyncWrite + Unpin,
 {
     let shared = Shared::default();
-    let (client_r, client_w) = tokio::io::split(client);
+    // The client socket splits without a lock; the TLS stream cannot.
+    let (client_r, client_w) = client.split();
     let (upstream_r, upstream_w) = tokio::io::split(upstream);
     let requests = Requests::new(&shared, ctx).run(client_r, upstream_w);
     let replies = Replies::new(&shared, &ctx.metrics).run(upstream_r, client_w);
     tokio::pin!(requests, replies);
     tokio::select! {
+        biased;
         result = &mut replies => result,
         finish = &mut requests => match finish {
             // The client stopped sending, or a failure was queued in reply order: let the
@@ -409,6 +411,9 @@ impl<'a> Replies<'a> {
         W: AsyncWrite + Unpin,
     {
         let mut buf = BytesMut::new();
+        let shared = self.shared;
+        // One waiter registration for as long as no action arrives, not one per read.
+        let mut woken = std::pin::pin!(shared.wake.notified());
         loop {
             self.take_actions();
             if self.fire_due(&mut client).await? {
@@ -416,6 +421,7 @@ impl<'a> Replies<'a> {
             }
             buf.reserve(READ_SIZE);
             tokio::select! {
+                biased;
                 read = upstream.read_buf(&mut buf) => {
                     let n = match read {
                         Ok(n) => n,
@@ -429,7 +435,10 @@ impl<'a> Replies<'a> {
                     }
                     self.metrics.bytes_downstream.increment(n as u64);
                 }
-                () = self.shared.wake.notified() => continue,
+                () = &mut woken => {
+                    woken.set(shared.wake.notified());
+                    continue;
+                }
             }
             self.take_actions();
             if self.pass(&buf, &mut client).await? {
