@@ -169,7 +169,7 @@ for rep in $(seq 1 "$repeats"); do
     run_workload "no pipelining" set,get "$(n 400000)" -c 50 -d 64
     run_workload "pipeline 16" set,get "$(n 3000000)" -c 50 -d 64 -P 16
     run_workload "one client" set,get "$(n 40000)" -c 1 -d 64
-    run_workload "new connection per request" ping_mbulk "$(n 8000)" -c 50 -k 0
+    run_workload "new connection per request" ping_mbulk "$(n 3000)" -c 50 -k 0
     run_workload "100 KB values" set,get "$(n 4000)" -c 50 -d 100000
 done
 

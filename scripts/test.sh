@@ -16,6 +16,8 @@ if [ -n "$(cargo tree -i aws-lc-rs 2>/dev/null)" ]; then
     echo "aws-lc-rs crept into the dependency tree; use ring (see Cargo.toml)" >&2
     exit 1
 fi
+# deploy/ and the Dockerfile, validated offline (installs its validators from PyPI).
+scripts/validate-deploy.sh
 if cargo nextest --version >/dev/null 2>&1; then
     cargo nextest run --no-fail-fast
 else

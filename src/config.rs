@@ -26,6 +26,8 @@ const DEFAULT_REFRESH_INTERVAL: Duration = Duration::from_secs(300);
 /// The admin port: Redis's plus 100, clear of the 9100-9999 range exporters crowd.
 pub const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:6479";
 const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
+/// Redis's own default `maxclients`.
+const DEFAULT_MAX_CONNECTIONS: u32 = 10_000;
 
 /// redis-auth-proxy: plain RESP on localhost in, TLS and AUTH to Redis or Valkey out.
 ///
@@ -128,6 +130,20 @@ pub struct Flags {
     /// Time allowed for the upstream to answer AUTH [default: 5s].
     #[arg(long, env = "REDIS_AUTH_PROXY_AUTH_TIMEOUT", value_name = "DURATION")]
     pub auth_timeout: Option<String>,
+    /// Most client connections served at once, over all routes; more are answered
+    /// `-ERR max number of clients reached` and closed [default: 10000].
+    #[arg(long, env = "REDIS_AUTH_PROXY_MAX_CONNECTIONS", value_name = "N")]
+    pub max_connections: Option<u32>,
+    /// Allow a listener on a non-loopback address. Anyone who can reach it uses the proxy's
+    /// token, so this is refused unless spelled out.
+    #[arg(long, env = "REDIS_AUTH_PROXY_ALLOW_REMOTE_CLIENTS", value_name = "BOOL", num_args = 0..=1,
+          default_missing_value = "true", value_parser = clap::builder::BoolishValueParser::new())]
+    pub allow_remote_clients: Option<bool>,
+    /// Do not verify the upstream's certificate. For tests only: anyone on the path can then
+    /// read the token. A warning is logged at every start.
+    #[arg(long, env = "REDIS_AUTH_PROXY_TLS_INSECURE_SKIP_VERIFY", value_name = "BOOL", num_args = 0..=1,
+          default_missing_value = "true", value_parser = clap::builder::BoolishValueParser::new())]
+    pub tls_insecure_skip_verify: Option<bool>,
     /// Address of the admin HTTP endpoints (/metrics, /livez, /readyz, /startupz,
     /// /quitquitquit), IP:PORT, or `off` [default: 127.0.0.1:6479]. Kubernetes probes need a
     /// pod-reachable address such as 0.0.0.0:6479.
@@ -177,6 +193,9 @@ struct FileConfig {
     token_refresh_interval: Option<String>,
     connect_timeout: Option<String>,
     auth_timeout: Option<String>,
+    max_connections: Option<u32>,
+    allow_remote_clients: Option<bool>,
+    tls_insecure_skip_verify: Option<bool>,
     admin_listen: Option<String>,
     ready_requires_upstream: Option<bool>,
     shutdown_delay: Option<String>,
@@ -231,6 +250,7 @@ pub struct Config {
     pub username: Option<String>,
     pub connect_timeout: Duration,
     pub auth_timeout: Duration,
+    pub max_connections: u32,
     /// `None` for `--admin-listen off`.
     pub admin_listen: Option<SocketAddr>,
     pub ready_requires_upstream: bool,
@@ -342,7 +362,18 @@ impl Merger<'_> {
             DEFAULT_SHUTDOWN_GRACE,
         );
         let log_format = self.log_format();
+        let max_connections = self
+            .flags
+            .max_connections
+            .or(self.file.max_connections)
+            .unwrap_or(DEFAULT_MAX_CONNECTIONS);
+        if max_connections == 0 {
+            self.errors
+                .push("--max-connections: must be at least 1".into());
+        }
+        self.refuse_remote_listeners(&routes);
         Some(Config {
+            max_connections,
             routes,
             token: token?,
             token_refresh_interval,
@@ -382,6 +413,24 @@ impl Merger<'_> {
             Err(e) => {
                 self.errors.push(format!("--admin-listen: {e}"));
                 None
+            }
+        }
+    }
+
+    /// A listener off loopback hands the token to whoever reaches it: only when spelled out.
+    fn refuse_remote_listeners(&mut self, routes: &[Route]) {
+        let allowed = self
+            .flags
+            .allow_remote_clients
+            .or(self.file.allow_remote_clients)
+            .unwrap_or(false);
+        for route in routes.iter().filter(|r| !r.listen.ip().is_loopback()) {
+            if !allowed {
+                self.errors.push(format!(
+                    "--listen {} (route {}): not a loopback address; anyone who reaches it uses the proxy's token. \
+                     Listen on 127.0.0.1, or pass --allow-remote-clients",
+                    route.listen, route.name
+                ));
             }
         }
     }
@@ -602,6 +651,11 @@ impl Merger<'_> {
                 .tls_client_key
                 .clone()
                 .or_else(|| self.file.tls_client_key.clone()),
+            insecure_skip_verify: self
+                .flags
+                .tls_insecure_skip_verify
+                .or(self.file.tls_insecure_skip_verify)
+                .unwrap_or(false),
         });
         if let Some(tls) = &tls
             && tls.client_cert.is_some() != tls.client_key.is_some()

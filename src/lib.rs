@@ -269,17 +269,17 @@ impl Lifecycle {
             close: CancellationToken::new(),
             tracker: TaskTracker::new(),
         };
+        let limit = Arc::new(tokio::sync::Semaphore::new(config.max_connections as usize));
         for (listener, route) in listeners.into_iter().zip(routes) {
             let addr = listener.local_addr().ok();
             info!(route = %route.name, listen = ?addr, upstream = %route.connector.addr, "Listening");
-            let (close, tracker) = (connections.close.clone(), connections.tracker.clone());
-            tokio::spawn(server::serve(
-                listener,
-                route,
-                accepting.clone(),
-                close,
-                tracker,
-            ));
+            let serving = server::Serving {
+                accepting: accepting.clone(),
+                close: connections.close.clone(),
+                tracker: connections.tracker.clone(),
+                limit: Arc::clone(&limit),
+            };
+            tokio::spawn(server::serve(listener, route, serving));
         }
         let upstream_check = config
             .ready_requires_upstream

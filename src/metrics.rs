@@ -65,7 +65,7 @@ fn describe() {
     describe_counter!(CONNECTIONS, "Client connections accepted, by route.");
     describe_counter!(
         CONNECTIONS_REJECTED,
-        "Client connections refused an upstream connection, by route and stage (dns, tcp, tls, auth, timeout, no_token)."
+        "Client connections refused, by route and stage (dns, tcp, tls, auth, timeout, no_token: no upstream connection; max_connections: over --max-connections)."
     );
     describe_histogram!(
         CONNECT_DURATION,
@@ -148,8 +148,10 @@ impl RouteMetrics {
             counter!(CONNECTIONS_REJECTED, "route" => self.route.clone(), "stage" => stage)
                 .absolute(0);
         }
-        counter!(CONNECTIONS_REJECTED, "route" => self.route.clone(), "stage" => "no_token")
-            .absolute(0);
+        for stage in ["no_token", "max_connections"] {
+            counter!(CONNECTIONS_REJECTED, "route" => self.route.clone(), "stage" => stage)
+                .absolute(0);
+        }
         counter!(TOKEN_FALLBACKS, "route" => self.route.clone()).absolute(0);
         for command in ["auth", "hello", "reset"] {
             counter!(INTERCEPTED, "route" => self.route.clone(), "command" => command).absolute(0);

@@ -16,6 +16,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{Instrument, Level, debug, error, info_span, warn};
@@ -66,13 +67,24 @@ impl RouteRuntime {
 
 /// Accepts clients until `accepting` is cancelled; each connection runs on `tracker` until it
 /// ends or `close` is cancelled.
-pub async fn serve(
-    listener: TcpListener,
-    route: Arc<RouteRuntime>,
-    accepting: CancellationToken,
-    close: CancellationToken,
-    tracker: TaskTracker,
-) {
+/// How a route's accept loop is told to stop, and what its connections share with the others.
+pub struct Serving {
+    pub accepting: CancellationToken,
+    pub close: CancellationToken,
+    pub tracker: TaskTracker,
+    /// `--max-connections`, over all routes.
+    pub limit: Arc<Semaphore>,
+}
+
+/// Accepts clients until `serving.accepting` is cancelled; each connection runs on the tracker
+/// until it ends or `serving.close` is cancelled.
+pub async fn serve(listener: TcpListener, route: Arc<RouteRuntime>, serving: Serving) {
+    let Serving {
+        accepting,
+        close,
+        tracker,
+        limit,
+    } = serving;
     let mut backoff = Duration::from_millis(5);
     loop {
         let accepted = tokio::select! {
@@ -80,8 +92,16 @@ pub async fn serve(
             accepted = listener.accept() => accepted,
         };
         match accepted {
-            Ok((client, peer)) => {
+            Ok((mut client, peer)) => {
                 backoff = Duration::from_millis(5);
+                let Ok(permit) = Arc::clone(&limit).try_acquire_owned() else {
+                    route.metrics().rejected("max_connections");
+                    warn!(route = %route.name, client.addr = %peer, "Refused a client: --max-connections reached");
+                    tokio::spawn(async move {
+                        refuse(&mut client, "ERR max number of clients reached").await
+                    });
+                    continue;
+                };
                 let route = Arc::clone(&route);
                 let close = close.clone();
                 let span = info_span!("conn", route = %route.name, client.addr = %peer);
@@ -91,6 +111,7 @@ pub async fn serve(
                             () = close.cancelled() => debug!("Closed at the end of the shutdown grace period"),
                             () = handle(client, &route) => {}
                         }
+                        drop(permit);
                     }
                     .instrument(span),
                 );

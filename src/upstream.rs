@@ -54,6 +54,8 @@ pub struct TlsSettings {
     pub ca_file: Option<std::path::PathBuf>,
     pub client_cert: Option<std::path::PathBuf>,
     pub client_key: Option<std::path::PathBuf>,
+    /// `--tls-insecure-skip-verify`: accept any certificate (tests only).
+    pub insecure_skip_verify: bool,
 }
 
 /// A TLS setting that cannot be used; the message names the file or value, never key material.
@@ -161,6 +163,12 @@ fn client_config(settings: &TlsSettings) -> Result<Arc<ClientConfig>, TlsConfigE
             .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
             .map_err(|e| TlsConfigError::ClientCert(e.to_string()))?
             .with_root_certificates(roots);
+    if settings.insecure_skip_verify {
+        tracing::warn!(
+            tls.server_name = %settings.server_name,
+            "TLS certificate verification is OFF (--tls-insecure-skip-verify): anyone on the path can read the token"
+        );
+    }
     let config = match (&settings.client_cert, &settings.client_key) {
         (Some(cert), Some(key)) => {
             let certs = load_certs(cert).map_err(TlsConfigError::ClientCert)?;
@@ -178,7 +186,70 @@ fn client_config(settings: &TlsSettings) -> Result<Arc<ClientConfig>, TlsConfigE
             ));
         }
     };
+    let mut config = config;
+    if settings.insecure_skip_verify {
+        config
+            .dangerous()
+            .set_certificate_verifier(Arc::new(danger::NoVerification::new()));
+    }
     Ok(Arc::new(config))
+}
+
+/// `--tls-insecure-skip-verify` and nothing else lives here.
+mod danger {
+    use rustls::DigitallySignedStruct;
+    use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+    use rustls::crypto::{
+        WebPkiSupportedAlgorithms, verify_tls12_signature, verify_tls13_signature,
+    };
+    use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
+
+    /// Accepts any certificate; handshake signatures are still checked.
+    #[derive(Debug)]
+    pub struct NoVerification(WebPkiSupportedAlgorithms);
+
+    impl NoVerification {
+        pub fn new() -> Self {
+            NoVerification(
+                rustls::crypto::ring::default_provider().signature_verification_algorithms,
+            )
+        }
+    }
+
+    impl ServerCertVerifier for NoVerification {
+        fn verify_server_cert(
+            &self,
+            _end_entity: &CertificateDer<'_>,
+            _intermediates: &[CertificateDer<'_>],
+            _server_name: &ServerName<'_>,
+            _ocsp: &[u8],
+            _now: UnixTime,
+        ) -> Result<ServerCertVerified, rustls::Error> {
+            Ok(ServerCertVerified::assertion())
+        }
+
+        fn verify_tls12_signature(
+            &self,
+            message: &[u8],
+            cert: &CertificateDer<'_>,
+            dss: &DigitallySignedStruct,
+        ) -> Result<HandshakeSignatureValid, rustls::Error> {
+            verify_tls12_signature(message, cert, dss, &self.0)
+        }
+
+        fn verify_tls13_signature(
+            &self,
+            message: &[u8],
+            cert: &CertificateDer<'_>,
+            dss: &DigitallySignedStruct,
+        ) -> Result<HandshakeSignatureValid, rustls::Error> {
+            verify_tls13_signature(message, cert, dss, &self.0)
+        }
+
+        fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+            self.0.supported_schemes()
+        }
+    }
 }
 
 fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {

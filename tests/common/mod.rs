@@ -83,6 +83,7 @@ pub fn free_port() -> u16 {
 }
 
 /// How a test's redis-server starts.
+#[derive(Clone)]
 pub struct RedisOptions {
     /// `requirepass`; `None` leaves the default user without a password.
     pub password: Option<&'static str>,
@@ -105,6 +106,56 @@ pub struct RedisServer {
     pub tls_port: u16,
     pub plain_port: u16,
     dir: tempfile::TempDir,
+    options: RedisOptions,
+}
+
+fn spawn_redis(options: &RedisOptions, dir: &Path, tls_port: u16, plain_port: u16) -> Child {
+    let certs = certs();
+    let (cert, key) = if options.wrong_name_cert {
+        (&certs.other_cert, &certs.other_key)
+    } else {
+        (&certs.cert, &certs.key)
+    };
+    let mut command = Command::new("redis-server");
+    command
+        .args(["--bind", "127.0.0.1", "--port", &plain_port.to_string()])
+        .args(["--tls-port", &tls_port.to_string()])
+        .arg("--tls-cert-file")
+        .arg(cert)
+        .arg("--tls-key-file")
+        .arg(key)
+        .arg("--tls-ca-cert-file")
+        .arg(&certs.ca)
+        .args([
+            "--tls-auth-clients",
+            "no",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ])
+        .args([
+            "--user",
+            "admin",
+            "on",
+            &format!(">{ADMIN_PASSWORD}"),
+            "~*",
+            "&*",
+            "+@all",
+        ])
+        .arg("--dir")
+        .arg(dir)
+        .arg("--logfile")
+        .arg(dir.join("redis.log"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    if let Some(password) = options.password {
+        command.args(["--requirepass", password]);
+    }
+    command
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start redis-server (is it installed?): {e}"))
 }
 
 impl RedisServer {
@@ -124,74 +175,57 @@ impl RedisServer {
     }
 
     fn try_start(options: &RedisOptions) -> Result<Self, String> {
-        let certs = certs();
         let dir = tempfile::Builder::new()
             .prefix("rap-redis-")
             .tempdir()
             .unwrap();
         let (tls_port, plain_port) = (free_port(), free_port());
-        let (cert, key) = if options.wrong_name_cert {
-            (&certs.other_cert, &certs.other_key)
-        } else {
-            (&certs.cert, &certs.key)
-        };
-        let mut command = Command::new("redis-server");
-        command
-            .args(["--bind", "127.0.0.1", "--port", &plain_port.to_string()])
-            .args(["--tls-port", &tls_port.to_string()])
-            .arg("--tls-cert-file")
-            .arg(cert)
-            .arg("--tls-key-file")
-            .arg(key)
-            .arg("--tls-ca-cert-file")
-            .arg(&certs.ca)
-            .args([
-                "--tls-auth-clients",
-                "no",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
-            .args([
-                "--user",
-                "admin",
-                "on",
-                &format!(">{ADMIN_PASSWORD}"),
-                "~*",
-                "&*",
-                "+@all",
-            ])
-            .arg("--dir")
-            .arg(dir.path())
-            .arg("--logfile")
-            .arg(dir.path().join("redis.log"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
-        if let Some(password) = options.password {
-            command.args(["--requirepass", password]);
-        }
-        let child = command
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start redis-server (is it installed?): {e}"));
+        let child = spawn_redis(options, dir.path(), tls_port, plain_port);
         let mut server = RedisServer {
             child,
             tls_port,
             plain_port,
             dir,
+            options: options.clone(),
         };
+        server.wait_ready()?;
+        Ok(server)
+    }
+
+    fn wait_ready(&mut self) -> Result<(), String> {
         let deadline = Instant::now() + PATIENCE;
         while Instant::now() < deadline {
-            if let Ok(Some(_)) = server.child.try_wait() {
-                return Err(server.log());
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return Err(self.log());
             }
-            if server.try_admin().is_ok() {
-                return Ok(server);
+            if self.try_admin().is_ok() {
+                return Ok(());
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        Err(format!("not ready after {PATIENCE:?}\n{}", server.log()))
+        Err(format!("not ready after {PATIENCE:?}\n{}", self.log()))
+    }
+
+    /// Starts the server again on the same ports, after `kill`.
+    pub fn restart(&mut self) {
+        self.kill();
+        self.child = spawn_redis(
+            &self.options,
+            self.dir.path(),
+            self.tls_port,
+            self.plain_port,
+        );
+        self.wait_ready()
+            .unwrap_or_else(|log| panic!("redis-server did not restart:\n{log}"));
+    }
+
+    /// Freezes (`STOP`) or thaws (`CONT`) the server process.
+    pub fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .args([&format!("-{name}"), &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success(), "kill -{name} redis-server failed");
     }
 
     fn try_admin(&self) -> redis::RedisResult<redis::Connection> {
