@@ -13,6 +13,8 @@
 # Everything stays on 127.0.0.1; every process started here is stopped by PID.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=scripts/lib.sh
+source scripts/lib.sh
 
 repeats="${1:-3}"
 scale="${BENCH_SCALE:-1}"
@@ -34,34 +36,10 @@ cleanup() {
 }
 trap cleanup EXIT
 
-free_port() {
-    local port
-    while :; do
-        port=$((20000 + RANDOM % 40000))
-        (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null || { echo "$port"; return; }
-    done
-}
-
-wait_for() {
-    local what="$1"; shift
-    for _ in $(seq 1 "${WAIT_TICKS:-200}"); do
-        if "$@" >/dev/null 2>&1; then return 0; fi
-        sleep 0.05
-    done
-    echo "timed out waiting for $what" >&2
-    exit 1
-}
-
 n() { python3 -c "print(max(1, int($1 * $scale)))"; }
 
 # --- certificates, server, token -------------------------------------------------------------
-openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj "/CN=bench CA" \
-    -keyout "$work/ca.key" -out "$work/ca.crt" 2>/dev/null
-openssl req -newkey rsa:2048 -nodes -subj "/CN=localhost" \
-    -keyout "$work/redis.key" -out "$work/redis.csr" 2>/dev/null
-printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\n' > "$work/san.ext"
-openssl x509 -req -in "$work/redis.csr" -CA "$work/ca.crt" -CAkey "$work/ca.key" -CAcreateserial \
-    -days 1 -extfile "$work/san.ext" -out "$work/redis.crt" 2>/dev/null
+make_certs "$work"
 token="bench-$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')"
 printf '%s\n' "$token" > "$work/token"
 

@@ -5,6 +5,8 @@
 # starts it stops; everything stays on 127.0.0.1.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=scripts/lib.sh
+source scripts/lib.sh
 
 scripts/install-deps.sh
 cargo build --quiet
@@ -19,34 +21,10 @@ cleanup() {
 }
 trap cleanup EXIT
 
-free_port() {
-    local port
-    while :; do
-        port=$((20000 + RANDOM % 40000))
-        (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null || { echo "$port"; return; }
-    done
-}
-
-wait_until() {
-    local what="$1"; shift
-    for _ in $(seq 1 200); do
-        if "$@" >/dev/null 2>&1; then return 0; fi
-        sleep 0.05
-    done
-    echo "timed out waiting for $what" >&2
-    exit 1
-}
-
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 
 step "Certificates: a CA and a server certificate for localhost"
-openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj "/CN=demo CA" \
-    -keyout "$work/ca.key" -out "$work/ca.crt" 2>/dev/null
-openssl req -newkey rsa:2048 -nodes -subj "/CN=localhost" \
-    -keyout "$work/redis.key" -out "$work/redis.csr" 2>/dev/null
-printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\n' > "$work/san.ext"
-openssl x509 -req -in "$work/redis.csr" -CA "$work/ca.crt" -CAkey "$work/ca.key" -CAcreateserial \
-    -days 1 -extfile "$work/san.ext" -out "$work/redis.crt" 2>/dev/null
+make_certs "$work"
 echo "made $work/ca.crt and a localhost certificate"
 
 step "redis-server: TLS only, with an AUTH token (like ElastiCache with in-transit encryption)"
@@ -59,7 +37,7 @@ redis-server --port 0 --tls-port "$redis_port" --bind 127.0.0.1 \
     --tls-ca-cert-file "$work/ca.crt" --tls-auth-clients no \
     --requirepass "$token" --save "" --appendonly no --dir "$work" --logfile "$work/redis.log" &
 pids+=($!)
-wait_until "redis-server" redis-cli --tls --cacert "$work/ca.crt" -h localhost -p "$redis_port" \
+wait_for "redis-server" redis-cli --tls --cacert "$work/ca.crt" -h localhost -p "$redis_port" \
     --user default --pass "$token" --no-auth-warning PING
 echo "redis-server is on localhost:$redis_port (TLS); the token is in $work/token"
 
@@ -68,7 +46,7 @@ proxy_port="$(free_port)"
 "$bin" run --listen "127.0.0.1:$proxy_port" --upstream "localhost:$redis_port" \
     --tls-ca-file "$work/ca.crt" --token-file "$work/token" --log-level warn &
 pids+=($!)
-wait_until "redis-auth-proxy" redis-cli -p "$proxy_port" PING
+wait_for "redis-auth-proxy" redis-cli -p "$proxy_port" PING
 "$bin" check --listen "127.0.0.1:$proxy_port" --upstream "localhost:$redis_port" \
     --tls-ca-file "$work/ca.crt" --token-file "$work/token"
 

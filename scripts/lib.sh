@@ -1,0 +1,35 @@
+# Shell helpers shared by scripts/demo.sh and benches/e2e.sh. Source it; it defines functions
+# only. Everything it starts stays on 127.0.0.1.
+
+# A loopback port nothing listens on right now.
+free_port() {
+    local port
+    while :; do
+        port=$((20000 + RANDOM % 40000))
+        (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null || { echo "$port"; return; }
+    done
+}
+
+# wait_for WHAT COMMAND...: polls COMMAND every 50 ms, WAIT_TICKS times (default 200 = 10 s).
+wait_for() {
+    local what="$1"; shift
+    for _ in $(seq 1 "${WAIT_TICKS:-200}"); do
+        if "$@" >/dev/null 2>&1; then return 0; fi
+        sleep 0.05
+    done
+    echo "timed out waiting for $what" >&2
+    exit 1
+}
+
+# make_certs DIR: a CA (DIR/ca.crt) and a server certificate for localhost and 127.0.0.1
+# (DIR/redis.crt, DIR/redis.key), valid for a day.
+make_certs() {
+    local dir="$1"
+    openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj "/CN=redis-auth-proxy test CA" \
+        -keyout "$dir/ca.key" -out "$dir/ca.crt" 2>/dev/null
+    openssl req -newkey rsa:2048 -nodes -subj "/CN=localhost" \
+        -keyout "$dir/redis.key" -out "$dir/redis.csr" 2>/dev/null
+    printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\n' > "$dir/san.ext"
+    openssl x509 -req -in "$dir/redis.csr" -CA "$dir/ca.crt" -CAkey "$dir/ca.key" -CAcreateserial \
+        -days 1 -extfile "$dir/san.ext" -out "$dir/redis.crt" 2>/dev/null
+}
