@@ -62,7 +62,7 @@ pub async fn check_route(
     .map_err(|e| e.to_string())?;
     let mut stream = connector.connect().await.map_err(|e| e.to_string())?;
     let upstream = route.upstream.to_string();
-    let auth = handshake::authenticate(
+    let slot = handshake::authenticate(
         &mut stream,
         store,
         config.username.as_deref(),
@@ -75,7 +75,7 @@ pub async fn check_route(
     ping(&mut stream, &upstream, config.auth_timeout)
         .await
         .map_err(|e| e.to_string())?;
-    Ok(auth.slot.as_str())
+    Ok(slot.as_str())
 }
 
 async fn ping<S>(stream: &mut S, upstream: &str, timeout: Duration) -> Result<(), ConnError>

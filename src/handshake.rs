@@ -11,7 +11,6 @@ use crate::resp::reply::{ReplyScanner, Scan};
 use crate::token::{Credentials, Slot, TokenStore};
 use bytes::BytesMut;
 use secrecy::zeroize::Zeroizing;
-use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tracing::{debug, warn};
@@ -54,14 +53,6 @@ impl AuthReply {
     }
 }
 
-/// A connection the server accepted, and with which token.
-pub struct Authenticated {
-    pub slot: Slot,
-    pub credentials: Arc<Credentials>,
-    /// Bytes the server sent after the AUTH reply, to be forwarded first.
-    pub leftover: BytesMut,
-}
-
 /// Encodes `AUTH [user] token` in a buffer that is zeroised when dropped.
 pub fn auth_command(
     credentials: &Credentials,
@@ -96,7 +87,7 @@ pub async fn authenticate<S>(
     upstream: &str,
     timeout: Duration,
     metrics: Option<&RouteMetrics>,
-) -> Result<Authenticated, ConnError>
+) -> Result<Slot, ConnError>
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
 {
@@ -116,7 +107,7 @@ async fn try_tokens<S>(
     upstream: &str,
     timeout: Duration,
     metrics: Option<&RouteMetrics>,
-) -> Result<Authenticated, ConnError>
+) -> Result<Slot, ConnError>
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
 {
@@ -186,11 +177,7 @@ where
             }
         }
         store.record_success(slot);
-        return Ok(Authenticated {
-            slot,
-            credentials,
-            leftover: buf,
-        });
+        return Ok(slot);
     }
     unreachable!("attempt order always holds the current slot")
 }

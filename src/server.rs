@@ -167,7 +167,7 @@ async fn reach_upstream(route: &RouteRuntime) -> Result<UpstreamStream, ConnErro
     let started = Instant::now();
     let reached = async {
         let mut upstream = route.connector.connect().await?;
-        let auth = handshake::authenticate(
+        let slot = handshake::authenticate(
             &mut upstream,
             &ctx.store,
             ctx.username.as_deref(),
@@ -176,7 +176,7 @@ async fn reach_upstream(route: &RouteRuntime) -> Result<UpstreamStream, ConnErro
             Some(&ctx.metrics),
         )
         .await?;
-        debug!(token.slot = auth.slot.as_str(), "Authenticated upstream");
+        debug!(token.slot = slot.as_str(), "Authenticated upstream");
         Ok::<_, ConnError>(upstream)
     }
     .await;

@@ -701,7 +701,37 @@ impl ProxyProcess {
     }
 
     /// Starts it without waiting.
+    /// Starts it and waits only until its listeners are bound (the admin endpoint says so in
+    /// the log). Ports come from `free_port`, so another test may take one first: then it
+    /// tries again with new ports.
     pub fn spawn(redis: &RedisServer, args: &[&str], env: &[(&str, String)]) -> Self {
+        for _ in 0..5 {
+            let mut proxy = Self::spawn_once(redis, args, env);
+            let deadline = Instant::now() + PATIENCE;
+            loop {
+                if proxy.log().contains("Admin endpoints listening") {
+                    return proxy;
+                }
+                if let Ok(Some(_)) = proxy.child.try_wait() {
+                    assert!(
+                        proxy.log().contains("cannot listen on"),
+                        "the proxy exited:\n{}",
+                        proxy.log()
+                    );
+                    break;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "the proxy did not bind its listeners:\n{}",
+                    proxy.log()
+                );
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
+        panic!("no free ports for the proxy after 5 tries");
+    }
+
+    fn spawn_once(redis: &RedisServer, args: &[&str], env: &[(&str, String)]) -> Self {
         let dir = tempfile::Builder::new()
             .prefix("rap-proc-")
             .tempdir()
