@@ -28,6 +28,7 @@ pub const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:6479";
 const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
 /// Redis's own default `maxclients`.
 const DEFAULT_MAX_CONNECTIONS: u32 = 10_000;
+const DEFAULT_POOL_MAX_AGE: Duration = Duration::from_secs(30);
 
 /// redis-auth-proxy: plain RESP on localhost in, TLS and AUTH to Redis or Valkey out.
 ///
@@ -134,6 +135,19 @@ pub struct Flags {
     /// `-ERR max number of clients reached` and closed [default: 10000].
     #[arg(long, env = "REDIS_AUTH_PROXY_MAX_CONNECTIONS", value_name = "N")]
     pub max_connections: Option<u32>,
+    /// Keep this many ready, authenticated upstream connections per route for new clients, so
+    /// that an application opening a connection per request does not wait for TCP, TLS and
+    /// AUTH [default: 0, off].
+    #[arg(long, env = "REDIS_AUTH_PROXY_UPSTREAM_POOL_SIZE", value_name = "N")]
+    pub upstream_pool_size: Option<u32>,
+    /// Pooled connections older than this are replaced, as are those made with replaced
+    /// tokens [default: 30s].
+    #[arg(
+        long,
+        env = "REDIS_AUTH_PROXY_UPSTREAM_POOL_MAX_AGE",
+        value_name = "DURATION"
+    )]
+    pub upstream_pool_max_age: Option<String>,
     /// Allow a listener on a non-loopback address. Anyone who can reach it uses the proxy's
     /// token, so this is refused unless spelled out.
     #[arg(long, env = "REDIS_AUTH_PROXY_ALLOW_REMOTE_CLIENTS", value_name = "BOOL", num_args = 0..=1,
@@ -194,6 +208,8 @@ struct FileConfig {
     connect_timeout: Option<String>,
     auth_timeout: Option<String>,
     max_connections: Option<u32>,
+    upstream_pool_size: Option<u32>,
+    upstream_pool_max_age: Option<String>,
     allow_remote_clients: Option<bool>,
     tls_insecure_skip_verify: Option<bool>,
     admin_listen: Option<String>,
@@ -251,6 +267,8 @@ pub struct Config {
     pub connect_timeout: Duration,
     pub auth_timeout: Duration,
     pub max_connections: u32,
+    pub upstream_pool_size: u32,
+    pub upstream_pool_max_age: Duration,
     /// `None` for `--admin-listen off`.
     pub admin_listen: Option<SocketAddr>,
     pub ready_requires_upstream: bool,
@@ -372,8 +390,31 @@ impl Merger<'_> {
                 .push("--max-connections: must be at least 1".into());
         }
         self.refuse_remote_listeners(&routes);
+        let upstream_pool_size = self
+            .flags
+            .upstream_pool_size
+            .or(self.file.upstream_pool_size)
+            .unwrap_or(0);
+        if upstream_pool_size > 1000 {
+            self.errors
+                .push("--upstream-pool-size: at most 1000".into());
+        }
+        let upstream_pool_max_age = self.duration(
+            "--upstream-pool-max-age",
+            self.flags
+                .upstream_pool_max_age
+                .as_ref()
+                .or(self.file.upstream_pool_max_age.as_ref()),
+            DEFAULT_POOL_MAX_AGE,
+        );
+        if upstream_pool_max_age < Duration::from_secs(1) {
+            self.errors
+                .push("--upstream-pool-max-age: must be at least 1s".into());
+        }
         Some(Config {
             max_connections,
+            upstream_pool_size,
+            upstream_pool_max_age,
             routes,
             token: token?,
             token_refresh_interval,

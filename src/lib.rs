@@ -26,6 +26,7 @@ pub mod error;
 pub mod forward;
 pub mod handshake;
 pub mod metrics;
+pub mod pool;
 pub mod resp;
 pub mod secret;
 pub mod server;
@@ -279,6 +280,10 @@ impl Lifecycle {
                 tracker: connections.tracker.clone(),
                 limit: Arc::clone(&limit),
             };
+            tokio::spawn(server::keep_pool_filled(
+                Arc::clone(&route),
+                self.stop.clone(),
+            ));
             tokio::spawn(server::serve(listener, route, serving));
         }
         let upstream_check = config

@@ -27,6 +27,9 @@ pub const TOKEN_LAST_CHANGE: &str = "redis_auth_proxy_token_last_change_timestam
 pub const TOKEN_LAST_RELOAD: &str =
     "redis_auth_proxy_token_last_successful_reload_timestamp_seconds";
 pub const BUILD_INFO: &str = "redis_auth_proxy_build_info";
+pub const POOL_READY: &str = "redis_auth_proxy_upstream_pool_ready";
+pub const POOL_TAKES: &str = "redis_auth_proxy_upstream_pool_takes_total";
+pub const POOL_EVICTIONS: &str = "redis_auth_proxy_upstream_pool_evictions_total";
 
 /// Installs the process-wide Prometheus recorder once and returns its handle.
 pub fn install() -> &'static PrometheusHandle {
@@ -104,6 +107,18 @@ fn describe() {
     describe_gauge!(
         BUILD_INFO,
         "Always 1; the version label says which build is running."
+    );
+    describe_gauge!(
+        POOL_READY,
+        "Ready, authenticated upstream connections waiting in the pool, by route."
+    );
+    describe_counter!(
+        POOL_TAKES,
+        "New clients served from the upstream pool (hit) or not (miss), by route."
+    );
+    describe_counter!(
+        POOL_EVICTIONS,
+        "Pooled connections thrown away, by route and reason (stale: too old or made with replaced tokens; closed: the server closed it)."
     );
 }
 
@@ -197,6 +212,24 @@ pub fn token_reload(source: &'static str, result: &'static str) {
     }
     if result == "changed" {
         gauge!(TOKEN_LAST_CHANGE).set(unix_now());
+    }
+}
+
+/// The upstream connection pool (`--upstream-pool-size`).
+pub mod pool {
+    use super::{POOL_EVICTIONS, POOL_READY, POOL_TAKES};
+    use metrics::{counter, gauge};
+
+    pub fn ready(route: &str, connections: usize) {
+        gauge!(POOL_READY, "route" => route.to_owned()).set(connections as f64);
+    }
+
+    pub fn taken(route: &str, result: &'static str) {
+        counter!(POOL_TAKES, "route" => route.to_owned(), "result" => result).increment(1);
+    }
+
+    pub fn evicted(route: &str, reason: &'static str) {
+        counter!(POOL_EVICTIONS, "route" => route.to_owned(), "reason" => reason).increment(1);
     }
 }
 

@@ -10,6 +10,7 @@ use crate::error::ConnError;
 use crate::forward;
 use crate::handshake;
 use crate::metrics::RouteMetrics;
+use crate::pool::Pool;
 use crate::token::TokenStore;
 use crate::upstream::{Connector, UpstreamStream};
 use std::sync::Arc;
@@ -32,6 +33,8 @@ pub struct RouteRuntime {
     pub connector: Connector,
     pub forward: forward::Context,
     health: Arc<Health>,
+    /// `--upstream-pool-size` ready connections, when configured.
+    pub pool: Option<Pool>,
 }
 
 impl RouteRuntime {
@@ -45,7 +48,15 @@ impl RouteRuntime {
     ) -> Self {
         let upstream = connector.addr.to_string();
         let metrics = RouteMetrics::new(&name);
+        let pool = (config.upstream_pool_size > 0).then(|| {
+            Pool::new(
+                &name,
+                config.upstream_pool_size as usize,
+                config.upstream_pool_max_age,
+            )
+        });
         RouteRuntime {
+            pool,
             index,
             name,
             connector,
@@ -62,6 +73,59 @@ impl RouteRuntime {
 
     fn metrics(&self) -> &RouteMetrics {
         &self.forward.metrics
+    }
+
+    /// Connects to the server and authenticates: one usable upstream connection.
+    async fn open_upstream(&self) -> Result<UpstreamStream, ConnError> {
+        let ctx = &self.forward;
+        let mut upstream = self.connector.connect().await?;
+        let slot = handshake::authenticate(
+            &mut upstream,
+            &ctx.store,
+            ctx.username.as_deref(),
+            &ctx.upstream,
+            ctx.auth_timeout,
+            Some(&ctx.metrics),
+        )
+        .await?;
+        debug!(token.slot = slot.as_str(), "Authenticated upstream");
+        self.health.upstream_ok(self.index);
+        Ok(upstream)
+    }
+}
+
+/// Keeps a route's upstream pool full until `stop`: refills when a connection is taken or
+/// ages out, and backs off while the server cannot be reached.
+pub async fn keep_pool_filled(route: Arc<RouteRuntime>, stop: CancellationToken) {
+    let Some(pool) = route.pool.as_ref() else {
+        return;
+    };
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        let version = route.forward.store.version();
+        let mut failed = false;
+        for _ in 0..pool.missing(version) {
+            match route.open_upstream().await {
+                Ok(stream) => pool.put(stream, version),
+                Err(error) => {
+                    debug!(route = %route.name, %error, "Could not fill the upstream pool");
+                    failed = true;
+                    break;
+                }
+            }
+        }
+        let wait = if failed {
+            backoff = (backoff * 2).min(Duration::from_secs(5));
+            backoff
+        } else {
+            backoff = Duration::from_millis(100);
+            pool.max_age / 2
+        };
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = pool.wanted.notified() => {}
+            () = tokio::time::sleep(wait) => {}
+        }
     }
 }
 
@@ -163,30 +227,20 @@ async fn proxy(mut client: TcpStream, route: &RouteRuntime) -> Result<(), ConnEr
 
 /// Connects and authenticates, recording how long it took or at which stage it failed.
 async fn reach_upstream(route: &RouteRuntime) -> Result<UpstreamStream, ConnError> {
-    let ctx = &route.forward;
-    let started = Instant::now();
-    let reached = async {
-        let mut upstream = route.connector.connect().await?;
-        let slot = handshake::authenticate(
-            &mut upstream,
-            &ctx.store,
-            ctx.username.as_deref(),
-            &ctx.upstream,
-            ctx.auth_timeout,
-            Some(&ctx.metrics),
-        )
-        .await?;
-        debug!(token.slot = slot.as_str(), "Authenticated upstream");
-        Ok::<_, ConnError>(upstream)
+    if let Some(pool) = &route.pool
+        && let Some(ready) = pool.take(route.forward.store.version())
+    {
+        debug!("Took a ready upstream connection from the pool");
+        return Ok(ready);
     }
-    .await;
+    let started = Instant::now();
+    let reached = route.open_upstream().await;
     let metrics = route.metrics();
     match &reached {
         Ok(_) => {
             metrics
                 .connect_duration
                 .record(started.elapsed().as_secs_f64());
-            route.health.upstream_ok(route.index);
         }
         Err(error) => {
             if let Some(stage) = error.stage() {

@@ -15,9 +15,40 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
-/// Either side of a proxied byte stream.
-pub trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
-impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
+/// An upstream connection, TLS or not.
+pub trait Io: AsyncRead + AsyncWrite + Unpin + Send {
+    /// The TCP socket under it.
+    fn tcp(&self) -> &TcpStream;
+
+    /// True when this idle connection can no longer be handed to a client: the server closed it,
+    /// or sent something while nothing was asked (with TLS 1.3 a closing alert looks like any
+    /// other record). Asks the socket itself with a non-blocking peek, not the runtime's
+    /// readiness, which may lag.
+    fn unusable_while_idle(&self) -> bool {
+        !matches!(peek(self.tcp()), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
+    }
+}
+
+impl Io for TcpStream {
+    fn tcp(&self) -> &TcpStream {
+        self
+    }
+}
+
+impl Io for tokio_rustls::client::TlsStream<TcpStream> {
+    fn tcp(&self) -> &TcpStream {
+        self.get_ref().0
+    }
+}
+
+/// The first byte waiting on the socket, without taking it: `Ok(None)` at end of stream, `Err`
+/// (would block) when nothing waits.
+fn peek(tcp: &TcpStream) -> std::io::Result<Option<u8>> {
+    use rustix::net::{RecvFlags, recv};
+    let mut byte = [0u8; 1];
+    let (_, n) = recv(tcp, &mut byte[..], RecvFlags::PEEK | RecvFlags::DONTWAIT)?;
+    Ok((n > 0).then_some(byte[0]))
+}
 
 /// An open connection to the server, TLS or not.
 pub type UpstreamStream = Box<dyn Io>;
