@@ -546,6 +546,11 @@ impl<'a> Replies<'a> {
         chunk: &[u8],
         client: &mut W,
     ) -> Result<bool, ConnError> {
+        // Actions taken with this chunk may be due before its first reply (an AUTH answered
+        // while the read was already under way; SUBSCRIBE's stop-counting point).
+        if !self.actions.is_empty() && self.fire_due(client).await? {
+            return Ok(true);
+        }
         let mut pos = 0;
         let mut flushed = 0;
         while pos < chunk.len() {
