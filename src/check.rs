@@ -3,11 +3,9 @@
 use crate::config::{Config, Route};
 use crate::error::ConnError;
 use crate::handshake;
-use crate::resp::reply::{ReplyScanner, Scan};
 use crate::token::TokenStore;
 use crate::upstream::Connector;
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// The result of checking one route, as printed.
 pub struct RouteCheck {
@@ -83,38 +81,17 @@ where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
 {
     let exchange = async {
-        stream
-            .write_all(b"*1\r\n$4\r\nPING\r\n")
-            .await
-            .map_err(ConnError::UpstreamIo)?;
-        stream.flush().await.map_err(ConnError::UpstreamIo)?;
-        let mut buf = Vec::new();
-        let mut scanner = ReplyScanner::new();
-        loop {
-            let mut chunk = [0u8; 512];
-            let n = stream
-                .read(&mut chunk)
-                .await
-                .map_err(ConnError::UpstreamIo)?;
-            if n == 0 {
-                return Err(ConnError::AuthClosed {
-                    upstream: upstream.to_owned(),
-                });
-            }
-            buf.extend_from_slice(&chunk[..n]);
-            if let Scan::End { len, .. } = scanner.scan(&chunk[..n])? {
-                let reply = String::from_utf8_lossy(&buf[..buf.len() - n + len])
-                    .trim_end()
-                    .to_owned();
-                return if reply == "+PONG" {
-                    Ok(())
-                } else {
-                    Err(ConnError::AuthFailed {
-                        upstream: upstream.to_owned(),
-                        reply: format!("PING answered {reply:?}"),
-                    })
-                };
-            }
+        let mut buf = bytes::BytesMut::new();
+        let frame =
+            handshake::exchange(stream, b"*1\r\n$4\r\nPING\r\n", &mut buf, upstream).await?;
+        let reply = String::from_utf8_lossy(&frame).trim_end().to_owned();
+        if reply == "+PONG" {
+            Ok(())
+        } else {
+            Err(ConnError::AuthFailed {
+                upstream: upstream.to_owned(),
+                reply: format!("PING answered {reply:?}"),
+            })
         }
     };
     tokio::time::timeout(timeout, exchange)

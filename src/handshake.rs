@@ -183,7 +183,7 @@ where
 }
 
 /// Writes one command and reads exactly one reply frame, leaving any later bytes in `buf`.
-async fn exchange<S>(
+pub async fn exchange<S>(
     stream: &mut S,
     command: &[u8],
     buf: &mut BytesMut,
