@@ -27,14 +27,7 @@ scripts/install-deps.sh stunnel4 haproxy
 cargo build --release --quiet
 proxy_bin="$PWD/target/release/redis-auth-proxy"
 
-work="$(mktemp -d -t rap-bench.XXXXXX)"
-pids=()
-cleanup() {
-    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-    rm -rf "$work"
-}
-trap cleanup EXIT
+use_work_dir rap-bench
 
 n() { python3 -c "print(max(1, int($1 * $scale)))"; }
 

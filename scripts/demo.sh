@@ -12,14 +12,7 @@ scripts/install-deps.sh
 cargo build --quiet
 bin="$PWD/target/debug/redis-auth-proxy"
 
-work="$(mktemp -d -t redis-auth-proxy-demo.XXXXXX)"
-pids=()
-cleanup() {
-    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-    rm -rf "$work"
-}
-trap cleanup EXIT
+use_work_dir redis-auth-proxy-demo
 
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 

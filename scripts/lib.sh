@@ -33,3 +33,17 @@ make_certs() {
     openssl x509 -req -in "$dir/redis.csr" -CA "$dir/ca.crt" -CAkey "$dir/ca.key" -CAcreateserial \
         -days 1 -extfile "$dir/san.ext" -out "$dir/redis.crt" 2>/dev/null
 }
+
+# use_work_dir PREFIX: makes a temporary directory $work; on exit every PID added to $pids is
+# stopped and $work removed.
+use_work_dir() {
+    work="$(mktemp -d -t "$1.XXXXXX")"
+    pids=()
+    trap stop_and_clean EXIT
+}
+
+stop_and_clean() {
+    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+    rm -rf "$work"
+}
