@@ -5,6 +5,7 @@
 //! Every problem is collected and reported together, each naming its flag. A token is never a
 //! value here: the config names where it comes from.
 
+use crate::listener::ListenAddr;
 use crate::token::{EnvSource, FileSource, SecretsManagerSource, TokenSource};
 use crate::upstream::{TlsSettings, UpstreamAddr};
 use clap::{Args, Parser, Subcommand};
@@ -29,6 +30,8 @@ const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
 /// Redis's own default `maxclients`.
 const DEFAULT_MAX_CONNECTIONS: u32 = 10_000;
 const DEFAULT_POOL_MAX_AGE: Duration = Duration::from_secs(30);
+/// Only the proxy's own user may connect to its Unix socket unless told otherwise.
+const DEFAULT_UNIX_SOCKET_MODE: u32 = 0o600;
 
 /// redis-auth-proxy: plain RESP on localhost in, TLS and AUTH to Redis or Valkey out.
 ///
@@ -68,9 +71,23 @@ pub enum CliCommand {
 /// The flags shared by `run` and `check`.
 #[derive(Debug, Clone, Default, Args)]
 pub struct Flags {
-    /// Address to accept plain RESP clients on, IP:PORT [default: 127.0.0.1:6379].
+    /// Address to accept plain RESP clients on: IP:PORT, or unix:/path for a Unix socket
+    /// [default: 127.0.0.1:6379].
     #[arg(long, env = "REDIS_AUTH_PROXY_LISTEN", value_name = "ADDR")]
     pub listen: Option<String>,
+    /// Permissions of a unix:/path listener's socket file, in octal [default: 0600, only the
+    /// proxy's user]. Use 0660 to let a group connect.
+    #[arg(long, env = "REDIS_AUTH_PROXY_UNIX_SOCKET_MODE", value_name = "OCTAL")]
+    pub unix_socket_mode: Option<String>,
+    /// File holding the password clients must send (AUTH <password>, AUTH default <password>
+    /// or HELLO 3 AUTH default <password>) before anything else; a second line is an older
+    /// password still accepted. Re-read when it changes. Without it clients need no password.
+    #[arg(
+        long,
+        env = "REDIS_AUTH_PROXY_CLIENT_PASSWORD_FILE",
+        value_name = "PATH"
+    )]
+    pub client_password_file: Option<PathBuf>,
     /// The Redis or Valkey server, HOST:PORT (port 6379 if omitted). Resolved at every new
     /// connection.
     #[arg(long, env = "REDIS_AUTH_PROXY_UPSTREAM", value_name = "HOST:PORT")]
@@ -131,6 +148,11 @@ pub struct Flags {
     /// Time allowed for the upstream to answer AUTH [default: 5s].
     #[arg(long, env = "REDIS_AUTH_PROXY_AUTH_TIMEOUT", value_name = "DURATION")]
     pub auth_timeout: Option<String>,
+    /// Close a client connection after this long with no traffic in either direction, unless
+    /// it awaits a reply (a blocking command) or is subscribed, as Redis's `timeout` does
+    /// [default: 0s, never].
+    #[arg(long, env = "REDIS_AUTH_PROXY_IDLE_TIMEOUT", value_name = "DURATION")]
+    pub idle_timeout: Option<String>,
     /// Most client connections served at once, over all routes; more are answered
     /// `-ERR max number of clients reached` and closed [default: 10000].
     #[arg(long, env = "REDIS_AUTH_PROXY_MAX_CONNECTIONS", value_name = "N")]
@@ -148,8 +170,8 @@ pub struct Flags {
         value_name = "DURATION"
     )]
     pub upstream_pool_max_age: Option<String>,
-    /// Allow a listener on a non-loopback address. Anyone who can reach it uses the proxy's
-    /// token, so this is refused unless spelled out.
+    /// Allow a listener on a non-loopback address without --client-password-file. Anyone who
+    /// can reach it uses the proxy's token, so this is refused unless spelled out.
     #[arg(long, env = "REDIS_AUTH_PROXY_ALLOW_REMOTE_CLIENTS", value_name = "BOOL", num_args = 0..=1,
           default_missing_value = "true", value_parser = clap::builder::BoolishValueParser::new())]
     pub allow_remote_clients: Option<bool>,
@@ -193,6 +215,9 @@ pub struct Flags {
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
 struct FileConfig {
     listen: Option<String>,
+    unix_socket_mode: Option<String>,
+    client_password_file: Option<PathBuf>,
+    idle_timeout: Option<String>,
     upstream: Option<String>,
     no_tls: Option<bool>,
     tls_ca_file: Option<PathBuf>,
@@ -250,7 +275,7 @@ struct FileRoute {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Route {
     pub name: String,
-    pub listen: SocketAddr,
+    pub listen: ListenAddr,
     pub upstream: UpstreamAddr,
     /// `None` for `--no-tls`.
     pub tls: Option<TlsSettings>,
@@ -266,6 +291,10 @@ pub struct Config {
     pub username: Option<String>,
     pub connect_timeout: Duration,
     pub auth_timeout: Duration,
+    /// `None` for never.
+    pub idle_timeout: Option<Duration>,
+    pub unix_socket_mode: u32,
+    pub client_password_file: Option<PathBuf>,
     pub max_connections: u32,
     pub upstream_pool_size: u32,
     pub upstream_pool_max_age: Duration,
@@ -345,6 +374,20 @@ impl Merger<'_> {
                 .or(self.file.auth_timeout.as_ref()),
             DEFAULT_AUTH_TIMEOUT,
         );
+        let idle_timeout = self.duration(
+            "--idle-timeout",
+            self.flags
+                .idle_timeout
+                .as_ref()
+                .or(self.file.idle_timeout.as_ref()),
+            Duration::ZERO,
+        );
+        let unix_socket_mode = self.unix_socket_mode();
+        let client_password_file = self
+            .flags
+            .client_password_file
+            .clone()
+            .or_else(|| self.file.client_password_file.clone());
         let table = self.file.token.as_ref();
         let refresh = self
             .flags
@@ -389,7 +432,7 @@ impl Merger<'_> {
             self.errors
                 .push("--max-connections: must be at least 1".into());
         }
-        self.refuse_remote_listeners(&routes);
+        self.refuse_remote_listeners(&routes, client_password_file.is_some());
         let upstream_pool_size = self
             .flags
             .upstream_pool_size
@@ -425,6 +468,9 @@ impl Merger<'_> {
                 .or_else(|| self.file.username.clone()),
             connect_timeout,
             auth_timeout,
+            idle_timeout: (!idle_timeout.is_zero()).then_some(idle_timeout),
+            unix_socket_mode,
+            client_password_file,
             admin_listen,
             ready_requires_upstream: self
                 .flags
@@ -458,20 +504,42 @@ impl Merger<'_> {
         }
     }
 
-    /// A listener off loopback hands the token to whoever reaches it: only when spelled out.
-    fn refuse_remote_listeners(&mut self, routes: &[Route]) {
-        let allowed = self
-            .flags
-            .allow_remote_clients
-            .or(self.file.allow_remote_clients)
-            .unwrap_or(false);
-        for route in routes.iter().filter(|r| !r.listen.ip().is_loopback()) {
+    /// A listener off loopback hands the token to whoever reaches it: only behind a client
+    /// password, or when spelled out.
+    fn refuse_remote_listeners(&mut self, routes: &[Route], client_password: bool) {
+        let allowed = client_password
+            || self
+                .flags
+                .allow_remote_clients
+                .or(self.file.allow_remote_clients)
+                .unwrap_or(false);
+        for route in routes.iter().filter(|r| !r.listen.is_local()) {
             if !allowed {
                 self.errors.push(format!(
                     "--listen {} (route {}): not a loopback address; anyone who reaches it uses the proxy's token. \
-                     Listen on 127.0.0.1, or pass --allow-remote-clients",
+                     Listen on 127.0.0.1 or a unix:/path, set --client-password-file, or pass --allow-remote-clients",
                     route.listen, route.name
                 ));
+            }
+        }
+    }
+
+    fn unix_socket_mode(&mut self) -> u32 {
+        let Some(text) = self
+            .flags
+            .unix_socket_mode
+            .as_deref()
+            .or(self.file.unix_socket_mode.as_deref())
+        else {
+            return DEFAULT_UNIX_SOCKET_MODE;
+        };
+        match u32::from_str_radix(text, 8) {
+            Ok(mode) if mode <= 0o777 => mode,
+            _ => {
+                self.errors.push(format!(
+                    "--unix-socket-mode: expected octal permissions such as 0600 or 0660, got {text:?}"
+                ));
+                DEFAULT_UNIX_SOCKET_MODE
             }
         }
     }
@@ -635,13 +703,10 @@ impl Merger<'_> {
             .name
             .clone()
             .unwrap_or_else(|| default_name.to_owned());
-        let listen = match table.listen.as_deref().map(str::parse::<SocketAddr>) {
+        let listen = match table.listen.as_deref().map(ListenAddr::parse) {
             Some(Ok(addr)) => Some(addr),
-            Some(Err(_)) => {
-                self.errors.push(format!(
-                    "{}: expected IP:PORT, e.g. 127.0.0.1:6379",
-                    at("listen")
-                ));
+            Some(Err(e)) => {
+                self.errors.push(format!("{}: {e}", at("listen")));
                 None
             }
             None => {
@@ -863,6 +928,43 @@ mod tests {
         assert!(message.contains("--upstream"), "{message}");
         assert!(message.contains("--connect-timeout"), "{message}");
         assert!(message.contains("no token source"), "{message}");
+    }
+
+    #[test]
+    fn a_remote_listener_needs_a_client_password_or_the_explicit_flag() {
+        let remote = Flags {
+            listen: Some("0.0.0.0:6379".into()),
+            ..flags()
+        };
+        let message = Config::from_flags(&remote).unwrap_err().to_string();
+        assert!(message.contains("--client-password-file"), "{message}");
+        let guarded = Flags {
+            client_password_file: Some("/run/secrets/client".into()),
+            ..remote.clone()
+        };
+        assert!(Config::from_flags(&guarded).is_ok());
+        let unix = Flags {
+            listen: Some("unix:/run/redis-auth-proxy.sock".into()),
+            ..flags()
+        };
+        assert!(Config::from_flags(&unix).is_ok(), "a Unix socket is local");
+    }
+
+    #[test]
+    fn unix_socket_mode_is_octal() {
+        let with_mode = |mode: &str| {
+            Config::from_flags(&Flags {
+                unix_socket_mode: Some(mode.into()),
+                ..flags()
+            })
+        };
+        assert_eq!(with_mode("0660").unwrap().unix_socket_mode, 0o660);
+        assert_eq!(
+            Config::from_flags(&flags()).unwrap().unix_socket_mode,
+            0o600
+        );
+        assert!(with_mode("0999").is_err());
+        assert!(with_mode("1777").is_err());
     }
 
     #[test]

@@ -73,6 +73,12 @@ pub enum ConnError {
     UpstreamIo(std::io::Error),
     #[error("{0}")]
     UpstreamProtocol(#[from] MalformedReply),
+    #[error(
+        "wrong client password where no reply could be placed (MULTI, pub/sub, MONITOR or CLIENT REPLY)"
+    )]
+    ClientWrongPassword,
+    #[error("idle for {0:?} (--idle-timeout)")]
+    IdleTimeout(Duration),
 }
 
 /// What a failure means: the reply to send (if the client can still take one), a bounded label
@@ -88,7 +94,10 @@ impl ConnError {
     pub fn side(&self) -> Side {
         match self {
             ConnError::NoToken => Side::Internal,
-            ConnError::ClientProtocol(_) | ConnError::ClientIo(_) => Side::Client,
+            ConnError::ClientProtocol(_)
+            | ConnError::ClientIo(_)
+            | ConnError::ClientWrongPassword
+            | ConnError::IdleTimeout(_) => Side::Client,
             _ => Side::Upstream,
         }
     }
@@ -135,6 +144,8 @@ impl ConnError {
             ConnError::ClientIo(_) => ("client_io", Level::DEBUG),
             ConnError::UpstreamIo(_) => ("upstream_io", Level::DEBUG),
             ConnError::UpstreamProtocol(_) => ("upstream_protocol", Level::WARN),
+            ConnError::ClientWrongPassword => ("client_auth", Level::DEBUG),
+            ConnError::IdleTimeout(_) => ("idle_timeout", Level::DEBUG),
         };
         let reply = match self {
             // Protocol errors are worded exactly as Redis words them.
@@ -143,6 +154,8 @@ impl ConnError {
             ConnError::ClientIo(_) | ConnError::UpstreamIo(_) | ConnError::UpstreamProtocol(_) => {
                 None
             }
+            // Already answered in order (WRONGPASS), or closed silently as Redis's `timeout` does.
+            ConnError::ClientWrongPassword | ConnError::IdleTimeout(_) => None,
             other => Some(format!("ERR redis-auth-proxy: {other}")),
         };
         Outcome {

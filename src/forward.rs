@@ -14,20 +14,20 @@
 //! The two directions talk through a short queue of `Action`s, each placed at the reply count
 //! where it applies. The queue is empty for ordinary traffic, which then costs two counters.
 
-use crate::error::ConnError;
-use crate::handshake::{AuthReply, auth_command, tried_phrase};
+use crate::client_auth::{ClientPasswords, NOAUTH, NOAUTH_HELLO, WRONGPASS};
+use crate::error::{ConnError, Stage};
+use crate::handshake::{AuthTarget, Exchange, auth_command, authenticate_over};
 use crate::metrics::RouteMetrics;
 use crate::resp::error_reply;
 use crate::resp::reply::{FrameKind, ReplyScanner, Scan};
-use crate::resp::request::{Command, RequestScanner, Step};
+use crate::resp::request::{ClientCredentials, Command, RequestScanner, Step};
 use crate::token::TokenStore;
 use bytes::{Buf, BytesMut};
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::net::TcpStream;
 use tokio::sync::{Notify, oneshot};
 use tracing::{debug, warn};
 
@@ -35,6 +35,9 @@ use tracing::{debug, warn};
 const READ_SIZE: usize = 16 * 1024;
 /// Bytes of a reply kept to recognise it (`+RESET\r\n`) or to report it (an AUTH error).
 const MAX_INSPECT: usize = 512;
+/// Actions not yet carried out beyond which the client's requests wait: a client that sends
+/// AUTH or refused commands without reading the answers cannot grow the queue without bound.
+const MAX_ACTIONS: usize = 1024;
 
 /// What the proxy needs from its route while forwarding.
 pub struct Context {
@@ -43,12 +46,16 @@ pub struct Context {
     pub upstream: String,
     pub auth_timeout: Duration,
     pub metrics: RouteMetrics,
+    /// `--client-password-file`: clients must authenticate to the proxy first.
+    pub client_passwords: Option<Arc<ClientPasswords>>,
+    /// `--idle-timeout`.
+    pub idle_timeout: Option<Duration>,
 }
 
 /// Something the reply direction must do at a given reply count.
 enum Action {
-    /// Once `at` replies have gone to the client, send `+OK` for an intercepted AUTH.
-    ReplyOk { at: u64 },
+    /// Once `at` replies have gone to the client, send this reply of the proxy's own.
+    Reply { at: u64, reply: &'static [u8] },
     /// From reply `at` on, replies no longer answer requests one to one.
     StopCounting { at: u64 },
     /// Reply `at` answers RESET (found by its text when not counting); report it once passed on.
@@ -62,29 +69,120 @@ enum Action {
     Fail { at: u64, reply: Vec<u8> },
 }
 
-#[derive(Default)]
 struct Shared {
     queue: Mutex<VecDeque<Action>>,
+    /// Actions in `queue`, not yet taken by the reply direction.
     queued: AtomicUsize,
     wake: Notify,
+    /// Actions pushed and not yet carried out, and a signal when they drop below the limit.
+    live: AtomicUsize,
+    room: Notify,
+    idle: Idle,
 }
 
 impl Shared {
     fn push(&self, action: Action) {
         self.queue.lock().expect("queue lock").push_back(action);
         self.queued.fetch_add(1, Ordering::Release);
+        self.live.fetch_add(1, Ordering::AcqRel);
         self.wake.notify_one();
+    }
+
+    fn carried_out(&self) {
+        if self.live.fetch_sub(1, Ordering::AcqRel) == MAX_ACTIONS {
+            self.room.notify_one();
+        }
+    }
+
+    async fn wait_for_room(&self) {
+        loop {
+            let notified = self.room.notified();
+            if self.live.load(Ordering::Acquire) < MAX_ACTIONS {
+                return;
+            }
+            notified.await;
+        }
     }
 }
 
-/// Forwards between `client` and the authenticated `upstream` until either side ends.
-pub async fn run<U>(mut client: TcpStream, upstream: U, ctx: &Context) -> Result<(), ConnError>
+/// What `--idle-timeout` needs to know: when bytes last moved, and whether the client is
+/// waiting for something (a reply owed, or a subscription), which Redis never times out.
+struct Idle {
+    enabled: bool,
+    started: Instant,
+    last_active_ms: AtomicU64,
+    sent: AtomicU64,
+    answered: AtomicU64,
+    counting: AtomicBool,
+}
+
+impl Idle {
+    fn new(enabled: bool) -> Self {
+        Idle {
+            enabled,
+            started: Instant::now(),
+            last_active_ms: AtomicU64::new(0),
+            sent: AtomicU64::new(0),
+            answered: AtomicU64::new(0),
+            counting: AtomicBool::new(true),
+        }
+    }
+
+    fn touch(&self) {
+        if self.enabled {
+            let now = self.started.elapsed().as_millis() as u64;
+            self.last_active_ms.store(now, Ordering::Relaxed);
+        }
+    }
+
+    fn idle_for(&self) -> Duration {
+        let now = self.started.elapsed().as_millis() as u64;
+        Duration::from_millis(now.saturating_sub(self.last_active_ms.load(Ordering::Relaxed)))
+    }
+
+    fn owes_nothing(&self) -> bool {
+        self.counting.load(Ordering::Relaxed)
+            && self.sent.load(Ordering::Relaxed) == self.answered.load(Ordering::Relaxed)
+    }
+
+    /// Resolves once the connection has been idle for `timeout` with nothing owed.
+    async fn expired(&self, timeout: Option<Duration>) -> ConnError {
+        let Some(timeout) = timeout else {
+            return std::future::pending().await;
+        };
+        loop {
+            let idle_for = self.idle_for();
+            if idle_for >= timeout && self.owes_nothing() {
+                return ConnError::IdleTimeout(timeout);
+            }
+            let wait = timeout.checked_sub(idle_for).unwrap_or(timeout);
+            tokio::time::sleep(wait).await;
+        }
+    }
+}
+
+/// Forwards between the client's two halves and the authenticated `upstream` until either side
+/// ends.
+pub async fn run<R, W, U>(
+    client_r: R,
+    client_w: W,
+    upstream: U,
+    ctx: &Context,
+) -> Result<(), ConnError>
 where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
     U: AsyncRead + AsyncWrite + Unpin,
 {
-    let shared = Shared::default();
-    // The client socket splits without a lock; the TLS stream cannot.
-    let (client_r, client_w) = client.split();
+    let shared = Shared {
+        queue: Mutex::default(),
+        queued: AtomicUsize::new(0),
+        wake: Notify::new(),
+        live: AtomicUsize::new(0),
+        room: Notify::new(),
+        idle: Idle::new(ctx.idle_timeout.is_some()),
+    };
+    // The TLS stream cannot split without a lock; the client sockets can.
     let (upstream_r, upstream_w) = tokio::io::split(upstream);
     let requests = Requests::new(&shared, ctx).run(client_r, upstream_w);
     let replies = Replies::new(&shared, &ctx.metrics).run(upstream_r, client_w);
@@ -99,6 +197,7 @@ where
             Ok(Some(error)) => replies.await.and(Err(error)),
             Err(error) => Err(error),
         },
+        error = shared.idle.expired(ctx.idle_timeout) => Err(error),
     }
 }
 
@@ -111,17 +210,26 @@ struct Requests<'a> {
     sent: u64,
     counting: bool,
     in_multi: bool,
+    /// False until the client has sent the `--client-password-file` password.
+    authenticated: bool,
+    /// The request being scanned is refused: its remaining bytes are dropped, not forwarded.
+    dropping: bool,
 }
 
 impl<'a> Requests<'a> {
     fn new(shared: &'a Shared, ctx: &'a Context) -> Self {
+        let mut scanner = RequestScanner::new();
+        let authenticated = ctx.client_passwords.is_none();
+        scanner.set_unauthenticated(!authenticated);
         Requests {
             shared,
             ctx,
-            scanner: RequestScanner::new(),
+            scanner,
             sent: 0,
             counting: true,
             in_multi: false,
+            authenticated,
+            dropping: false,
         }
     }
 
@@ -146,10 +254,15 @@ impl<'a> Requests<'a> {
                 let _ = upstream.shutdown().await;
                 return Ok(None);
             }
+            self.shared.idle.touch();
             self.ctx.metrics.bytes_upstream.increment(n as u64);
             if let Err(error) = self.forward(&mut buf, &mut upstream).await? {
                 return Ok(Some(error));
             }
+            if self.shared.idle.enabled {
+                self.shared.idle.sent.store(self.sent, Ordering::Relaxed);
+            }
+            self.shared.wait_for_room().await;
         }
     }
 
@@ -168,25 +281,23 @@ impl<'a> Requests<'a> {
                 Err(error) => {
                     send(upstream, &buf[flushed..pos]).await?;
                     flush(upstream).await?;
-                    self.fail(&format!("ERR {error}"));
+                    self.fail(error_reply(&format!("ERR {error}")));
                     buf.clear();
                     return Ok(Err(error.into()));
                 }
             };
             match step {
                 Step::NeedMore => break,
-                Step::Continue { len } => pos += len,
-                Step::Start { len, command } if command.passes_through() => {
+                Step::Continue { len } => {
                     pos += len;
-                    let reset = (command == Command::Reset).then(|| {
-                        self.ctx.metrics.intercepted("reset");
-                        let (seen, rx) = oneshot::channel();
-                        self.shared.push(Action::AwaitReset {
-                            at: self.sent,
-                            seen,
-                        });
-                        rx
-                    });
+                    if self.dropping {
+                        flushed = pos;
+                    }
+                }
+                Step::Start { len, command } if self.passes(&command) => {
+                    self.dropping = false;
+                    pos += len;
+                    let reset = (command == Command::Reset).then(|| self.await_reset());
                     self.note(&command);
                     if let Some(reset_seen) = reset {
                         send(upstream, &buf[flushed..pos]).await?;
@@ -201,7 +312,11 @@ impl<'a> Requests<'a> {
                     send(upstream, &buf[flushed..pos]).await?;
                     pos += len;
                     flushed = pos;
-                    self.intercept(command, upstream).await?;
+                    self.dropping = true;
+                    if let Err(error) = self.intercept(command, upstream).await? {
+                        buf.clear();
+                        return Ok(Err(error));
+                    }
                 }
             }
         }
@@ -211,6 +326,24 @@ impl<'a> Requests<'a> {
         flush(upstream).await?;
         buf.advance(pos);
         Ok(Ok(()))
+    }
+
+    /// Whether a request goes upstream in the client's own bytes. Before the client has
+    /// authenticated, only what Redis allows then (QUIT, RESET) does.
+    fn passes(&self, command: &Command) -> bool {
+        command.passes_through()
+            && (self.authenticated
+                || matches!(command, Command::Quit | Command::Reset | Command::Empty))
+    }
+
+    fn await_reset(&mut self) -> oneshot::Receiver<()> {
+        self.ctx.metrics.intercepted("reset");
+        let (seen, rx) = oneshot::channel();
+        self.shared.push(Action::AwaitReset {
+            at: self.sent,
+            seen,
+        });
+        rx
     }
 
     /// Records what a forwarded request does to the reply stream.
@@ -224,51 +357,117 @@ impl<'a> Requests<'a> {
                 self.counting = false;
             }
             Command::Reset => {
-                // RESET leaves MULTI, pub/sub, MONITOR and CLIENT REPLY behind.
+                // RESET leaves MULTI, pub/sub, MONITOR and CLIENT REPLY behind, and with a
+                // client password it logs the client out, as it does on a server.
                 self.in_multi = false;
                 self.counting = true;
+                self.set_authenticated(self.ctx.client_passwords.is_none());
             }
             _ => {}
         }
         self.sent += 1;
     }
 
-    /// Answers or rewrites a request the server must not see as sent.
+    fn set_authenticated(&mut self, authenticated: bool) {
+        self.authenticated = authenticated;
+        self.scanner.set_unauthenticated(!authenticated);
+    }
+
+    /// Answers or rewrites a request the server must not see as sent. The inner `Err` is a
+    /// failure already queued for the client.
     async fn intercept<W: AsyncWrite + Unpin>(
         &mut self,
         command: Command,
         upstream: &mut W,
-    ) -> Result<(), ConnError> {
+    ) -> Result<Result<(), ConnError>, ConnError> {
         match command {
-            Command::Auth if self.counting && !self.in_multi => {
+            Command::Auth(sent) => {
                 self.ctx.metrics.intercepted("auth");
-                debug!("Answered client AUTH");
-                self.shared.push(Action::ReplyOk { at: self.sent });
+                if !self.client_password_ok(&sent) {
+                    return Ok(self.reply(WRONGPASS));
+                }
+                self.answer_auth(upstream).await?;
             }
-            Command::Auth => {
-                self.ctx.metrics.intercepted("auth");
-                // Replies cannot be placed by count here; the proxy's own AUTH takes the
-                // client's place and the server answers it as it would have answered the client.
-                debug!("Replaced client AUTH with the proxy's");
-                let credentials = self.ctx.store.credentials().ok_or(ConnError::NoToken)?;
-                let slot = self.ctx.store.attempt_order(&credentials)[0];
-                let command = auth_command(&credentials, self.ctx.username.as_deref(), slot);
-                send(upstream, &command).await?;
-                self.sent += 1;
-            }
-            Command::HelloWithoutAuth(rewritten) => {
+            Command::HelloWithAuth {
+                rewritten,
+                credentials,
+            } => {
                 self.ctx.metrics.intercepted("hello");
+                if !self.client_password_ok(&credentials) {
+                    return Ok(self.reply(WRONGPASS));
+                }
                 debug!("Removed AUTH from client HELLO");
                 send(upstream, &rewritten).await?;
                 self.sent += 1;
             }
-            other => unreachable!("{other:?} passes through"),
+            Command::Hello => {
+                self.ctx.metrics.client_auth("noauth");
+                return Ok(self.reply(NOAUTH_HELLO));
+            }
+            _ => {
+                self.ctx.metrics.client_auth("noauth");
+                return Ok(self.reply(NOAUTH));
+            }
         }
+        Ok(Ok(()))
+    }
+
+    /// Checks a client's AUTH against `--client-password-file`; without one, any is accepted.
+    fn client_password_ok(&mut self, sent: &ClientCredentials) -> bool {
+        let Some(passwords) = &self.ctx.client_passwords else {
+            return true;
+        };
+        if passwords.check(sent) {
+            self.ctx.metrics.client_auth("accepted");
+            self.set_authenticated(true);
+            true
+        } else {
+            self.ctx.metrics.client_auth("wrongpass");
+            debug!("Client sent a wrong password");
+            false
+        }
+    }
+
+    /// A client AUTH the proxy accepted: `+OK` in its place, or, where replies cannot be
+    /// placed by count, the proxy's own AUTH for the server to answer as it would.
+    async fn answer_auth<W: AsyncWrite + Unpin>(
+        &mut self,
+        upstream: &mut W,
+    ) -> Result<(), ConnError> {
+        if self.counting && !self.in_multi {
+            debug!("Answered client AUTH");
+            self.shared.push(Action::Reply {
+                at: self.sent,
+                reply: b"+OK\r\n",
+            });
+            return Ok(());
+        }
+        debug!("Replaced client AUTH with the proxy's");
+        let credentials = self.ctx.store.credentials().ok_or(ConnError::NoToken)?;
+        let slot = self.ctx.store.attempt_order(&credentials)[0];
+        let command = auth_command(&credentials, self.ctx.username.as_deref(), slot);
+        send(upstream, &command).await?;
+        self.sent += 1;
         Ok(())
     }
 
-    /// Authenticates again after RESET, once the server has answered it, trying the token that
-    /// last worked first. The inner `Err` is a failure already queued for the client.
+    /// Places one of the proxy's replies where the server's would have gone. Where that cannot
+    /// be done (a wrong password inside MULTI or after SUBSCRIBE), it is sent and the
+    /// connection closed.
+    fn reply(&mut self, reply: &'static [u8]) -> Result<(), ConnError> {
+        if self.counting && !self.in_multi {
+            self.shared.push(Action::Reply {
+                at: self.sent,
+                reply,
+            });
+            return Ok(());
+        }
+        self.fail(reply.to_vec());
+        Err(ConnError::ClientWrongPassword)
+    }
+
+    /// Authenticates again after RESET, once the server has answered it. The inner `Err` is a
+    /// failure already queued for the client.
     async fn reauthenticate<W: AsyncWrite + Unpin>(
         &mut self,
         reset_seen: oneshot::Receiver<()>,
@@ -277,78 +476,76 @@ impl<'a> Requests<'a> {
         flush(upstream).await?;
         // Waiting for +RESET first keeps the AUTH alone on the wire (see `handshake`).
         if reset_seen.await.is_err() {
-            return Err(ConnError::UpstreamIo(
-                std::io::ErrorKind::UnexpectedEof.into(),
-            ));
+            return Err(closed());
         }
-        let store = &self.ctx.store;
-        let credentials = store.credentials().ok_or(ConnError::NoToken)?;
-        let order = store.attempt_order(&credentials);
-        for slot in order.iter().copied() {
-            let (reply_tx, reply_rx) = oneshot::channel();
-            self.shared.push(Action::Swallow {
-                at: self.sent,
-                reply: reply_tx,
-            });
-            self.sent += 1;
-            send(
-                upstream,
-                &auth_command(&credentials, self.ctx.username.as_deref(), slot),
-            )
-            .await?;
-            flush(upstream).await?;
-            let reply = match tokio::time::timeout(self.ctx.auth_timeout, reply_rx).await {
-                Ok(Ok(reply)) => reply,
-                Ok(Err(_)) => {
-                    return Err(ConnError::UpstreamIo(
-                        std::io::ErrorKind::UnexpectedEof.into(),
-                    ));
-                }
-                Err(_) => {
-                    let error = ConnError::Timeout {
-                        stage: crate::error::Stage::Auth,
-                        after: self.ctx.auth_timeout,
-                        upstream: self.ctx.upstream.clone(),
-                    };
-                    return Err(error);
-                }
-            };
-            match AuthReply::parse(&reply, &credentials) {
-                AuthReply::Accepted | AuthReply::NoPasswordSet => {
-                    store.record_success(slot);
-                    debug!(
-                        token.slot = slot.as_str(),
-                        "Authenticated again after RESET"
-                    );
-                    return Ok(Ok(()));
-                }
-                AuthReply::Rejected => continue,
-                AuthReply::Failed(reply) => {
-                    let error = ConnError::AuthFailed {
-                        upstream: self.ctx.upstream.clone(),
-                        reply,
-                    };
-                    self.fail(&error.outcome().reply.unwrap_or_default());
-                    return Ok(Err(error));
-                }
-            }
-        }
-        let error = ConnError::AuthRejected {
-            upstream: self.ctx.upstream.clone(),
-            tried: tried_phrase(order.len()),
+        let ctx = self.ctx;
+        let target = AuthTarget {
+            store: &ctx.store,
+            username: ctx.username.as_deref(),
+            upstream: &ctx.upstream,
+            timeout: ctx.auth_timeout,
+            metrics: Some(&ctx.metrics),
         };
-        warn!(error = %error, "Authentication after RESET failed");
-        self.fail(&error.outcome().reply.unwrap_or_default());
-        Ok(Err(error))
+        let mut channel = Queued {
+            requests: self,
+            upstream,
+        };
+        match authenticate_over(&mut channel, &target).await {
+            Ok(slot) => {
+                debug!(
+                    token.slot = slot.as_str(),
+                    "Authenticated again after RESET"
+                );
+                Ok(Ok(()))
+            }
+            Err(error @ (ConnError::AuthRejected { .. } | ConnError::AuthFailed { .. })) => {
+                warn!(error = %error, "Authentication after RESET failed");
+                ctx.metrics
+                    .auth_failure(error.auth_failure_reason().unwrap_or("error"));
+                self.fail(error_reply(&error.outcome().reply.unwrap_or_default()));
+                Ok(Err(error))
+            }
+            Err(ConnError::Timeout { after, .. }) => Err(ConnError::Timeout {
+                stage: Stage::Auth,
+                after,
+                upstream: ctx.upstream.clone(),
+            }),
+            Err(error) => Err(error),
+        }
     }
 
     /// Queues an error for the client after every reply it is owed.
-    fn fail(&self, text: &str) {
+    fn fail(&self, reply: Vec<u8>) {
         self.shared.push(Action::Fail {
             at: self.sent,
-            reply: error_reply(text),
+            reply,
         });
     }
+}
+
+/// The proxy's own AUTH on a connection a client is using: the reply is taken out of the
+/// reply stream at its place.
+struct Queued<'r, 'a, W> {
+    requests: &'r mut Requests<'a>,
+    upstream: &'r mut W,
+}
+
+impl<W: AsyncWrite + Unpin> Exchange for Queued<'_, '_, W> {
+    async fn exchange(&mut self, command: &[u8]) -> Result<Vec<u8>, ConnError> {
+        let (reply, rx) = oneshot::channel();
+        self.requests.shared.push(Action::Swallow {
+            at: self.requests.sent,
+            reply,
+        });
+        self.requests.sent += 1;
+        send(self.upstream, command).await?;
+        flush(self.upstream).await?;
+        rx.await.map_err(|_| closed())
+    }
+}
+
+fn closed() -> ConnError {
+    ConnError::UpstreamIo(std::io::ErrorKind::UnexpectedEof.into())
 }
 
 async fn send<W: AsyncWrite + Unpin>(upstream: &mut W, bytes: &[u8]) -> Result<(), ConnError> {
@@ -434,6 +631,7 @@ impl<'a> Replies<'a> {
                         return Ok(());
                     }
                     self.metrics.bytes_downstream.increment(n as u64);
+                    shared.idle.touch();
                 }
                 () = &mut woken => {
                     woken.set(shared.wake.notified());
@@ -443,6 +641,10 @@ impl<'a> Replies<'a> {
             self.take_actions();
             if self.pass(&buf, &mut client).await? {
                 return Ok(());
+            }
+            if shared.idle.enabled {
+                shared.idle.answered.store(self.answered, Ordering::Relaxed);
+                shared.idle.counting.store(self.counting, Ordering::Relaxed);
             }
             buf.clear();
             if buf.capacity() > 4 * READ_SIZE {
@@ -465,15 +667,19 @@ impl<'a> Replies<'a> {
     async fn fire_due<W: AsyncWrite + Unpin>(&mut self, client: &mut W) -> Result<bool, ConnError> {
         loop {
             let due = match self.actions.front() {
-                Some(Action::ReplyOk { at } | Action::StopCounting { at }) => *at == self.answered,
+                Some(Action::Reply { at, .. } | Action::StopCounting { at }) => {
+                    *at == self.answered
+                }
                 Some(Action::Fail { at, .. }) => !self.counting || *at == self.answered,
                 _ => false,
             };
             if !due {
                 return Ok(false);
             }
-            match self.actions.pop_front() {
-                Some(Action::ReplyOk { .. }) => write(client, b"+OK\r\n").await?,
+            let action = self.actions.pop_front();
+            self.shared.carried_out();
+            match action {
+                Some(Action::Reply { reply, .. }) => write(client, reply).await?,
                 Some(Action::StopCounting { .. }) => self.counting = false,
                 Some(Action::Fail { reply, .. }) => {
                     write(client, &reply).await?;
@@ -522,6 +728,7 @@ impl<'a> Replies<'a> {
             Frame::ResetReply | Frame::Swallow => true,
         };
         if settled {
+            self.shared.carried_out();
             match self.actions.pop_front() {
                 Some(Action::AwaitReset { at, seen }) => {
                     self.counting = true;

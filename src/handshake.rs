@@ -1,8 +1,10 @@
-//! Authenticating a fresh upstream connection before any client byte goes through.
+//! Authenticating an upstream connection: when it is fresh, and again after a client's RESET.
 //!
 //! AUTH is sent alone and its reply awaited: Redis 7.2–8.0 send no reply to a failed AUTH that
 //! was pipelined behind other commands, which would desynchronise the stream. On WRONGPASS the
-//! other stored token is tried, and the store remembers which one the server took.
+//! other stored token is tried, and the store remembers which one the server took. How a
+//! command reaches the server and its reply comes back is an `Exchange`: read directly on a
+//! fresh connection, or through the forwarding reply queue once a client is attached.
 
 use crate::error::{ConnError, Stage};
 use crate::metrics::RouteMetrics;
@@ -77,9 +79,38 @@ pub fn tried_phrase(attempts: usize) -> &'static str {
     }
 }
 
-/// Authenticates `stream`, trying the token that last worked first. When the server rejects
-/// every stored token, the token source is reloaded at once and, if that brought new tokens,
-/// they are tried before giving up.
+/// Sends one command to the server and returns its one reply frame.
+pub trait Exchange {
+    fn exchange(&mut self, command: &[u8]) -> impl Future<Output = Result<Vec<u8>, ConnError>>;
+}
+
+/// A fresh connection that nothing else reads yet.
+struct Direct<'a, S> {
+    stream: &'a mut S,
+    buf: BytesMut,
+    upstream: &'a str,
+}
+
+impl<S> Exchange for Direct<'_, S>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    async fn exchange(&mut self, command: &[u8]) -> Result<Vec<u8>, ConnError> {
+        exchange(self.stream, command, &mut self.buf, self.upstream).await
+    }
+}
+
+/// Who is authenticating, against what, and where to count it.
+#[derive(Clone, Copy)]
+pub struct AuthTarget<'a> {
+    pub store: &'a TokenStore,
+    pub username: Option<&'a str>,
+    pub upstream: &'a str,
+    pub timeout: Duration,
+    pub metrics: Option<&'a RouteMetrics>,
+}
+
+/// Authenticates a fresh `stream`; see `authenticate_over`.
 pub async fn authenticate<S>(
     stream: &mut S,
     store: &TokenStore,
@@ -91,26 +122,53 @@ pub async fn authenticate<S>(
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
 {
-    match try_tokens(stream, store, username, upstream, timeout, metrics).await {
-        Err(ConnError::AuthRejected { .. }) if store.reload_and_wait(timeout).await => {
-            debug!(upstream, "Retrying AUTH with reloaded tokens");
-            try_tokens(stream, store, username, upstream, timeout, metrics).await
+    let mut direct = Direct {
+        stream,
+        buf: BytesMut::with_capacity(256),
+        upstream,
+    };
+    let target = AuthTarget {
+        store,
+        username,
+        upstream,
+        timeout,
+        metrics,
+    };
+    authenticate_over(&mut direct, &target).await
+}
+
+/// Authenticates over `channel`, trying the token that last worked first. When the server
+/// rejects every stored token, the token source is reloaded at once and, if that brought new
+/// tokens, they are tried before giving up.
+pub async fn authenticate_over<E: Exchange>(
+    channel: &mut E,
+    target: &AuthTarget<'_>,
+) -> Result<Slot, ConnError> {
+    match try_tokens(channel, target).await {
+        Err(ConnError::AuthRejected { .. })
+            if target.store.reload_and_wait(target.timeout).await =>
+        {
+            debug!(
+                upstream = target.upstream,
+                "Retrying AUTH with reloaded tokens"
+            );
+            try_tokens(channel, target).await
         }
         other => other,
     }
 }
 
-async fn try_tokens<S>(
-    stream: &mut S,
-    store: &TokenStore,
-    username: Option<&str>,
-    upstream: &str,
-    timeout: Duration,
-    metrics: Option<&RouteMetrics>,
-) -> Result<Slot, ConnError>
-where
-    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
-{
+async fn try_tokens<E: Exchange>(
+    channel: &mut E,
+    target: &AuthTarget<'_>,
+) -> Result<Slot, ConnError> {
+    let AuthTarget {
+        store,
+        username,
+        upstream,
+        timeout,
+        metrics,
+    } = *target;
     let record = |slot: Slot, result: &'static str| {
         if let Some(metrics) = metrics {
             metrics.auth_attempt(slot.as_str(), result);
@@ -118,11 +176,9 @@ where
     };
     let credentials = store.credentials().ok_or(ConnError::NoToken)?;
     let order = store.attempt_order(&credentials);
-    let mut buf = BytesMut::with_capacity(256);
     for (attempt, slot) in order.iter().copied().enumerate() {
         let command = auth_command(&credentials, username, slot);
-        let exchanged =
-            tokio::time::timeout(timeout, exchange(stream, &command, &mut buf, upstream)).await;
+        let exchanged = tokio::time::timeout(timeout, channel.exchange(&command)).await;
         let frame = match exchanged {
             Ok(Ok(frame)) => frame,
             Ok(Err(error)) => {

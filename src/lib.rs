@@ -1,11 +1,13 @@
 //! redis-auth-proxy: plain RESP on localhost in, TLS and AUTH to Redis or Valkey out.
 //!
 //! Where a byte goes:
+//! - `listener` is where applications connect (TCP or a Unix socket);
 //! - `server` accepts a client on a route's listener and runs its connection;
 //! - `upstream` opens TCP and TLS to the route's server (DNS at every connect);
 //! - `handshake` authenticates that connection with a token from the `token` store;
 //! - `forward` then carries the client's requests up and the replies down, using `resp` to
-//!   find request and reply boundaries, and answers or rewrites AUTH, HELLO AUTH and RESET.
+//!   find request and reply boundaries, and answers or rewrites AUTH, HELLO AUTH and RESET,
+//!   checking the client's own password against `client_auth` when one is configured.
 //!
 //! `config` turns flags, environment and file into a `Config`; `secret` holds the one type
 //! that may carry a token; `error` maps every failure to a reply and a log level; `metrics`
@@ -21,10 +23,12 @@
 
 pub mod admin;
 pub mod check;
+pub mod client_auth;
 pub mod config;
 pub mod error;
 pub mod forward;
 pub mod handshake;
+pub mod listener;
 pub mod metrics;
 pub mod pool;
 pub mod resp;
@@ -34,7 +38,9 @@ pub mod token;
 pub mod upstream;
 
 use crate::admin::Health;
+use crate::client_auth::ClientPasswords;
 use crate::config::Config;
+use crate::listener::Listener;
 use crate::server::RouteRuntime;
 use crate::token::{Credentials, Refresher, TokenError, TokenStore};
 use crate::upstream::{Connector, TlsConfigError};
@@ -51,9 +57,11 @@ pub enum RunError {
     #[error("cannot listen on {addr} (route {route}): {error}")]
     Bind {
         route: String,
-        addr: std::net::SocketAddr,
+        addr: String,
         error: std::io::Error,
     },
+    #[error("cannot load the client passwords: {0}")]
+    ClientPasswords(TokenError),
     #[error("route {route}: {error}")]
     Tls {
         route: String,
@@ -68,7 +76,7 @@ pub enum RunError {
 /// The sockets the proxy serves, bound before `run` so that tests and `main` choose them.
 pub struct Listeners {
     /// One per route, in `config.routes` order.
-    pub routes: Vec<TcpListener>,
+    pub routes: Vec<Listener>,
     pub admin: Option<TcpListener>,
 }
 
@@ -76,11 +84,11 @@ pub struct Listeners {
 pub async fn bind(config: &Config) -> Result<Listeners, RunError> {
     let mut routes = Vec::with_capacity(config.routes.len());
     for route in &config.routes {
-        let listener = TcpListener::bind(route.listen)
+        let listener = Listener::bind(&route.listen, config.unix_socket_mode)
             .await
             .map_err(|error| RunError::Bind {
                 route: route.name.clone(),
-                addr: route.listen,
+                addr: route.listen.to_string(),
                 error,
             })?;
         routes.push(listener);
@@ -91,7 +99,7 @@ pub async fn bind(config: &Config) -> Result<Listeners, RunError> {
                 .await
                 .map_err(|error| RunError::Bind {
                     route: "admin".into(),
-                    addr,
+                    addr: addr.to_string(),
                     error,
                 })?,
         ),
@@ -129,10 +137,28 @@ pub fn spawn_refresher(
     tokio::spawn(refresher.run(stop.clone()));
 }
 
+/// Loads `--client-password-file`, when set, and keeps it current until `stop`.
+pub async fn load_client_passwords(
+    config: &Config,
+    stop: &CancellationToken,
+) -> Result<Option<Arc<ClientPasswords>>, RunError> {
+    let Some(path) = &config.client_password_file else {
+        return Ok(None);
+    };
+    let passwords = Arc::new(
+        ClientPasswords::load(path)
+            .await
+            .map_err(RunError::ClientPasswords)?,
+    );
+    tokio::spawn(Arc::clone(&passwords).keep_current(stop.clone()));
+    Ok(Some(passwords))
+}
+
 /// Builds each route's connector (its TLS config, built once) and shared state.
 pub fn routes(
     config: &Config,
     store: &Arc<TokenStore>,
+    client_passwords: Option<&Arc<ClientPasswords>>,
     health: &Arc<Health>,
 ) -> Result<Vec<Arc<RouteRuntime>>, RunError> {
     config
@@ -154,6 +180,7 @@ pub fn routes(
                 route.name.clone(),
                 connector,
                 Arc::clone(store),
+                client_passwords.cloned(),
                 config,
                 Arc::clone(health),
             )))
@@ -227,7 +254,7 @@ impl Lifecycle {
 
     async fn serve(
         self,
-        listeners: Vec<TcpListener>,
+        listeners: Vec<Listener>,
         config: Config,
         store: Arc<TokenStore>,
         initial: Credentials,
@@ -242,7 +269,7 @@ impl Lifecycle {
 
     async fn serve_until(
         &self,
-        listeners: Vec<TcpListener>,
+        listeners: Vec<Listener>,
         config: Config,
         store: Arc<TokenStore>,
         initial: Credentials,
@@ -254,7 +281,8 @@ impl Lifecycle {
                 routes: config.routes.len(),
             });
         }
-        let routes = routes(&config, &store, &self.health)?;
+        let client_passwords = load_client_passwords(&config, &self.stop).await?;
+        let routes = routes(&config, &store, client_passwords.as_ref(), &self.health)?;
         spawn_refresher(&config, &store, initial, &self.stop);
         // Registered before the first accept, so a SIGHUP can never hit the default (fatal) action.
         if let Ok(hangups) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
@@ -272,8 +300,11 @@ impl Lifecycle {
         };
         let limit = Arc::new(tokio::sync::Semaphore::new(config.max_connections as usize));
         for (listener, route) in listeners.into_iter().zip(routes) {
-            let addr = listener.local_addr().ok();
-            info!(route = %route.name, listen = ?addr, upstream = %route.connector.addr, "Listening");
+            let addr = listener
+                .local_addr()
+                .map(|a| a.to_string())
+                .unwrap_or_default();
+            info!(route = %route.name, listen = %addr, upstream = %route.connector.addr, "Listening");
             let serving = server::Serving {
                 accepting: accepting.clone(),
                 close: connections.close.clone(),

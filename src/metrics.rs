@@ -22,6 +22,7 @@ pub const CONNECT_FAILURES: &str = "redis_auth_proxy_upstream_connect_failures_t
 pub const CONNECTION_ERRORS: &str = "redis_auth_proxy_connection_errors_total";
 pub const BYTES: &str = "redis_auth_proxy_bytes_total";
 pub const INTERCEPTED: &str = "redis_auth_proxy_intercepted_commands_total";
+pub const CLIENT_AUTH: &str = "redis_auth_proxy_client_auth_total";
 pub const TOKEN_RELOADS: &str = "redis_auth_proxy_token_reloads_total";
 pub const TOKEN_LAST_CHANGE: &str = "redis_auth_proxy_token_last_change_timestamp_seconds";
 pub const TOKEN_LAST_RELOAD: &str =
@@ -91,6 +92,10 @@ fn describe() {
     describe_counter!(
         INTERCEPTED,
         "Client commands the proxy handled itself, by route and command (auth, hello, reset)."
+    );
+    describe_counter!(
+        CLIENT_AUTH,
+        "With --client-password-file: client AUTH and HELLO AUTH by route and result (accepted, wrongpass), and commands refused before authenticating (noauth)."
     );
     describe_counter!(
         TOKEN_RELOADS,
@@ -171,6 +176,9 @@ impl RouteMetrics {
         for command in ["auth", "hello", "reset"] {
             counter!(INTERCEPTED, "route" => self.route.clone(), "command" => command).absolute(0);
         }
+        for result in ["accepted", "wrongpass", "noauth"] {
+            counter!(CLIENT_AUTH, "route" => self.route.clone(), "result" => result).absolute(0);
+        }
     }
 
     pub fn auth_attempt(&self, slot: &'static str, result: &'static str) {
@@ -197,6 +205,10 @@ impl RouteMetrics {
 
     pub fn connection_error(&self, reason: &'static str) {
         counter!(CONNECTION_ERRORS, "route" => self.route.clone(), "reason" => reason).increment(1);
+    }
+
+    pub fn client_auth(&self, result: &'static str) {
+        counter!(CLIENT_AUTH, "route" => self.route.clone(), "result" => result).increment(1);
     }
 
     pub fn intercepted(&self, command: &'static str) {

@@ -5,18 +5,19 @@
 //! cause and the connection closes; other connections are not affected.
 
 use crate::admin::Health;
+use crate::client_auth::ClientPasswords;
 use crate::config::Config;
 use crate::error::ConnError;
 use crate::forward;
 use crate::handshake;
+use crate::listener::{ClientStream, Listener};
 use crate::metrics::RouteMetrics;
 use crate::pool::Pool;
 use crate::token::TokenStore;
 use crate::upstream::{Connector, UpstreamStream};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -43,6 +44,7 @@ impl RouteRuntime {
         name: String,
         connector: Connector,
         store: Arc<TokenStore>,
+        client_passwords: Option<Arc<ClientPasswords>>,
         config: &Config,
         health: Arc<Health>,
     ) -> Self {
@@ -66,6 +68,8 @@ impl RouteRuntime {
                 upstream,
                 auth_timeout: config.auth_timeout,
                 metrics,
+                client_passwords,
+                idle_timeout: config.idle_timeout,
             },
             health,
         }
@@ -129,8 +133,6 @@ pub async fn keep_pool_filled(route: Arc<RouteRuntime>, stop: CancellationToken)
     }
 }
 
-/// Accepts clients until `accepting` is cancelled; each connection runs on `tracker` until it
-/// ends or `close` is cancelled.
 /// How a route's accept loop is told to stop, and what its connections share with the others.
 pub struct Serving {
     pub accepting: CancellationToken,
@@ -142,7 +144,7 @@ pub struct Serving {
 
 /// Accepts clients until `serving.accepting` is cancelled; each connection runs on the tracker
 /// until it ends or `serving.close` is cancelled.
-pub async fn serve(listener: TcpListener, route: Arc<RouteRuntime>, serving: Serving) {
+pub async fn serve(listener: Listener, route: Arc<RouteRuntime>, serving: Serving) {
     let Serving {
         accepting,
         close,
@@ -152,7 +154,11 @@ pub async fn serve(listener: TcpListener, route: Arc<RouteRuntime>, serving: Ser
     let mut backoff = Duration::from_millis(5);
     loop {
         let accepted = tokio::select! {
-            () = accepting.cancelled() => return,
+            () = accepting.cancelled() => {
+                // Dropping the listener refuses new clients; its socket file goes with it.
+                listener.remove_socket_file();
+                return;
+            }
             accepted = listener.accept() => accepted,
         };
         match accepted {
@@ -162,7 +168,7 @@ pub async fn serve(listener: TcpListener, route: Arc<RouteRuntime>, serving: Ser
                     route.metrics().rejected("max_connections");
                     warn!(route = %route.name, client.addr = %peer, "Refused a client: --max-connections reached");
                     tokio::spawn(async move {
-                        refuse(&mut client, "ERR max number of clients reached").await
+                        refuse_client(&mut client, "ERR max number of clients reached").await
                     });
                     continue;
                 };
@@ -191,8 +197,7 @@ pub async fn serve(listener: TcpListener, route: Arc<RouteRuntime>, serving: Ser
 }
 
 /// Runs one client connection to its end, counts it and logs how it ended.
-async fn handle(client: TcpStream, route: &RouteRuntime) {
-    let _ = client.set_nodelay(true);
+async fn handle(client: ClientStream, route: &RouteRuntime) {
     let metrics = route.metrics();
     metrics.connections.increment(1);
     metrics.connections_active.increment(1.0);
@@ -213,12 +218,21 @@ async fn handle(client: TcpStream, route: &RouteRuntime) {
     }
 }
 
-async fn proxy(mut client: TcpStream, route: &RouteRuntime) -> Result<(), ConnError> {
+async fn proxy(mut client: ClientStream, route: &RouteRuntime) -> Result<(), ConnError> {
     match reach_upstream(route).await {
-        Ok(upstream) => forward::run(client, upstream, &route.forward).await,
+        Ok(upstream) => match &mut client {
+            ClientStream::Tcp(stream) => {
+                let (r, w) = stream.split();
+                forward::run(r, w, upstream, &route.forward).await
+            }
+            ClientStream::Unix(stream) => {
+                let (r, w) = stream.split();
+                forward::run(r, w, upstream, &route.forward).await
+            }
+        },
         Err(error) => {
             if let Some(reply) = error.outcome().reply {
-                refuse(&mut client, &reply).await;
+                refuse_client(&mut client, &reply).await;
             }
             Err(error)
         }
@@ -257,9 +271,16 @@ async fn reach_upstream(route: &RouteRuntime) -> Result<UpstreamStream, ConnErro
     reached
 }
 
+async fn refuse_client(client: &mut ClientStream, reply: &str) {
+    match client {
+        ClientStream::Tcp(stream) => refuse(stream, reply).await,
+        ClientStream::Unix(stream) => refuse(stream, reply).await,
+    }
+}
+
 /// Sends one error and closes without a reset: the client's unread requests are drained first,
 /// since closing a socket with unread input makes the kernel discard the error we sent.
-async fn refuse(client: &mut TcpStream, reply: &str) {
+async fn refuse<S: AsyncRead + AsyncWrite + Unpin>(client: &mut S, reply: &str) {
     let _ = client.write_all(&crate::resp::error_reply(reply)).await;
     let _ = client.shutdown().await;
     let drain = async {

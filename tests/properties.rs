@@ -72,8 +72,10 @@ fn forward(input: &[u8], cuts: &[usize]) -> Result<(Vec<u8>, usize), String> {
                 Step::Start { len, command } => {
                     requests += 1;
                     match command {
-                        Command::Auth => {}
-                        Command::HelloWithoutAuth(rewritten) => out.extend_from_slice(&rewritten),
+                        Command::Auth(_) => {}
+                        Command::HelloWithAuth { rewritten, .. } => {
+                            out.extend_from_slice(&rewritten)
+                        }
                         _ => out.extend_from_slice(&buf[pos..pos + len]),
                     }
                     pos += len;

@@ -22,6 +22,10 @@ pub enum ProtocolError {
     UnbalancedQuotes,
     #[error("Protocol error: AUTH, HELLO or CLIENT request larger than 65536 bytes")]
     TooBigInspected,
+    #[error("Protocol error: unauthenticated multibulk length")]
+    UnauthenticatedMultibulkLength,
+    #[error("Protocol error: unauthenticated bulk length")]
+    UnauthenticatedBulkLength,
 }
 
 /// Encodes a request as a RESP array of bulk strings.

@@ -7,6 +7,7 @@
 //! payload bytes are still to come instead of waiting for them.
 
 use super::ProtocolError;
+use secrecy::{ExposeSecret, SecretSlice};
 
 /// Redis's `PROTO_INLINE_MAX_SIZE`: the longest inline request, or header line without CR.
 pub const MAX_INLINE: usize = 64 * 1024;
@@ -14,6 +15,9 @@ pub const MAX_INLINE: usize = 64 * 1024;
 const MAX_BULK: i64 = 512 * 1024 * 1024;
 /// The largest AUTH / HELLO / CLIENT request the proxy buffers whole to inspect.
 pub const MAX_INSPECTED: usize = 64 * 1024;
+/// Redis's limits on a multibulk request from a client that has not authenticated.
+const UNAUTHENTICATED_MAX_ARGS: i64 = 10;
+const UNAUTHENTICATED_MAX_BULK: i64 = 16 * 1024;
 
 /// What a request means to the proxy.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -23,9 +27,16 @@ pub enum Command {
     /// `*0`, a negative count or an empty inline line: Redis runs nothing and sends no reply.
     Empty,
     /// `AUTH pass` or `AUTH user pass`: answered by the proxy, never forwarded.
-    Auth,
-    /// `HELLO ... AUTH u p ...`: forwarded as these bytes, without the AUTH clause.
-    HelloWithoutAuth(Vec<u8>),
+    Auth(ClientCredentials),
+    /// `HELLO` without an AUTH clause.
+    Hello,
+    /// `HELLO ... AUTH u p ...`: forwarded as `rewritten`, without the AUTH clause.
+    HelloWithAuth {
+        rewritten: Vec<u8>,
+        credentials: ClientCredentials,
+    },
+    /// `QUIT`: allowed before the client has authenticated, as Redis allows it.
+    Quit,
     /// `RESET`: forwarded; the connection must then be authenticated again.
     Reset,
     /// `MULTI`: later requests are queued by the server until EXEC or DISCARD.
@@ -40,9 +51,36 @@ pub enum Command {
 impl Command {
     /// Whether the request's bytes are forwarded unchanged.
     pub fn passes_through(&self) -> bool {
-        !matches!(self, Command::Auth | Command::HelloWithoutAuth(_))
+        !matches!(self, Command::Auth(_) | Command::HelloWithAuth { .. })
     }
 }
+
+/// The user and password a client sent with AUTH or HELLO: checked against
+/// `--client-password-file`, never forwarded. Redacted in `Debug`, zeroised on drop.
+#[derive(Debug, Clone)]
+pub struct ClientCredentials {
+    pub username: Option<Vec<u8>>,
+    pub password: SecretSlice<u8>,
+}
+
+impl ClientCredentials {
+    fn new(username: Option<&[u8]>, password: &[u8]) -> Self {
+        ClientCredentials {
+            username: username.map(<[u8]>::to_vec),
+            password: SecretSlice::from(password.to_vec()),
+        }
+    }
+}
+
+/// Equal when both the user and the password are; for tests of the scanner.
+impl PartialEq for ClientCredentials {
+    fn eq(&self, other: &Self) -> bool {
+        self.username == other.username
+            && self.password.expose_secret() == other.password.expose_secret()
+    }
+}
+
+impl Eq for ClientCredentials {}
 
 /// One step of scanning.
 #[derive(Debug, PartialEq, Eq)]
@@ -63,11 +101,33 @@ pub struct RequestScanner {
     args_left: u64,
     /// Payload bytes (plus the two trailing bytes) of the current argument still to come.
     skip: u64,
+    /// Apply Redis's tighter limits for clients that have not authenticated.
+    unauthenticated: bool,
 }
 
 impl RequestScanner {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Until the client authenticates (with `--client-password-file`), a request may have at
+    /// most 10 arguments of at most 16 KiB each, as Redis allows an unauthenticated client.
+    pub fn set_unauthenticated(&mut self, unauthenticated: bool) {
+        self.unauthenticated = unauthenticated;
+    }
+
+    fn check_count(&self, count: i64) -> Result<(), ProtocolError> {
+        if self.unauthenticated && count > UNAUTHENTICATED_MAX_ARGS {
+            return Err(ProtocolError::UnauthenticatedMultibulkLength);
+        }
+        Ok(())
+    }
+
+    fn check_bulk(&self, len: i64) -> Result<(), ProtocolError> {
+        if self.unauthenticated && len > UNAUTHENTICATED_MAX_BULK {
+            return Err(ProtocolError::UnauthenticatedBulkLength);
+        }
+        Ok(())
     }
 
     /// True between requests.
@@ -99,6 +159,7 @@ impl RequestScanner {
         let Some((count, mut pos)) = read_header(buf, 0, Header::Multibulk)? else {
             return Ok(Step::NeedMore);
         };
+        self.check_count(count)?;
         if count <= 0 {
             return Ok(Step::Start {
                 len: pos,
@@ -108,6 +169,7 @@ impl RequestScanner {
         let Some((name_len, name_start)) = read_header(buf, pos, Header::Bulk)? else {
             return Ok(Step::NeedMore);
         };
+        self.check_bulk(name_len)?;
         let name = if name_len <= 16 {
             let end = name_start + name_len as usize;
             if buf.len() < end + 2 {
@@ -118,7 +180,7 @@ impl RequestScanner {
             None
         };
         if name.is_some_and(needs_whole_request) {
-            return inspect_multibulk(buf, count as u64);
+            return self.inspect_multibulk(buf, count as u64);
         }
         let command = name.map_or(Command::Other, classify_by_name);
         pos = name_start;
@@ -146,6 +208,7 @@ impl RequestScanner {
             match read_header(buf, pos, Header::Bulk)? {
                 None => return Ok(pos),
                 Some((len, payload)) => {
+                    self.check_bulk(len)?;
                     self.args_left -= 1;
                     self.skip = len as u64 + 2;
                     pos = payload;
@@ -236,6 +299,8 @@ fn classify_by_name(name: &[u8]) -> Command {
     let is = |n: &str| name.eq_ignore_ascii_case(n.as_bytes());
     if is("RESET") {
         Command::Reset
+    } else if is("QUIT") {
+        Command::Quit
     } else if is("MULTI") {
         Command::Multi
     } else if is("EXEC") || is("DISCARD") {
@@ -260,27 +325,30 @@ fn classify_by_name(name: &[u8]) -> Command {
     }
 }
 
-/// Buffers a whole AUTH / HELLO / CLIENT request and classifies it by its arguments.
-fn inspect_multibulk(buf: &[u8], count: u64) -> Result<Step, ProtocolError> {
-    let Some((_, mut pos)) = read_header(buf, 0, Header::Multibulk)? else {
-        return Ok(Step::NeedMore);
-    };
-    let mut args: Vec<&[u8]> = Vec::with_capacity(count.min(16) as usize);
-    for _ in 0..count {
-        let Some((len, start)) = read_header(buf, pos, Header::Bulk)? else {
-            return need_more_within_limit(buf);
+impl RequestScanner {
+    /// Buffers a whole AUTH / HELLO / CLIENT request and classifies it by its arguments.
+    fn inspect_multibulk(&self, buf: &[u8], count: u64) -> Result<Step, ProtocolError> {
+        let Some((_, mut pos)) = read_header(buf, 0, Header::Multibulk)? else {
+            return Ok(Step::NeedMore);
         };
-        let end = start + len as usize;
-        if buf.len() < end + 2 {
-            return need_more_within_limit(buf);
+        let mut args: Vec<&[u8]> = Vec::with_capacity(count.min(16) as usize);
+        for _ in 0..count {
+            let Some((len, start)) = read_header(buf, pos, Header::Bulk)? else {
+                return need_more_within_limit(buf);
+            };
+            self.check_bulk(len)?;
+            let end = start + len as usize;
+            if buf.len() < end + 2 {
+                return need_more_within_limit(buf);
+            }
+            args.push(&buf[start..end]);
+            pos = end + 2;
         }
-        args.push(&buf[start..end]);
-        pos = end + 2;
+        Ok(Step::Start {
+            len: pos,
+            command: classify_by_args(&args),
+        })
     }
-    Ok(Step::Start {
-        len: pos,
-        command: classify_by_args(&args),
-    })
 }
 
 fn need_more_within_limit(buf: &[u8]) -> Result<Step, ProtocolError> {
@@ -298,13 +366,18 @@ fn classify_by_args(args: &[&[u8]]) -> Command {
     let is = |arg: &[u8], n: &str| arg.eq_ignore_ascii_case(n.as_bytes());
     if is(name, "AUTH") {
         // Other arities get the server's own arity or syntax error, with no credential checked.
-        if matches!(args.len(), 2 | 3) {
-            Command::Auth
-        } else {
-            Command::Other
+        match args {
+            [_, password] => Command::Auth(ClientCredentials::new(None, password)),
+            [_, user, password] => Command::Auth(ClientCredentials::new(Some(user), password)),
+            _ => Command::Other,
         }
     } else if is(name, "HELLO") {
-        hello_without_auth(args).map_or(Command::Other, Command::HelloWithoutAuth)
+        hello_without_auth(args).map_or(Command::Hello, |(rewritten, credentials)| {
+            Command::HelloWithAuth {
+                rewritten,
+                credentials,
+            }
+        })
     } else if is(name, "CLIENT") && args.get(1).is_some_and(|sub| is(sub, "REPLY")) {
         Command::Uncountable
     } else {
@@ -313,16 +386,16 @@ fn classify_by_args(args: &[&[u8]]) -> Command {
 }
 
 /// Walks HELLO's options as `helloCommand` does; returns the request re-encoded without its
-/// `AUTH user pass` clause, or `None` when there is none or the options are malformed (the
-/// server then answers with its own syntax error and checks no credential).
-fn hello_without_auth(args: &[&[u8]]) -> Option<Vec<u8>> {
+/// `AUTH user pass` clause and that clause, or `None` when there is none or the options are
+/// malformed (the server then answers with its own syntax error and checks no credential).
+fn hello_without_auth(args: &[&[u8]]) -> Option<(Vec<u8>, ClientCredentials)> {
     let mut kept: Vec<&[u8]> = args[..args.len().min(2)].to_vec();
-    let mut found = false;
+    let mut found = None;
     let mut j = 2;
     while j < args.len() {
         let more = args.len() - 1 - j;
         if args[j].eq_ignore_ascii_case(b"AUTH") && more >= 2 {
-            found = true;
+            found = Some(ClientCredentials::new(Some(args[j + 1]), args[j + 2]));
             j += 3;
         } else if args[j].eq_ignore_ascii_case(b"SETNAME") && more >= 1 {
             kept.extend_from_slice(&args[j..j + 2]);
@@ -331,7 +404,7 @@ fn hello_without_auth(args: &[&[u8]]) -> Option<Vec<u8>> {
             return None;
         }
     }
-    found.then(|| super::encode_request(&kept))
+    found.map(|credentials| (super::encode_request(&kept), credentials))
 }
 
 /// An inline request: one line of words, as typed into telnet.
@@ -474,7 +547,7 @@ mod tests {
                 },
                 Step::Start {
                     len: 22,
-                    command: Command::Auth
+                    command: Command::Auth(ClientCredentials::new(None, b"pw"))
                 },
             ]
         );
@@ -517,7 +590,10 @@ mod tests {
             steps(input),
             vec![Step::Start {
                 len: input.len(),
-                command: Command::HelloWithoutAuth(expected)
+                command: Command::HelloWithAuth {
+                    rewritten: expected,
+                    credentials: ClientCredentials::new(Some(b"u"), b"p")
+                }
             }]
         );
     }
@@ -533,7 +609,7 @@ mod tests {
                 },
                 Step::Start {
                     len: 15,
-                    command: Command::Auth
+                    command: Command::Auth(ClientCredentials::new(None, b"my pass"))
                 },
                 Step::Start {
                     len: 2,
@@ -564,6 +640,25 @@ mod tests {
             err(&vec![b'a'; MAX_INLINE + 1]),
             "Protocol error: too big inline request"
         );
+    }
+
+    #[test]
+    fn unauthenticated_requests_get_redis_size_limits() {
+        let mut scanner = RequestScanner::new();
+        scanner.set_unauthenticated(true);
+        let many = format!("*11\r\n{}", "$1\r\na\r\n".repeat(11));
+        assert_eq!(
+            scanner.step(many.as_bytes()).unwrap_err().to_string(),
+            "Protocol error: unauthenticated multibulk length"
+        );
+        let big = b"*2\r\n$3\r\nGET\r\n$16385\r\n";
+        assert_eq!(
+            scanner.step(big).unwrap_err().to_string(),
+            "Protocol error: unauthenticated bulk length"
+        );
+        let mut scanner = RequestScanner::new();
+        scanner.set_unauthenticated(false);
+        assert!(scanner.step(many.as_bytes()).is_ok());
     }
 
     #[test]

@@ -6,6 +6,7 @@
 #![allow(dead_code)]
 
 use redis_auth_proxy::config::{Config, Flags};
+use redis_auth_proxy::listener::ListenAddr;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -456,7 +457,7 @@ pub fn flags(redis: &RedisServer, token: &TokenFile) -> Flags {
 
 /// The proxy, in-process on its own runtime, stopped on drop.
 pub struct Proxy {
-    pub addrs: Vec<SocketAddr>,
+    pub addrs: Vec<ListenAddr>,
     /// The admin HTTP endpoint, when the config has one.
     pub admin: Option<SocketAddr>,
     pub store: std::sync::Arc<redis_auth_proxy::token::TokenStore>,
@@ -514,8 +515,12 @@ impl Proxy {
         }
     }
 
+    /// The first route's TCP address.
     pub fn addr(&self) -> SocketAddr {
-        self.addrs[0]
+        match &self.addrs[0] {
+            ListenAddr::Tcp(addr) => *addr,
+            other => panic!("route 0 listens on {other}, not TCP"),
+        }
     }
 
     pub fn port(&self) -> u16 {
