@@ -322,3 +322,37 @@ fn sigterm_stops_the_proxy_cleanly() {
     let status = child.wait().unwrap();
     assert_eq!(status.code(), Some(0));
 }
+
+/// The README documents every flag and environment variable `--help` lists, and every metric.
+#[test]
+fn the_readme_documents_every_flag_variable_and_metric() {
+    let help = stdout(&proxy_command().args(["run", "--help"]).output().unwrap());
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"))
+        .expect("README.md");
+    let words = |text: &str, prefix: &str| -> Vec<String> {
+        text.split(|c: char| !(c.is_ascii_alphanumeric() || c == '-' || c == '_'))
+            .filter(|w| w.starts_with(prefix) && w.len() > prefix.len())
+            .map(str::to_owned)
+            .collect()
+    };
+    assert!(
+        words(&help, "--").len() > 30,
+        "--help lists the flags: {help}"
+    );
+    let mut missing: Vec<String> = words(&help, "--")
+        .into_iter()
+        .chain(words(&help, "REDIS_AUTH_PROXY_"))
+        .filter(|w| w != "--help" && w != "--version" && !readme.contains(w.as_str()))
+        .collect();
+    let metrics =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/src/metrics.rs")).unwrap();
+    for name in words(&metrics, "redis_auth_proxy_") {
+        let short = name.trim_start_matches("redis_auth_proxy_");
+        if !readme.contains(&format!("`{short}`")) {
+            missing.push(name);
+        }
+    }
+    missing.sort();
+    missing.dedup();
+    assert!(missing.is_empty(), "not in README.md: {missing:?}");
+}
