@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # prometheus brings promtool, which checks the /metrics exposition.
-scripts/install-deps.sh --with-moto prometheus
+scripts/install-deps.sh --with-moto prometheus iproute2 util-linux
 command -v redis-server >/dev/null || { echo "redis-server is missing" >&2; exit 1; }
 
 cargo fmt --check

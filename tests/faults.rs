@@ -218,3 +218,42 @@ fn tls_insecure_skip_verify_accepts_any_certificate_and_warns() {
         proxy.log()
     );
 }
+
+/// An upstream name that cannot be resolved gets a clear error, and the proxy keeps serving. The
+/// proxy runs in a network namespace with only loopback, so the resolver fails at once and no
+/// DNS query can leave the machine.
+#[test]
+fn an_unresolvable_upstream_gets_a_clear_error_and_no_query_leaves_the_machine() {
+    let token = TokenFile::new(TOKEN_A);
+    let script = r#"
+        ip link set lo up
+        "$BIN" --listen 127.0.0.1:16379 --upstream cache.example.internal:6380 \
+            --token-file "$TOKEN" --admin-listen off --log-level error &
+        pid=$!
+        for _ in $(seq 200); do
+            first="$(redis-cli -p 16379 PING 2>/dev/null)" && [ -n "$first" ] && break
+            sleep 0.05
+        done
+        printf 'first: %s\n' "$first"
+        printf 'second: %s\n' "$(redis-cli -p 16379 GET k)"
+        kill -TERM "$pid"
+        wait "$pid"
+        printf 'exit: %s\n' "$?"
+    "#;
+    let output = Command::new("unshare")
+        .args(["--user", "--map-root-user", "--net", "sh", "-c", script])
+        .env("BIN", env!("CARGO_BIN_EXE_redis-auth-proxy"))
+        .env("TOKEN", &token.path)
+        .output()
+        .expect("unshare (util-linux) runs");
+    let text = String::from_utf8_lossy(&output.stdout);
+    let error = "ERR redis-auth-proxy: cannot resolve upstream cache.example.internal:6380:";
+    for line in ["first: ", "second: "] {
+        assert!(
+            text.contains(&format!("{line}{error}")),
+            "{text}\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    assert!(text.contains("exit: 0"), "{text}");
+}
