@@ -628,6 +628,11 @@ impl Raw {
         }
     }
 
+    /// The socket, for tests that drive it themselves.
+    pub fn into_stream(self) -> TcpStream {
+        self.stream
+    }
+
     /// Reads until the proxy closes the connection; returns what arrived.
     pub fn read_to_close(&mut self) -> String {
         let mut rest = Vec::new();
@@ -782,6 +787,16 @@ impl ProxyProcess {
 
     pub fn admin_addr(&self) -> SocketAddr {
         SocketAddr::from(([127, 0, 0, 1], self.admin))
+    }
+
+    /// The process's resident set size, from /proc.
+    pub fn rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("VmRSS in /proc/PID/status")
     }
 
     pub fn client(&self) -> redis::Connection {
