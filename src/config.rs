@@ -7,7 +7,7 @@
 
 use crate::listener::ListenAddr;
 use crate::token::{EnvSource, FileSource, SecretsManagerSource, TokenSource};
-use crate::upstream::{TlsSettings, UpstreamAddr};
+use crate::upstream::{TlsSettings, TlsVersion, UpstreamAddr};
 use clap::{Args, Parser, Subcommand};
 use serde::Deserialize;
 use std::net::SocketAddr;
@@ -104,6 +104,14 @@ pub struct Flags {
     /// host].
     #[arg(long, env = "REDIS_AUTH_PROXY_TLS_SERVER_NAME", value_name = "NAME")]
     pub tls_server_name: Option<String>,
+    /// Oldest TLS version to accept from the upstream: 1.2 or 1.3 [default: 1.2].
+    #[arg(long, env = "REDIS_AUTH_PROXY_TLS_MIN_VERSION", value_name = "VERSION")]
+    pub tls_min_version: Option<String>,
+    /// Newest TLS version to offer: 1.2 or 1.3 [default: 1.3]. With 1.2, a resumed session
+    /// skips the key exchange, which makes new connections much cheaper for the server (see
+    /// BENCHMARKS.md) at the cost of forward secrecy for resumed sessions.
+    #[arg(long, env = "REDIS_AUTH_PROXY_TLS_MAX_VERSION", value_name = "VERSION")]
+    pub tls_max_version: Option<String>,
     /// PEM client certificate chain for mutual TLS (needs --tls-client-key).
     #[arg(long, env = "REDIS_AUTH_PROXY_TLS_CLIENT_CERT", value_name = "PEM")]
     pub tls_client_cert: Option<PathBuf>,
@@ -157,6 +165,9 @@ pub struct Flags {
     /// `-ERR max number of clients reached` and closed [default: 10000].
     #[arg(long, env = "REDIS_AUTH_PROXY_MAX_CONNECTIONS", value_name = "N")]
     pub max_connections: Option<u32>,
+    /// Threads that run connections [default: one per CPU the process may use].
+    #[arg(long, env = "REDIS_AUTH_PROXY_WORKER_THREADS", value_name = "N")]
+    pub worker_threads: Option<u32>,
     /// Keep this many ready, authenticated upstream connections per route for new clients, so
     /// that an application opening a connection per request does not wait for TCP, TLS and
     /// AUTH [default: 0, off].
@@ -224,6 +235,8 @@ struct FileConfig {
     tls_server_name: Option<String>,
     tls_client_cert: Option<PathBuf>,
     tls_client_key: Option<PathBuf>,
+    tls_min_version: Option<String>,
+    tls_max_version: Option<String>,
     username: Option<String>,
     token_file: Option<PathBuf>,
     token_env: Option<String>,
@@ -233,6 +246,7 @@ struct FileConfig {
     connect_timeout: Option<String>,
     auth_timeout: Option<String>,
     max_connections: Option<u32>,
+    worker_threads: Option<u32>,
     upstream_pool_size: Option<u32>,
     upstream_pool_max_age: Option<String>,
     allow_remote_clients: Option<bool>,
@@ -296,6 +310,8 @@ pub struct Config {
     pub unix_socket_mode: u32,
     pub client_password_file: Option<PathBuf>,
     pub max_connections: u32,
+    /// `None`: one per CPU.
+    pub worker_threads: Option<u32>,
     pub upstream_pool_size: u32,
     pub upstream_pool_max_age: Duration,
     /// `None` for `--admin-listen off`.
@@ -404,7 +420,8 @@ impl Merger<'_> {
             self.errors
                 .push("--token-refresh-interval: must be at least 1s".into());
         }
-        let routes = self.routes();
+        let versions = self.tls_versions();
+        let routes = self.routes(versions);
         let admin_listen = self.admin_listen();
         let shutdown_delay = self.duration(
             "--shutdown-delay",
@@ -454,8 +471,14 @@ impl Merger<'_> {
             self.errors
                 .push("--upstream-pool-max-age: must be at least 1s".into());
         }
+        let worker_threads = self.flags.worker_threads.or(self.file.worker_threads);
+        if worker_threads == Some(0) || worker_threads.is_some_and(|n| n > 1024) {
+            self.errors
+                .push("--worker-threads: between 1 and 1024".into());
+        }
         Some(Config {
             max_connections,
+            worker_threads,
             upstream_pool_size,
             upstream_pool_max_age,
             routes,
@@ -644,7 +667,43 @@ impl Merger<'_> {
         }
     }
 
-    fn routes(&mut self) -> Vec<Route> {
+    /// `--tls-min-version` and `--tls-max-version`, checked against each other.
+    fn tls_versions(&mut self) -> (TlsVersion, TlsVersion) {
+        let mut version =
+            |flag: &str, value: Option<String>, default: TlsVersion| match value.as_deref() {
+                None => default,
+                Some("1.2") => TlsVersion::V1_2,
+                Some("1.3") => TlsVersion::V1_3,
+                Some(other) => {
+                    self.errors
+                        .push(format!("{flag}: expected 1.2 or 1.3, got {other:?}"));
+                    default
+                }
+            };
+        let min = version(
+            "--tls-min-version",
+            self.flags
+                .tls_min_version
+                .clone()
+                .or_else(|| self.file.tls_min_version.clone()),
+            TlsVersion::V1_2,
+        );
+        let max = version(
+            "--tls-max-version",
+            self.flags
+                .tls_max_version
+                .clone()
+                .or_else(|| self.file.tls_max_version.clone()),
+            TlsVersion::V1_3,
+        );
+        if min > max {
+            self.errors
+                .push("--tls-min-version is newer than --tls-max-version".into());
+        }
+        (min, max)
+    }
+
+    fn routes(&mut self, versions: (TlsVersion, TlsVersion)) -> Vec<Route> {
         let flag_listen = self.flags.listen.clone();
         let flag_upstream = self.flags.upstream.clone();
         if self.file.route.is_empty() {
@@ -659,7 +718,10 @@ impl Merger<'_> {
                 tls_ca_file: None,
                 tls_server_name: None,
             };
-            return self.route(&route, "", "default").into_iter().collect();
+            return self
+                .route(&route, "", "default", versions)
+                .into_iter()
+                .collect();
         }
         if flag_listen.is_some()
             || flag_upstream.is_some()
@@ -673,7 +735,7 @@ impl Merger<'_> {
         let mut routes: Vec<Route> = Vec::new();
         for (i, table) in self.file.route.iter().enumerate() {
             let prefix = format!("[[route]] #{}", i + 1);
-            if let Some(route) = self.route(table, &prefix, &format!("route{}", i + 1)) {
+            if let Some(route) = self.route(table, &prefix, &format!("route{}", i + 1), versions) {
                 if routes.iter().any(|r| r.name == route.name) {
                     self.errors
                         .push(format!("{prefix}: duplicate route name {:?}", route.name));
@@ -691,7 +753,13 @@ impl Merger<'_> {
     }
 
     /// Builds one route; `prefix` is empty for the flag-defined one.
-    fn route(&mut self, table: &FileRoute, prefix: &str, default_name: &str) -> Option<Route> {
+    fn route(
+        &mut self,
+        table: &FileRoute,
+        prefix: &str,
+        default_name: &str,
+        (min_version, max_version): (TlsVersion, TlsVersion),
+    ) -> Option<Route> {
         let at = |key: &str| {
             if prefix.is_empty() {
                 format!("--{key}")
@@ -736,6 +804,8 @@ impl Merger<'_> {
             .or(self.file.no_tls)
             .unwrap_or(false);
         let tls = (!no_tls).then(|| TlsSettings {
+            min_version,
+            max_version,
             server_name: table
                 .tls_server_name
                 .clone()

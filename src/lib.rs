@@ -174,7 +174,8 @@ pub fn routes(
             .map_err(|error| RunError::Tls {
                 route: route.name.clone(),
                 error,
-            })?;
+            })?
+            .counting_handshakes(&route.name);
             Ok(Arc::new(RouteRuntime::new(
                 index,
                 route.name.clone(),

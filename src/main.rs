@@ -26,10 +26,11 @@ fn main() -> ExitCode {
         }
     };
     init_logging(&config);
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("tokio runtime");
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if let Some(threads) = config.worker_threads {
+        builder.worker_threads(threads as usize);
+    }
+    let runtime = builder.enable_all().build().expect("tokio runtime");
     let result = match command {
         CliCommand::Check(_) => runtime.block_on(run_check(&config)),
         _ => runtime.block_on(run_proxy(config)),

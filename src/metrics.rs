@@ -23,6 +23,7 @@ pub const CONNECTION_ERRORS: &str = "redis_auth_proxy_connection_errors_total";
 pub const BYTES: &str = "redis_auth_proxy_bytes_total";
 pub const INTERCEPTED: &str = "redis_auth_proxy_intercepted_commands_total";
 pub const CLIENT_AUTH: &str = "redis_auth_proxy_client_auth_total";
+pub const TLS_HANDSHAKES: &str = "redis_auth_proxy_upstream_tls_handshakes_total";
 pub const TOKEN_RELOADS: &str = "redis_auth_proxy_token_reloads_total";
 pub const TOKEN_LAST_CHANGE: &str = "redis_auth_proxy_token_last_change_timestamp_seconds";
 pub const TOKEN_LAST_RELOAD: &str =
@@ -96,6 +97,10 @@ fn describe() {
     describe_counter!(
         CLIENT_AUTH,
         "With --client-password-file: client AUTH and HELLO AUTH by route and result (accepted, wrongpass), and commands refused before authenticating (noauth)."
+    );
+    describe_counter!(
+        TLS_HANDSHAKES,
+        "TLS handshakes with the upstream, by route and kind (full, resumed: a session ticket from an earlier connection was accepted)."
     );
     describe_counter!(
         TOKEN_RELOADS,
@@ -213,6 +218,35 @@ impl RouteMetrics {
 
     pub fn intercepted(&self, command: &'static str) {
         counter!(INTERCEPTED, "route" => self.route.clone(), "command" => command).increment(1);
+    }
+}
+
+/// Counts a route's upstream TLS handshakes by kind.
+#[derive(Clone)]
+pub struct HandshakeCounters {
+    full: Counter,
+    resumed: Counter,
+}
+
+impl HandshakeCounters {
+    pub fn new(route: &str) -> Self {
+        let kind = |kind: &'static str| {
+            let counter = counter!(TLS_HANDSHAKES, "route" => route.to_owned(), "kind" => kind);
+            counter.absolute(0);
+            counter
+        };
+        HandshakeCounters {
+            full: kind("full"),
+            resumed: kind("resumed"),
+        }
+    }
+
+    pub fn record(&self, resumed: bool) {
+        if resumed {
+            self.resumed.increment(1);
+        } else {
+            self.full.increment(1);
+        }
     }
 }
 

@@ -5,6 +5,7 @@
 //! so its session cache resumes TLS sessions across connections.
 
 use crate::error::{ConnError, Stage};
+use crate::metrics::HandshakeCounters;
 use rustls::ClientConfig;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName, pem::PemObject};
 use std::fmt;
@@ -76,11 +77,21 @@ pub struct Connector {
     pub addr: UpstreamAddr,
     tls: Option<(TlsConnector, ServerName<'static>)>,
     connect_timeout: Duration,
+    handshakes: Option<HandshakeCounters>,
+}
+
+/// A TLS protocol version the proxy can speak.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum TlsVersion {
+    V1_2,
+    V1_3,
 }
 
 /// TLS settings of one route, as validated by `config`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TlsSettings {
+    pub min_version: TlsVersion,
+    pub max_version: TlsVersion,
     pub server_name: String,
     pub ca_file: Option<std::path::PathBuf>,
     pub client_cert: Option<std::path::PathBuf>,
@@ -118,7 +129,14 @@ impl Connector {
             addr,
             tls,
             connect_timeout,
+            handshakes: None,
         })
+    }
+
+    /// Counts this route's TLS handshakes, full or resumed, in the metrics.
+    pub fn counting_handshakes(mut self, route: &str) -> Self {
+        self.handshakes = Some(HandshakeCounters::new(route));
+        self
     }
 
     /// Resolves, connects and completes the TLS handshake, all within the connect timeout.
@@ -165,6 +183,10 @@ impl Connector {
                     .connect(name.clone(), tcp)
                     .await
                     .map_err(|error| ConnError::Tls { upstream, error })?;
+                if let Some(handshakes) = &self.handshakes {
+                    let kind = stream.get_ref().1.handshake_kind();
+                    handshakes.record(kind == Some(rustls::HandshakeKind::Resumed));
+                }
                 Ok(Box::new(stream))
             }
         }
@@ -191,7 +213,7 @@ fn client_config(settings: &TlsSettings) -> Result<Arc<ClientConfig>, TlsConfigE
     }
     let builder =
         ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-            .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+            .with_protocol_versions(protocol_versions(settings))
             .map_err(|e| TlsConfigError::ClientCert(e.to_string()))?
             .with_root_certificates(roots);
     if settings.insecure_skip_verify {
@@ -224,6 +246,19 @@ fn client_config(settings: &TlsSettings) -> Result<Arc<ClientConfig>, TlsConfigE
             .set_certificate_verifier(Arc::new(danger::NoVerification::new()));
     }
     Ok(Arc::new(config))
+}
+
+/// The versions between `--tls-min-version` and `--tls-max-version`, newest first.
+fn protocol_versions(
+    settings: &TlsSettings,
+) -> &'static [&'static rustls::SupportedProtocolVersion] {
+    static BOTH: &[&rustls::SupportedProtocolVersion] =
+        &[&rustls::version::TLS13, &rustls::version::TLS12];
+    match (settings.min_version, settings.max_version) {
+        (TlsVersion::V1_3, _) => &BOTH[..1],
+        (_, TlsVersion::V1_2) => &BOTH[1..],
+        _ => BOTH,
+    }
 }
 
 /// `--tls-insecure-skip-verify` and nothing else lives here.

@@ -105,3 +105,55 @@ fn a_server_that_never_answers_auth_times_out() {
     );
     drop(silent);
 }
+
+/// --tls-min-version 1.3 refuses a server that only speaks TLS 1.2, saying why.
+#[test]
+fn tls_min_version_refuses_an_older_server() {
+    let redis = RedisServer::start_with(RedisOptions {
+        tls_protocols: Some("TLSv1.2"),
+        ..RedisOptions::default()
+    });
+    let token = TokenFile::new(TOKEN_A);
+    let mut flags = flags(&redis, &token);
+    flags.tls_min_version = Some("1.3".into());
+    let proxy = Proxy::start(flags);
+    let mut raw = proxy.raw();
+    raw.command(&["PING"]);
+    let text = raw.read_to_close();
+    assert!(text.contains("TLS handshake with upstream"), "{text}");
+    // The same server is fine with the default range.
+    let proxy = Proxy::start(common::flags(&redis, &token));
+    let mut raw = proxy.raw();
+    raw.command(&["PING"]);
+    assert_eq!(raw.reply(), "PONG");
+}
+
+/// Connections after the first resume the TLS session, with TLS 1.3 and with
+/// --tls-max-version 1.2; the metric tells the two kinds apart.
+#[test]
+fn later_connections_resume_the_tls_session() {
+    let redis = RedisServer::start();
+    let token = TokenFile::new(TOKEN_A);
+    for max in [None, Some("1.2")] {
+        let mut flags = flags(&redis, &token);
+        flags.tls_max_version = max.map(Into::into);
+        let proxy = Proxy::start(flags);
+        // The registry is shared by every proxy in this process: count from here.
+        let handshakes = |kind: &str| {
+            let (_, metrics) = http(proxy.admin.unwrap(), "GET", "/metrics");
+            sample(
+                &metrics,
+                "redis_auth_proxy_upstream_tls_handshakes_total",
+                &[("route", "default"), ("kind", kind)],
+            )
+        };
+        let (full, resumed) = (handshakes("full"), handshakes("resumed"));
+        for _ in 0..3 {
+            let mut raw = proxy.raw();
+            raw.command(&["PING"]);
+            assert_eq!(raw.reply(), "PONG");
+        }
+        assert_eq!(handshakes("full") - full, 1.0, "{max:?}");
+        assert_eq!(handshakes("resumed") - resumed, 2.0, "{max:?}");
+    }
+}

@@ -90,6 +90,8 @@ pub struct RedisOptions {
     pub password: Option<&'static str>,
     /// Serve the certificate made for `other.example` instead of `localhost`.
     pub wrong_name_cert: bool,
+    /// `tls-protocols`, e.g. `"TLSv1.2"`; `None` keeps Redis's default (1.2 and 1.3).
+    pub tls_protocols: Option<&'static str>,
 }
 
 impl Default for RedisOptions {
@@ -97,6 +99,7 @@ impl Default for RedisOptions {
         RedisOptions {
             password: Some(TOKEN_A),
             wrong_name_cert: false,
+            tls_protocols: None,
         }
     }
 }
@@ -153,6 +156,9 @@ fn spawn_redis(options: &RedisOptions, dir: &Path, tls_port: u16, plain_port: u1
         .stderr(Stdio::null());
     if let Some(password) = options.password {
         command.args(["--requirepass", password]);
+    }
+    if let Some(protocols) = options.tls_protocols {
+        command.args(["--tls-protocols", protocols]);
     }
     command
         .spawn()
