@@ -64,6 +64,13 @@ EOF
 haproxy -f "$work/haproxy.cfg" -db &
 haproxy_pid=$!
 pids+=($haproxy_pid)
+# The same, limited to TLS 1.2 toward the server, for the TLS 1.2 new-connection row.
+haproxy12_port="$(free_port)"
+sed -e "s/127.0.0.1:$haproxy_port/127.0.0.1:$haproxy12_port/" -e "s/verifyhost localhost$/verifyhost localhost ssl-max-ver TLSv1.2/" \
+    "$work/haproxy.cfg" > "$work/haproxy12.cfg"
+haproxy -f "$work/haproxy12.cfg" -db &
+haproxy12_pid=$!
+pids+=($haproxy12_pid)
 
 stunnel_port="$(free_port)"
 cat > "$work/stunnel.conf" <<EOF
@@ -80,29 +87,51 @@ EOF
 stunnel4 "$work/stunnel.conf" 2>"$work/stunnel.log" &
 stunnel_pid=$!
 pids+=($stunnel_pid)
+stunnel12_port="$(free_port)"
+sed -e "s/127.0.0.1:$stunnel_port/127.0.0.1:$stunnel12_port/" "$work/stunnel.conf" > "$work/stunnel12.conf"
+echo "sslVersionMax = TLSv1.2" >> "$work/stunnel12.conf"
+stunnel4 "$work/stunnel12.conf" 2>"$work/stunnel12.log" &
+stunnel12_pid=$!
+pids+=($stunnel12_pid)
 
+# Like haproxy and stunnel, the proxy is given the server's IP (no DNS lookup per connection;
+# BENCHMARKS.md gives the cost of one) and checks the certificate for localhost.
 proxy_port="$(free_port)"
-"$proxy_bin" --listen "127.0.0.1:$proxy_port" --upstream "localhost:$redis_port" \
+"$proxy_bin" --listen "127.0.0.1:$proxy_port" --upstream "127.0.0.1:$redis_port" --tls-server-name localhost \
     --tls-ca-file "$work/ca.crt" --token-file "$work/token" --admin-listen off --log-level warn &
 proxy_pid=$!
 pids+=($proxy_pid)
+proxy12_port="$(free_port)"
+"$proxy_bin" --listen "127.0.0.1:$proxy12_port" --upstream "127.0.0.1:$redis_port" --tls-server-name localhost \
+    --tls-max-version 1.2 \
+    --tls-ca-file "$work/ca.crt" --token-file "$work/token" --admin-listen off --log-level warn &
+proxy12_pid=$!
+pids+=($proxy12_pid)
 
 wait_for haproxy redis-cli -p "$haproxy_port" -a "$token" --no-auth-warning PING
 wait_for stunnel redis-cli -p "$stunnel_port" -a "$token" --no-auth-warning PING
 wait_for redis-auth-proxy redis-cli -p "$proxy_port" PING
+wait_for "haproxy (TLS 1.2)" redis-cli -p "$haproxy12_port" -a "$token" --no-auth-warning PING
+wait_for "stunnel (TLS 1.2)" redis-cli -p "$stunnel12_port" -a "$token" --no-auth-warning PING
+wait_for "redis-auth-proxy (TLS 1.2)" redis-cli -p "$proxy12_port" PING
 
 targets=(direct haproxy stunnel proxy)
 declare -A target_pid=([haproxy]=$haproxy_pid [stunnel]=$stunnel_pid [proxy]=$proxy_pid)
+declare -A target_pid12=([haproxy]=$haproxy12_pid [stunnel]=$stunnel12_pid [proxy]=$proxy12_pid)
+tls12=""   # set for the workload that goes through the TLS 1.2 instances
 
 # redis-benchmark arguments that reach each target (the proxies other than ours need the token).
 target_args() {
+    local hp=$haproxy_port sp=$stunnel_port pp=$proxy_port
+    [ -z "$tls12" ] || { hp=$haproxy12_port; sp=$stunnel12_port; pp=$proxy12_port; }
     case "$1" in
         direct) echo "--tls --cacert $work/ca.crt -h localhost -p $redis_port -a $token" ;;
-        haproxy) echo "-h 127.0.0.1 -p $haproxy_port -a $token" ;;
-        stunnel) echo "-h 127.0.0.1 -p $stunnel_port -a $token" ;;
-        proxy) echo "-h 127.0.0.1 -p $proxy_port" ;;
+        haproxy) echo "-h 127.0.0.1 -p $hp -a $token" ;;
+        stunnel) echo "-h 127.0.0.1 -p $sp -a $token" ;;
+        proxy) echo "-h 127.0.0.1 -p $pp" ;;
     esac
 }
+pid_of() { if [ -z "$tls12" ]; then echo "${target_pid[$1]}"; else echo "${target_pid12[$1]}"; fi; }
 
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 rss_kib() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
@@ -118,11 +147,11 @@ run_workload() {
     local target before after csv
     for target in "${targets[@]}"; do
         before=0
-        [ "$target" = direct ] || before="$(cpu_ticks "${target_pid[$target]}")"
+        [ "$target" = direct ] || before="$(cpu_ticks "$(pid_of "$target")")"
         # shellcheck disable=SC2046
         csv="$(redis-benchmark $(target_args "$target") -t "$tests" -n "$requests" "$@" --csv 2>/dev/null | grep -v '^"test"')"
         if [ "$target" != direct ]; then
-            after="$(cpu_ticks "${target_pid[$target]}")"
+            after="$(cpu_ticks "$(pid_of "$target")")"
             local total_requests
             total_requests=$((requests * $(echo "$csv" | wc -l)))
             python3 -c "print('$name\t$target\t$rep\tcpu_us_per_req\t%.3f' % (($after - $before) / $ticks_per_second / $total_requests * 1e6))" >> "$results"
@@ -147,6 +176,9 @@ for rep in $(seq 1 "$repeats"); do
     run_workload "pipeline 16" set,get "$(n 3000000)" -c 50 -d 64 -P 16
     run_workload "one client" set,get "$(n 40000)" -c 1 -d 64
     run_workload "new connection per request" ping_mbulk "$(n 3000)" -c 50 -k 0
+    tls12=1
+    run_workload "new connection per request, TLS 1.2" ping_mbulk "$(n 3000)" -c 50 -k 0
+    tls12=""
     run_workload "100 KB values" set,get "$(n 4000)" -c 50 -d 100000
 done
 
@@ -207,7 +239,7 @@ for line in open(sys.argv[1]):
     data[(workload, target, metric)].append(float(value))
 med = {k: statistics.median(v) for k, v in data.items()}
 targets = ["direct", "haproxy", "stunnel", "proxy"]
-workloads = ["no pipelining", "pipeline 16", "one client", "new connection per request", "100 KB values"]
+workloads = ["no pipelining", "pipeline 16", "one client", "new connection per request", "new connection per request, TLS 1.2", "100 KB values"]
 print("| workload | direct TLS | haproxy | stunnel | redis-auth-proxy | proxy / haproxy | proxy / stunnel |")
 print("|---|---|---|---|---|---|---|")
 for w in workloads:
