@@ -4,8 +4,10 @@
 # A loopback port nothing listens on right now.
 free_port() {
     local port
+    # Below the kernel's ephemeral range (32768-60999 by default), so no outgoing connection
+    # can take the port between this check and the server's bind.
     while :; do
-        port=$((20000 + RANDOM % 40000))
+        port=$((10000 + RANDOM % 22000))
         (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null || { echo "$port"; return; }
     done
 }
