@@ -11,18 +11,41 @@ use std::os::unix::net::UnixStream;
 const CLIENT_PASSWORD: &str = "app-side-password-1";
 const NEWER_PASSWORD: &str = "app-side-password-2";
 
-fn with_client_password(redis: &RedisServer, token: &TokenFile, passwords: &TokenFile) -> Proxy {
-    let mut flags = flags(redis, token);
+/// A server, the proxy's token, the client password file and the proxy using all three.
+struct Guarded {
+    _redis: RedisServer,
+    _token: TokenFile,
+    passwords: TokenFile,
+    proxy: Proxy,
+}
+
+fn guarded() -> Guarded {
+    let redis = RedisServer::start();
+    let token = TokenFile::new(TOKEN_A);
+    let passwords = TokenFile::new(CLIENT_PASSWORD);
+    let mut flags = flags(&redis, &token);
     flags.client_password_file = Some(passwords.path.clone());
-    Proxy::start(flags)
+    let proxy = Proxy::start(flags);
+    Guarded {
+        _redis: redis,
+        _token: token,
+        passwords,
+        proxy,
+    }
+}
+
+/// A raw connection that has sent the client password.
+fn authenticated(proxy: &Proxy) -> Raw {
+    let mut raw = proxy.raw();
+    raw.command(&["AUTH", CLIENT_PASSWORD]);
+    assert_eq!(raw.reply(), "OK");
+    raw
 }
 
 #[test]
 fn commands_before_the_client_password_get_noauth_and_never_reach_the_server() {
-    let redis = RedisServer::start();
-    let token = TokenFile::new(TOKEN_A);
-    let passwords = TokenFile::new(CLIENT_PASSWORD);
-    let proxy = with_client_password(&redis, &token, &passwords);
+    let guarded = guarded();
+    let proxy = &guarded.proxy;
     let mut raw = proxy.raw();
     raw.command(&["SET", "gate-key", "written-before-auth"]);
     assert_eq!(raw.reply(), "(error) NOAUTH Authentication required.");
@@ -53,10 +76,8 @@ fn commands_before_the_client_password_get_noauth_and_never_reach_the_server() {
 
 #[test]
 fn a_pipeline_across_the_client_auth_gets_every_reply_in_order() {
-    let redis = RedisServer::start();
-    let token = TokenFile::new(TOKEN_A);
-    let passwords = TokenFile::new(CLIENT_PASSWORD);
-    let proxy = with_client_password(&redis, &token, &passwords);
+    let guarded = guarded();
+    let proxy = &guarded.proxy;
     let mut raw = proxy.raw();
     let mut pipeline = Vec::new();
     for words in [
@@ -91,10 +112,8 @@ fn a_pipeline_across_the_client_auth_gets_every_reply_in_order() {
 
 #[test]
 fn real_clients_authenticate_with_auth_and_hello() {
-    let redis = RedisServer::start();
-    let token = TokenFile::new(TOKEN_A);
-    let passwords = TokenFile::new(CLIENT_PASSWORD);
-    let proxy = with_client_password(&redis, &token, &passwords);
+    let guarded = guarded();
+    let proxy = &guarded.proxy;
     // The redis crate sends HELLO 3 AUTH default <password> for RESP3.
     let url = format!(
         "redis://default:{CLIENT_PASSWORD}@{}/?protocol=resp3",
@@ -123,13 +142,9 @@ fn real_clients_authenticate_with_auth_and_hello() {
 
 #[test]
 fn reset_logs_the_client_out_as_a_server_does() {
-    let redis = RedisServer::start();
-    let token = TokenFile::new(TOKEN_A);
-    let passwords = TokenFile::new(CLIENT_PASSWORD);
-    let proxy = with_client_password(&redis, &token, &passwords);
-    let mut raw = proxy.raw();
-    raw.command(&["AUTH", CLIENT_PASSWORD]);
-    assert_eq!(raw.reply(), "OK");
+    let guarded = guarded();
+    let proxy = &guarded.proxy;
+    let mut raw = authenticated(proxy);
     raw.command(&["RESET"]);
     assert_eq!(raw.reply(), "RESET");
     raw.command(&["PING"]);
@@ -142,10 +157,8 @@ fn reset_logs_the_client_out_as_a_server_does() {
 
 #[test]
 fn an_unauthenticated_client_gets_redis_size_limits() {
-    let redis = RedisServer::start();
-    let token = TokenFile::new(TOKEN_A);
-    let passwords = TokenFile::new(CLIENT_PASSWORD);
-    let proxy = with_client_password(&redis, &token, &passwords);
+    let guarded = guarded();
+    let proxy = &guarded.proxy;
     let mut raw = proxy.raw();
     let big = "x".repeat(20_000);
     raw.command(&["SET", "k", &big]);
@@ -153,24 +166,21 @@ fn an_unauthenticated_client_gets_redis_size_limits() {
         raw.read_to_close(),
         "-ERR Protocol error: unauthenticated bulk length\r\n"
     );
-    let mut raw = proxy.raw();
-    raw.command(&["AUTH", CLIENT_PASSWORD]);
-    assert_eq!(raw.reply(), "OK");
+    let mut raw = authenticated(proxy);
     raw.command(&["SET", "k", &big]);
     assert_eq!(raw.reply(), "OK", "the limits end with authentication");
 }
 
 #[test]
 fn the_client_password_rotates_without_a_restart() {
-    let redis = RedisServer::start();
-    let token = TokenFile::new(TOKEN_A);
-    let passwords = TokenFile::new(CLIENT_PASSWORD);
-    let proxy = with_client_password(&redis, &token, &passwords);
+    let guarded = guarded();
+    let proxy = &guarded.proxy;
     let auth = |password: &str| {
         let mut raw = proxy.raw();
         raw.command(&["AUTH", password]);
         raw.reply()
     };
+    let passwords = &guarded.passwords;
     passwords.rewrite(&format!("{NEWER_PASSWORD}\n{CLIENT_PASSWORD}\n"));
     eventually("the newer password works", || auth(NEWER_PASSWORD) == "OK");
     assert_eq!(auth(CLIENT_PASSWORD), "OK", "the older one still works");
@@ -183,13 +193,9 @@ fn the_client_password_rotates_without_a_restart() {
 
 #[test]
 fn a_wrong_client_password_inside_multi_closes_the_connection() {
-    let redis = RedisServer::start();
-    let token = TokenFile::new(TOKEN_A);
-    let passwords = TokenFile::new(CLIENT_PASSWORD);
-    let proxy = with_client_password(&redis, &token, &passwords);
-    let mut raw = proxy.raw();
-    raw.command(&["AUTH", CLIENT_PASSWORD]);
-    assert_eq!(raw.reply(), "OK");
+    let guarded = guarded();
+    let proxy = &guarded.proxy;
+    let mut raw = authenticated(proxy);
     raw.command(&["MULTI"]);
     assert_eq!(raw.reply(), "OK");
     raw.command(&["AUTH", "wrong"]);
