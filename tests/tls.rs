@@ -157,3 +157,44 @@ fn later_connections_resume_the_tls_session() {
         assert_eq!(handshakes("resumed") - resumed, 2.0, "{max:?}");
     }
 }
+
+/// Connections opened together resume too: the proxy keeps enough TLS 1.3 tickets for a wave
+/// of parallel connections (rustls's default store keeps eight, and the rest would each cost
+/// the server a full handshake).
+#[test]
+fn a_wave_of_parallel_connections_resumes_every_session() {
+    const WAVE: usize = 40;
+    let redis = RedisServer::start();
+    let token = TokenFile::new(TOKEN_A);
+    let proxy = Proxy::start(flags(&redis, &token));
+    let handshakes = |kind: &str| {
+        let (_, metrics) = http(proxy.admin.unwrap(), "GET", "/metrics");
+        sample(
+            &metrics,
+            "redis_auth_proxy_upstream_tls_handshakes_total",
+            &[("route", "default"), ("kind", kind)],
+        )
+    };
+    let wave = || {
+        let mut open: Vec<Raw> = (0..WAVE)
+            .map(|_| {
+                let mut raw = proxy.raw();
+                raw.command(&["PING"]);
+                raw
+            })
+            .collect();
+        for raw in &mut open {
+            assert_eq!(raw.reply(), "PONG");
+        }
+    };
+    wave();
+    let (full, resumed) = (handshakes("full"), handshakes("resumed"));
+    wave();
+    wave();
+    assert_eq!(
+        handshakes("full"),
+        full,
+        "no full handshakes after the first wave"
+    );
+    assert_eq!(handshakes("resumed") - resumed, (2 * WAVE) as f64);
+}

@@ -4,6 +4,8 @@
 //! the primary endpoint's record. The rustls `ClientConfig` is built once per route and shared,
 //! so its session cache resumes TLS sessions across connections.
 
+mod sessions;
+
 use crate::error::{ConnError, Stage};
 use crate::metrics::HandshakeCounters;
 use rustls::ClientConfig;
@@ -240,6 +242,7 @@ fn client_config(settings: &TlsSettings) -> Result<Arc<ClientConfig>, TlsConfigE
         }
     };
     let mut config = config;
+    config.resumption = rustls::client::Resumption::store(Arc::new(sessions::SessionStore::new()));
     if settings.insecure_skip_verify {
         config
             .dangerous()
