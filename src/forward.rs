@@ -13,6 +13,10 @@
 //!
 //! The two directions talk through a short queue of `Action`s, each placed at the reply count
 //! where it applies. The queue is empty for ordinary traffic, which then costs two counters.
+//!
+//! With `--client-password-file` the same queue answers the client's AUTH (`+OK` or
+//! `-WRONGPASS`) and refuses everything before it (`-NOAUTH`) in reply order; a refused
+//! request's bytes are dropped, never forwarded. `--idle-timeout` watches both directions.
 
 use crate::client_auth::{ClientPasswords, NOAUTH, NOAUTH_HELLO, WRONGPASS};
 use crate::error::{ConnError, Stage};
