@@ -26,6 +26,13 @@ fn no_log_line_at_trace_level_contains_a_token() {
         let reply = raw.reply();
         assert!(reply.starts_with(expected), "{words:?} -> {reply}");
     }
+    // The command line names the token's file, never the token.
+    let cmdline = std::fs::read(format!("/proc/{}/cmdline", child.id())).unwrap();
+    let cmdline = String::from_utf8_lossy(&cmdline);
+    assert!(cmdline.contains("--token-file"), "{cmdline}");
+    for secret in [TOKEN_A, TOKEN_B] {
+        assert!(!cmdline.contains(secret), "{cmdline}");
+    }
     redis.admin(&["CONFIG", "SET", "requirepass", TOKEN_C]);
     let mut refused = Raw::connect(addr);
     refused.command(&["PING"]);
