@@ -49,6 +49,12 @@ fn commands_before_the_client_password_get_noauth_and_never_reach_the_server() {
     let mut raw = proxy.raw();
     raw.command(&["SET", "gate-key", "written-before-auth"]);
     assert_eq!(raw.reply(), "(error) NOAUTH Authentication required.");
+    // A request that arrives in pieces is dropped piece by piece.
+    let value = "v".repeat(10_000);
+    let set = redis_auth_proxy::resp::encode_request(&[b"SET", b"gate-key", value.as_bytes()]);
+    raw.send(&set[..5_000]);
+    raw.send(&set[5_000..]);
+    assert_eq!(raw.reply(), "(error) NOAUTH Authentication required.");
     raw.command(&["HELLO", "3"]);
     assert!(
         raw.reply()
