@@ -9,7 +9,7 @@
 //! `AUTH default <password>` or `HELLO <proto> AUTH default <password>`.
 
 use crate::resp::request::ClientCredentials;
-use crate::token::{Credentials, TokenError, parse_credentials, refresh::FILE_POLL};
+use crate::token::{Credentials, TokenError, read_credentials, refresh::FILE_POLL};
 use arc_swap::ArcSwap;
 use secrecy::ExposeSecret;
 use std::path::{Path, PathBuf};
@@ -99,13 +99,7 @@ impl ClientPasswords {
 
 async fn read(path: &Path) -> Result<Credentials, TokenError> {
     let name = format!("client password file {}", path.display());
-    let text = tokio::fs::read_to_string(path)
-        .await
-        .map_err(|error| TokenError::Read {
-            source_name: name.clone(),
-            error,
-        })?;
-    parse_credentials(text, None, &name)
+    read_credentials(path, None, &name).await
 }
 
 /// Compares in time that depends only on the lengths.

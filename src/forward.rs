@@ -438,12 +438,8 @@ impl<'a> Requests<'a> {
         &mut self,
         upstream: &mut W,
     ) -> Result<(), ConnError> {
-        if self.counting && !self.in_multi {
+        if self.place_reply(b"+OK\r\n") {
             debug!("Answered client AUTH");
-            self.shared.push(Action::Reply {
-                at: self.sent,
-                reply: b"+OK\r\n",
-            });
             return Ok(());
         }
         debug!("Replaced client AUTH with the proxy's");
@@ -459,15 +455,24 @@ impl<'a> Requests<'a> {
     /// be done (a wrong password inside MULTI or after SUBSCRIBE), it is sent and the
     /// connection closed.
     fn reply(&mut self, reply: &'static [u8]) -> Result<(), ConnError> {
-        if self.counting && !self.in_multi {
-            self.shared.push(Action::Reply {
-                at: self.sent,
-                reply,
-            });
+        if self.place_reply(reply) {
             return Ok(());
         }
         self.fail(reply.to_vec());
         Err(ConnError::ClientWrongPassword)
+    }
+
+    /// Queues `reply` where the server's would have gone; false where replies are not counted
+    /// one to one (after SUBSCRIBE, MONITOR, CLIENT REPLY) or the server queues them (MULTI).
+    fn place_reply(&self, reply: &'static [u8]) -> bool {
+        let placeable = self.counting && !self.in_multi;
+        if placeable {
+            self.shared.push(Action::Reply {
+                at: self.sent,
+                reply,
+            });
+        }
+        placeable
     }
 
     /// Authenticates again after RESET, once the server has answered it. The inner `Err` is a

@@ -1,7 +1,7 @@
 //! A token file: plain lines or JSON, as Kubernetes secret mounts and systemd credentials hold.
 
 use super::{Credentials, TokenError, parse_credentials};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// Reads the token from a file on every load.
 #[derive(Debug, Clone)]
@@ -12,16 +12,25 @@ pub struct FileSource {
 
 impl FileSource {
     pub async fn load(&self) -> Result<Credentials, TokenError> {
-        let text = tokio::fs::read_to_string(&self.path)
-            .await
-            .map_err(|error| TokenError::Read {
-                source_name: self.describe(),
-                error,
-            })?;
-        parse_credentials(text, self.json_key.as_deref(), &self.describe())
+        read_credentials(&self.path, self.json_key.as_deref(), &self.describe()).await
     }
 
     pub fn describe(&self) -> String {
         format!("token file {}", self.path.display())
     }
+}
+
+/// Reads and parses a file in the token format; errors call it `source_name`.
+pub async fn read_credentials(
+    path: &Path,
+    json_key: Option<&str>,
+    source_name: &str,
+) -> Result<Credentials, TokenError> {
+    let text = tokio::fs::read_to_string(path)
+        .await
+        .map_err(|error| TokenError::Read {
+            source_name: source_name.to_owned(),
+            error,
+        })?;
+    parse_credentials(text, json_key, source_name)
 }

@@ -13,7 +13,7 @@ pub mod refresh;
 
 pub use aws::SecretsManagerSource;
 pub use env::EnvSource;
-pub use file::FileSource;
+pub use file::{FileSource, read_credentials};
 pub use parse::parse_credentials;
 pub use refresh::Refresher;
 
