@@ -14,6 +14,11 @@ fn proxy_with_idle_timeout(redis: &RedisServer, token: &TokenFile) -> Proxy {
     Proxy::start(flags)
 }
 
+/// Lets several idle timeouts pass with nothing moving: the wait is what is being tested.
+fn outlast_the_idle_timeout() {
+    std::thread::sleep(Duration::from_millis(1200));
+}
+
 #[test]
 fn an_idle_client_is_closed_after_the_idle_timeout() {
     let redis = RedisServer::start();
@@ -38,11 +43,7 @@ fn a_client_blocked_on_the_server_is_not_idle() {
     let proxy = proxy_with_idle_timeout(&redis, &token);
     let mut blocked = proxy.raw();
     blocked.command(&["BLPOP", "idle-queue", "0"]);
-    let started = Instant::now();
-    // Nothing moves for several idle timeouts; then the server answers.
-    while started.elapsed() < Duration::from_millis(1200) {
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    outlast_the_idle_timeout();
     redis.admin(&["RPUSH", "idle-queue", "job"]);
     assert_eq!(blocked.reply(), "[\"idle-queue\", \"job\"]");
     blocked.command(&["PING"]);
@@ -60,11 +61,7 @@ fn a_subscriber_is_not_idle() {
         subscriber.reply(),
         "[\"subscribe\", \"idle-channel\", (integer) 1]"
     );
-    let started = Instant::now();
-    // Publish only after several idle timeouts have passed.
-    while started.elapsed() < Duration::from_millis(1200) {
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    outlast_the_idle_timeout();
     let mut publisher = proxy.client();
     let receivers: i64 = redis::cmd("PUBLISH")
         .arg("idle-channel")

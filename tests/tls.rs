@@ -139,14 +139,7 @@ fn later_connections_resume_the_tls_session() {
         flags.tls_max_version = max.map(Into::into);
         let proxy = Proxy::start(flags);
         // The registry is shared by every proxy in this process: count from here.
-        let handshakes = |kind: &str| {
-            let (_, metrics) = http(proxy.admin.unwrap(), "GET", "/metrics");
-            sample(
-                &metrics,
-                "redis_auth_proxy_upstream_tls_handshakes_total",
-                &[("route", "default"), ("kind", kind)],
-            )
-        };
+        let handshakes = |kind| handshakes(&proxy, kind);
         let (full, resumed) = (handshakes("full"), handshakes("resumed"));
         for _ in 0..3 {
             let mut raw = proxy.raw();
@@ -167,14 +160,7 @@ fn a_wave_of_parallel_connections_resumes_every_session() {
     let redis = RedisServer::start();
     let token = TokenFile::new(TOKEN_A);
     let proxy = Proxy::start(flags(&redis, &token));
-    let handshakes = |kind: &str| {
-        let (_, metrics) = http(proxy.admin.unwrap(), "GET", "/metrics");
-        sample(
-            &metrics,
-            "redis_auth_proxy_upstream_tls_handshakes_total",
-            &[("route", "default"), ("kind", kind)],
-        )
-    };
+    let handshakes = |kind| handshakes(&proxy, kind);
     let wave = || {
         let mut open: Vec<Raw> = (0..WAVE)
             .map(|_| {
@@ -197,4 +183,14 @@ fn a_wave_of_parallel_connections_resumes_every_session() {
         "no full handshakes after the first wave"
     );
     assert_eq!(handshakes("resumed") - resumed, (2 * WAVE) as f64);
+}
+
+/// `upstream_tls_handshakes_total` of the default route, for `kind` `full` or `resumed`.
+fn handshakes(proxy: &Proxy, kind: &str) -> f64 {
+    let (_, metrics) = http(proxy.admin.unwrap(), "GET", "/metrics");
+    sample(
+        &metrics,
+        "redis_auth_proxy_upstream_tls_handshakes_total",
+        &[("route", "default"), ("kind", kind)],
+    )
 }
