@@ -643,6 +643,16 @@ mod tests {
     }
 
     #[test]
+    fn a_client_password_never_shows_in_debug_output() {
+        let step = RequestScanner::new()
+            .step(b"*3\r\n$4\r\nAUTH\r\n$7\r\ndefault\r\n$11\r\nhunter2-pw!\r\n")
+            .unwrap();
+        let shown = format!("{step:?}");
+        assert!(shown.contains("Auth"), "{shown}");
+        assert!(!shown.contains("hunter2-pw!"), "{shown}");
+    }
+
+    #[test]
     fn unauthenticated_requests_get_redis_size_limits() {
         let mut scanner = RequestScanner::new();
         scanner.set_unauthenticated(true);
