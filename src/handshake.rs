@@ -2,9 +2,9 @@
 //!
 //! AUTH is sent alone and its reply awaited: Redis 7.2–8.0 send no reply to a failed AUTH that
 //! was pipelined behind other commands, which would desynchronise the stream. On WRONGPASS the
-//! other stored token is tried, and the store remembers which one the server took. How a
-//! command reaches the server and its reply comes back is an `Exchange`: read directly on a
-//! fresh connection, or through the forwarding reply queue once a client is attached.
+//! other stored token is tried, and the store remembers which one the server took. After a
+//! client's RESET the connection owes the client nothing more, so the same direct exchange is
+//! used there (`forward` holds the client's later requests meanwhile).
 
 use crate::error::{ConnError, Stage};
 use crate::metrics::RouteMetrics;
@@ -14,7 +14,7 @@ use crate::token::{Credentials, Slot, TokenStore};
 use bytes::BytesMut;
 use secrecy::zeroize::Zeroizing;
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tracing::{debug, warn};
 
 /// The longest AUTH reply read; real ones are one short line.
@@ -79,27 +79,6 @@ pub fn tried_phrase(attempts: usize) -> &'static str {
     }
 }
 
-/// Sends one command to the server and returns its one reply frame.
-pub trait Exchange {
-    fn exchange(&mut self, command: &[u8]) -> impl Future<Output = Result<Vec<u8>, ConnError>>;
-}
-
-/// A fresh connection that nothing else reads yet.
-struct Direct<'a, S> {
-    stream: &'a mut S,
-    buf: BytesMut,
-    upstream: &'a str,
-}
-
-impl<S> Exchange for Direct<'_, S>
-where
-    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
-{
-    async fn exchange(&mut self, command: &[u8]) -> Result<Vec<u8>, ConnError> {
-        exchange(self.stream, command, &mut self.buf, self.upstream).await
-    }
-}
-
 /// Who is authenticating, against what, and where to count it.
 #[derive(Clone, Copy)]
 pub struct AuthTarget<'a> {
@@ -110,7 +89,7 @@ pub struct AuthTarget<'a> {
     pub metrics: Option<&'a RouteMetrics>,
 }
 
-/// Authenticates a fresh `stream`; see `authenticate_over`.
+/// Authenticates a fresh `stream`; see `authenticate_buffered`.
 pub async fn authenticate<S>(
     stream: &mut S,
     store: &TokenStore,
@@ -120,13 +99,8 @@ pub async fn authenticate<S>(
     metrics: Option<&RouteMetrics>,
 ) -> Result<Slot, ConnError>
 where
-    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+    S: AsyncRead + AsyncWrite + Unpin,
 {
-    let mut direct = Direct {
-        stream,
-        buf: BytesMut::with_capacity(256),
-        upstream,
-    };
     let target = AuthTarget {
         store,
         username,
@@ -134,17 +108,22 @@ where
         timeout,
         metrics,
     };
-    authenticate_over(&mut direct, &target).await
+    authenticate_buffered(stream, &mut BytesMut::with_capacity(256), &target).await
 }
 
-/// Authenticates over `channel`, trying the token that last worked first. When the server
-/// rejects every stored token, the token source is reloaded at once and, if that brought new
-/// tokens, they are tried before giving up.
-pub async fn authenticate_over<E: Exchange>(
-    channel: &mut E,
+/// Authenticates `stream`, which owes no other reply, trying the token that last worked first;
+/// `buf` holds what was read from it and not yet used, and keeps what follows the AUTH reply.
+/// When the server rejects every stored token, the token source is reloaded at once and, if
+/// that brought new tokens, they are tried before giving up.
+pub async fn authenticate_buffered<S>(
+    stream: &mut S,
+    buf: &mut BytesMut,
     target: &AuthTarget<'_>,
-) -> Result<Slot, ConnError> {
-    match try_tokens(channel, target).await {
+) -> Result<Slot, ConnError>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    match try_tokens(stream, buf, target).await {
         Err(ConnError::AuthRejected { .. })
             if target.store.reload_and_wait(target.timeout).await =>
         {
@@ -152,16 +131,20 @@ pub async fn authenticate_over<E: Exchange>(
                 upstream = target.upstream,
                 "Retrying AUTH with reloaded tokens"
             );
-            try_tokens(channel, target).await
+            try_tokens(stream, buf, target).await
         }
         other => other,
     }
 }
 
-async fn try_tokens<E: Exchange>(
-    channel: &mut E,
+async fn try_tokens<S>(
+    stream: &mut S,
+    buf: &mut BytesMut,
     target: &AuthTarget<'_>,
-) -> Result<Slot, ConnError> {
+) -> Result<Slot, ConnError>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
     let AuthTarget {
         store,
         username,
@@ -178,7 +161,8 @@ async fn try_tokens<E: Exchange>(
     let order = store.attempt_order(&credentials);
     for (attempt, slot) in order.iter().copied().enumerate() {
         let command = auth_command(&credentials, username, slot);
-        let exchanged = tokio::time::timeout(timeout, channel.exchange(&command)).await;
+        let exchanged =
+            tokio::time::timeout(timeout, exchange(stream, &command, buf, upstream)).await;
         let frame = match exchanged {
             Ok(Ok(frame)) => frame,
             Ok(Err(error)) => {
@@ -246,7 +230,7 @@ pub async fn exchange<S>(
     upstream: &str,
 ) -> Result<Vec<u8>, ConnError>
 where
-    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+    S: AsyncRead + AsyncWrite + Unpin,
 {
     stream
         .write_all(command)

@@ -25,6 +25,7 @@ pub mod admin;
 pub mod check;
 pub mod client_auth;
 pub mod config;
+pub mod connection;
 pub mod error;
 pub mod forward;
 pub mod handshake;

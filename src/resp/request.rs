@@ -30,22 +30,26 @@ pub enum Command {
     Auth(ClientCredentials),
     /// `HELLO` without an AUTH clause.
     Hello,
-    /// `HELLO ... AUTH u p ...`: forwarded as `rewritten`, without the AUTH clause.
+    /// `HELLO ... AUTH u p ...`: forwarded as `rewritten`, without the AUTH clause. The
+    /// credentials are `None` when other options are malformed: the server then answers with its
+    /// own syntax error, as it checks no credential before parsing every option.
     HelloWithAuth {
         rewritten: Vec<u8>,
-        credentials: ClientCredentials,
+        credentials: Option<ClientCredentials>,
     },
     /// `QUIT`: allowed before the client has authenticated, as Redis allows it.
     Quit,
-    /// `RESET`: forwarded; the connection must then be authenticated again.
+    /// `RESET` (without arguments: with any, the server refuses it and nothing is reset).
     Reset,
     /// `MULTI`: later requests are queued by the server until EXEC or DISCARD.
     Multi,
-    /// `EXEC` or `DISCARD`.
+    /// `EXEC` or `DISCARD` (without arguments, as only then do they end MULTI).
     EndMulti,
     /// A request after which replies no longer answer requests one to one (pub/sub, MONITOR,
-    /// CLIENT REPLY, replication).
+    /// CLIENT REPLY).
     Uncountable,
+    /// `SYNC` or `PSYNC`: the server answers with a replication stream, which is not RESP.
+    Replicate,
 }
 
 impl Command {
@@ -182,7 +186,7 @@ impl RequestScanner {
         if name.is_some_and(needs_whole_request) {
             return self.inspect_multibulk(buf, count as u64);
         }
-        let command = name.map_or(Command::Other, classify_by_name);
+        let command = name.map_or(Command::Other, |name| classify_by_name(name, count));
         pos = name_start;
         self.args_left = count as u64 - 1;
         self.skip = name_len as u64 + 2;
@@ -295,16 +299,20 @@ fn needs_whole_request(name: &[u8]) -> bool {
         .any(|n| name.eq_ignore_ascii_case(n.as_bytes()))
 }
 
-fn classify_by_name(name: &[u8]) -> Command {
+/// Classifies a request by its name and number of words (name included).
+fn classify_by_name(name: &[u8], count: i64) -> Command {
     let is = |n: &str| name.eq_ignore_ascii_case(n.as_bytes());
-    if is("RESET") {
+    let alone = count == 1;
+    if is("RESET") && alone {
         Command::Reset
     } else if is("QUIT") {
         Command::Quit
-    } else if is("MULTI") {
+    } else if is("MULTI") && alone {
         Command::Multi
-    } else if is("EXEC") || is("DISCARD") {
+    } else if (is("EXEC") || is("DISCARD")) && alone {
         Command::EndMulti
+    } else if is("SYNC") || is("PSYNC") {
+        Command::Replicate
     } else if [
         "SUBSCRIBE",
         "PSUBSCRIBE",
@@ -313,8 +321,6 @@ fn classify_by_name(name: &[u8]) -> Command {
         "PUNSUBSCRIBE",
         "SUNSUBSCRIBE",
         "MONITOR",
-        "SYNC",
-        "PSYNC",
     ]
     .iter()
     .any(|n| is(n))
@@ -381,16 +387,18 @@ fn classify_by_args(args: &[&[u8]]) -> Command {
     } else if is(name, "CLIENT") && args.get(1).is_some_and(|sub| is(sub, "REPLY")) {
         Command::Uncountable
     } else {
-        classify_by_name(name)
+        classify_by_name(name, args.len() as i64)
     }
 }
 
 /// Walks HELLO's options as `helloCommand` does; returns the request re-encoded without its
-/// `AUTH user pass` clause and that clause, or `None` when there is none or the options are
-/// malformed (the server then answers with its own syntax error and checks no credential).
-fn hello_without_auth(args: &[&[u8]]) -> Option<(Vec<u8>, ClientCredentials)> {
+/// `AUTH user pass` clauses, and the credentials when every other option is well formed.
+/// `None` when there is no AUTH clause. With malformed options the credentials are dropped
+/// unchecked: the server answers with its syntax error and never checks them.
+fn hello_without_auth(args: &[&[u8]]) -> Option<(Vec<u8>, Option<ClientCredentials>)> {
     let mut kept: Vec<&[u8]> = args[..args.len().min(2)].to_vec();
     let mut found = None;
+    let mut well_formed = true;
     let mut j = 2;
     while j < args.len() {
         let more = args.len() - 1 - j;
@@ -401,10 +409,16 @@ fn hello_without_auth(args: &[&[u8]]) -> Option<(Vec<u8>, ClientCredentials)> {
             kept.extend_from_slice(&args[j..j + 2]);
             j += 2;
         } else {
-            return None;
+            well_formed = false;
+            kept.push(args[j]);
+            j += 1;
         }
     }
-    found.map(|credentials| (super::encode_request(&kept), credentials))
+    let credentials = found?;
+    Some((
+        super::encode_request(&kept),
+        well_formed.then_some(credentials),
+    ))
 }
 
 /// An inline request: one line of words, as typed into telnet.
@@ -433,7 +447,7 @@ pub fn split_args(line: &[u8]) -> Option<Vec<Vec<u8>>> {
     let mut args = Vec::new();
     let mut i = 0;
     loop {
-        while i < line.len() && line[i].is_ascii_whitespace() {
+        while i < line.len() && is_space(line[i]) {
             i += 1;
         }
         if i >= line.len() {
@@ -462,7 +476,7 @@ pub fn split_args(line: &[u8]) -> Option<Vec<Vec<u8>>> {
                         continue;
                     }
                     if c == q {
-                        if line.get(i + 1).is_some_and(|n| !n.is_ascii_whitespace()) {
+                        if line.get(i + 1).is_some_and(|&n| !is_space(n)) {
                             return None;
                         }
                         i += 1;
@@ -471,7 +485,7 @@ pub fn split_args(line: &[u8]) -> Option<Vec<Vec<u8>>> {
                     word.push(c);
                 }
                 None => {
-                    if c.is_ascii_whitespace() {
+                    if is_space(c) {
                         break;
                     }
                     if c == b'"' || c == b'\'' {
@@ -485,6 +499,11 @@ pub fn split_args(line: &[u8]) -> Option<Vec<Vec<u8>>> {
         }
         args.push(word);
     }
+}
+
+/// C's `isspace`, which `sdssplitargs` uses: ASCII whitespace plus vertical tab.
+fn is_space(c: u8) -> bool {
+    c.is_ascii_whitespace() || c == 0x0b
 }
 
 /// One escape after a backslash inside double quotes: returns the byte and bytes used.
@@ -592,7 +611,7 @@ mod tests {
                 len: input.len(),
                 command: Command::HelloWithAuth {
                     rewritten: expected,
-                    credentials: ClientCredentials::new(Some(b"u"), b"p")
+                    credentials: Some(ClientCredentials::new(Some(b"u"), b"p"))
                 }
             }]
         );

@@ -1,0 +1,273 @@
+//! The decisions of one proxied connection, with no I/O.
+//!
+//! `Connection` is fed the bytes each side sent (`on_requests`, `on_replies`) and says what to
+//! write where (`Actions`): ranges of those same bytes, passed on unchanged, and the few bytes
+//! of the proxy's own. The async code in `forward` only reads, feeds and writes; everything
+//! that decides (answer AUTH in place, refuse before the client password, re-authenticate
+//! after RESET, stop counting after SUBSCRIBE, close after an error) lives here and is tested
+//! in memory (`tests.rs`).
+//!
+//! Both directions count: `sent` requests that the server will answer, `answered` replies
+//! passed on. A decision about the reply stream is a `Mark` placed at a reply count; the
+//! marks are empty for ordinary traffic, which then costs two counters and one range per read.
+//! Marks take effect only between frames, so the proxy's bytes never land inside a reply or a
+//! RESP3 push.
+//!
+//! Counting holds while Redis answers each request once. After SUBSCRIBE, MONITOR or CLIENT
+//! REPLY it does not, so until RESET the proxy stops counting and sends its own AUTH in place
+//! of the client's, letting the server answer as it would (inside MULTI too, where the server
+//! answers `+QUEUED`). A RESET sent while not counting is followed by a command named with a
+//! random marker: the server's `-ERR unknown command '<marker>'` (sent whether or not RESET left
+//! the connection authenticated, and whether or not RESET itself was answered, as after
+//! `CLIENT REPLY SKIP`) says where RESET's effects end, and is kept from the client. After SYNC
+//! or PSYNC the replies are a replication stream and pass unscanned.
+
+mod replies;
+mod requests;
+#[cfg(test)]
+mod tests;
+
+use crate::client_auth::ClientPasswords;
+use crate::error::ConnError;
+use crate::metrics::RouteMetrics;
+use crate::resp::reply::ReplyScanner;
+use crate::resp::request::RequestScanner;
+use bytes::Bytes;
+use std::collections::VecDeque;
+use std::ops::Range;
+
+/// Marks not yet reached beyond which the client's requests wait: a client that sends AUTH or
+/// refused commands without reading the answers cannot grow them without bound.
+const MAX_MARKS: usize = 1024;
+
+/// What the connection knows of its route.
+#[derive(Clone, Copy)]
+pub struct Rules<'a> {
+    /// `--client-password-file`: clients must authenticate to the proxy first.
+    pub client_passwords: Option<&'a ClientPasswords>,
+    pub metrics: &'a RouteMetrics,
+}
+
+/// Bytes for the server, in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ToServer {
+    /// These bytes of the input just given, unchanged.
+    Pass(Range<usize>),
+    /// Bytes of the proxy's own: a rewritten HELLO, the marker after RESET.
+    Send(Bytes),
+    /// The proxy's own `AUTH` with the live token, for the server to answer in the client's
+    /// place.
+    Auth,
+}
+
+/// Bytes for the client, in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ToClient {
+    /// These bytes of the input just given, unchanged.
+    Pass(Range<usize>),
+    /// A reply of the proxy's own.
+    Send(Bytes),
+}
+
+/// What one call decided, for the I/O to carry out in order. Ranges refer to that call's input.
+#[derive(Debug, Default)]
+pub struct Actions {
+    pub server: Vec<ToServer>,
+    pub client: Vec<ToClient>,
+}
+
+impl Actions {
+    pub fn clear(&mut self) {
+        self.server.clear();
+        self.client.clear();
+    }
+
+    fn pass_to_server(&mut self, range: Range<usize>) {
+        if !range.is_empty() {
+            self.server.push(ToServer::Pass(range));
+        }
+    }
+
+    fn pass_to_client(&mut self, range: Range<usize>) {
+        if !range.is_empty() {
+            self.client.push(ToClient::Pass(range));
+        }
+    }
+}
+
+/// How the replies relate to the requests, from some reply count on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Replies {
+    /// One reply per request (pushes and attributes aside).
+    Counted,
+    /// Pub/sub, MONITOR or CLIENT REPLY: no count says where a reply belongs.
+    Uncounted,
+    /// A replication stream: not RESP, copied as it comes until the server closes.
+    Raw,
+}
+
+/// A decision about the reply stream, taken when it reaches reply `at`.
+#[derive(Debug)]
+enum Mark {
+    /// Send this reply of the proxy's own once `at` replies have passed.
+    Answer { at: u64, reply: Bytes },
+    /// From reply `at` on, replies are `Replies::Uncounted` or `Replies::Raw`.
+    Mode { at: u64, replies: Replies },
+    /// Reply `at` answers RESET; while not counting (`marker`), the error naming the marker
+    /// command sent after it says where RESET's effects end.
+    Reset { at: u64, marker: bool },
+    /// Send this error once `at` replies have passed (at once while not counting), then close.
+    Fail {
+        at: u64,
+        reply: Bytes,
+        error: ConnError,
+    },
+}
+
+/// Where the connection waits on something other than the client's next request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Awaiting {
+    /// RESET was sent; the client's later requests wait until its reply has passed.
+    ResetReply,
+    /// RESET took effect; the proxy must authenticate again before anything else is sent.
+    Reauthentication,
+}
+
+/// One proxied connection's state, both directions.
+pub struct Connection<'a> {
+    rules: Rules<'a>,
+    requests: RequestScanner,
+    replies: ReplyScanner,
+    /// Requests sent that the server will answer, while counting.
+    sent: u64,
+    /// Replies passed on (or kept from the client), while counting.
+    answered: u64,
+    /// How replies relate to requests at the request frontier; the reply frontier's view is
+    /// `reply_mode`, which catches up through `Mark::Mode`.
+    request_mode: Replies,
+    reply_mode: Replies,
+    marks: VecDeque<Mark>,
+    awaiting: Option<Awaiting>,
+    in_multi: bool,
+    /// False until the client has sent the `--client-password-file` password.
+    authenticated: bool,
+    /// The request being scanned is refused: its remaining bytes are dropped, not forwarded.
+    dropping: bool,
+    /// QUIT is being forwarded; once it is whole, nothing after it is.
+    quitting: bool,
+    /// No more requests are read: QUIT was sent, or a malformed request was found.
+    requests_done: bool,
+    /// The current reply frame's fate and what was kept of it.
+    frame: replies::Frame,
+    /// An attribute ended; the reply it annotates comes next and nothing may go between.
+    after_attribute: bool,
+    marker: Bytes,
+    /// Set once the connection is to close, after the client has what is queued for it.
+    outcome: Option<Result<(), ConnError>>,
+}
+
+impl<'a> Connection<'a> {
+    /// `marker` is the random name of the command that follows a RESET while not counting.
+    pub fn new(rules: Rules<'a>, marker: &str) -> Self {
+        let authenticated = rules.client_passwords.is_none();
+        let mut requests = RequestScanner::new();
+        requests.set_unauthenticated(!authenticated);
+        Connection {
+            rules,
+            requests,
+            replies: ReplyScanner::new(),
+            sent: 0,
+            answered: 0,
+            request_mode: Replies::Counted,
+            reply_mode: Replies::Counted,
+            marks: VecDeque::new(),
+            awaiting: None,
+            in_multi: false,
+            authenticated,
+            dropping: false,
+            quitting: false,
+            requests_done: false,
+            frame: replies::Frame::default(),
+            after_attribute: false,
+            marker: Bytes::from(marker.as_bytes().to_vec()),
+            outcome: None,
+        }
+    }
+
+    /// Whether the client's next bytes can be taken now.
+    pub fn accepts_requests(&self) -> bool {
+        !self.requests_done
+            && self.outcome.is_none()
+            && self.awaiting.is_none()
+            && self.marks.len() < MAX_MARKS
+    }
+
+    /// Whether the client's requests wait on a reply still to come: the server must then be
+    /// read even while the client is slow to take what it was sent, or neither would move.
+    pub fn awaits_server(&self) -> bool {
+        self.awaiting == Some(Awaiting::ResetReply)
+    }
+
+    /// Whether the proxy must authenticate the connection again (after RESET) before going on;
+    /// answer with `reauthenticated`.
+    pub fn needs_reauthentication(&self) -> bool {
+        self.awaiting == Some(Awaiting::Reauthentication)
+    }
+
+    /// Every request answered, nothing pending, and replies counted (not subscribed, not in
+    /// MONITOR): what `--idle-timeout` requires before closing, as Redis's `timeout` does.
+    pub fn owes_nothing(&self) -> bool {
+        self.sent == self.answered
+            && self.request_mode == Replies::Counted
+            && self.reply_mode == Replies::Counted
+            && self.marks.is_empty()
+            && self.awaiting.is_none()
+    }
+
+    /// The connection is to close once the client has what was queued for it; taken once.
+    pub fn take_outcome(&mut self) -> Option<Result<(), ConnError>> {
+        self.outcome.take()
+    }
+
+    pub fn is_closing(&self) -> bool {
+        self.outcome.is_some()
+    }
+
+    /// The server closed its side.
+    pub fn server_closed(&mut self) {
+        self.outcome.get_or_insert(Ok(()));
+    }
+
+    /// The result of authenticating again after RESET. On failure the client gets the error
+    /// (it is owed nothing else) and the connection closes.
+    pub fn reauthenticated(&mut self, result: Result<(), ConnError>, actions: &mut Actions) {
+        assert_eq!(
+            self.awaiting,
+            Some(Awaiting::Reauthentication),
+            "reauthenticated without a RESET to follow"
+        );
+        self.awaiting = None;
+        if let Err(error) = result {
+            let reply = error.outcome().reply.unwrap_or_default();
+            let reply = Bytes::from(crate::resp::error_reply(&reply));
+            actions.client.push(ToClient::Send(reply));
+            self.outcome = Some(Err(error));
+        }
+    }
+
+    /// RESET took effect on the server: MULTI, pub/sub, MONITOR and CLIENT REPLY are behind,
+    /// and with a client password the client is logged out, as on a server.
+    fn reset_done(&mut self) {
+        self.request_mode = Replies::Counted;
+        self.reply_mode = Replies::Counted;
+        self.answered = self.sent;
+        self.in_multi = false;
+        self.set_authenticated(self.rules.client_passwords.is_none());
+        self.awaiting = Some(Awaiting::Reauthentication);
+    }
+
+    fn set_authenticated(&mut self, authenticated: bool) {
+        self.authenticated = authenticated;
+        self.requests.set_unauthenticated(!authenticated);
+    }
+}

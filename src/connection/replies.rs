@@ -1,0 +1,193 @@
+//! The server-to-client half of the decisions: where each reply goes, and what the marks do
+//! between replies.
+
+use super::{Actions, Connection, Mark, Replies, ToClient};
+use crate::error::ConnError;
+use crate::resp::reply::{FrameKind, Scan};
+use bytes::Bytes;
+
+/// The most of a reply held back to see whether it is the marker; longer replies are not.
+const MAX_INSPECT: usize = 512;
+
+/// What happens to the reply frame in progress.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+enum Fate {
+    /// Passed on.
+    #[default]
+    Pass,
+    /// Passed on; it answers RESET, which took effect if it is `+RESET`.
+    ResetReply,
+    /// Held back until it ends: it may be the error naming the marker command after RESET.
+    MaybeMarker,
+}
+
+/// The reply frame in progress: its fate, and what is kept of it to settle that.
+#[derive(Debug, Default)]
+pub(super) struct Frame {
+    fate: Fate,
+    head: Vec<u8>,
+}
+
+impl Connection<'_> {
+    /// Takes the server's bytes; returns how many were consumed (all, unless the connection
+    /// must authenticate again first: the rest then waits for `reauthenticated`).
+    pub fn on_replies(&mut self, input: &[u8], actions: &mut Actions) -> usize {
+        let mut pos = 0;
+        let mut pass_from = 0;
+        loop {
+            if self.between_frames() && self.fire_due(actions, &mut pass_from, pos) {
+                return input.len();
+            }
+            if pos == input.len() || self.needs_reauthentication() {
+                break;
+            }
+            if self.reply_mode == Replies::Raw {
+                pos = input.len();
+                break;
+            }
+            if self.replies.at_boundary() {
+                self.begin_frame(input[pos]);
+                if self.frame.fate == Fate::MaybeMarker {
+                    actions.pass_to_client(pass_from..pos);
+                }
+            }
+            let (end, ended) = match self.replies.scan(&input[pos..]) {
+                Ok(Scan::Partial) => (input.len(), None),
+                Ok(Scan::End { len, kind }) => (pos + len, Some(kind)),
+                Err(error) => {
+                    actions.pass_to_client(pass_from..pos);
+                    self.outcome = Some(Err(ConnError::UpstreamProtocol(error)));
+                    return input.len();
+                }
+            };
+            self.keep(&input[pos..end], actions, &mut pass_from, end);
+            pos = end;
+            if let Some(kind) = ended {
+                self.end_frame(kind, actions);
+            }
+        }
+        actions.pass_to_client(pass_from..pos);
+        pos
+    }
+
+    /// Runs the marks due when no reply is in progress (the client's AUTH answered at once).
+    pub(super) fn fire_due_now(&mut self, actions: &mut Actions) {
+        if self.between_frames() {
+            self.fire_due(actions, &mut 0, 0);
+        }
+    }
+
+    /// Between two replies, where the proxy's own bytes may go: not inside a frame, and not
+    /// between an attribute and the reply it annotates.
+    fn between_frames(&self) -> bool {
+        self.replies.at_boundary() && !self.after_attribute && self.outcome.is_none()
+    }
+
+    /// Carries out the marks due at this point of the reply stream. Returns true once the
+    /// connection is to close.
+    fn fire_due(&mut self, actions: &mut Actions, pass_from: &mut usize, pos: usize) -> bool {
+        while let Some(mark) = self.marks.front() {
+            let counted = self.reply_mode == Replies::Counted;
+            let due = match mark {
+                Mark::Answer { at, .. } => counted && *at == self.answered,
+                Mark::Mode { at, .. } | Mark::Fail { at, .. } => !counted || *at == self.answered,
+                // Settled by its reply, in `end_frame`.
+                Mark::Reset { .. } => false,
+            };
+            if !due {
+                return false;
+            }
+            actions.pass_to_client(*pass_from..pos);
+            *pass_from = pos;
+            match self.marks.pop_front() {
+                Some(Mark::Answer { reply, .. }) => actions.client.push(ToClient::Send(reply)),
+                Some(Mark::Mode { replies, .. }) => self.reply_mode = replies,
+                Some(Mark::Fail { reply, error, .. }) => {
+                    actions.client.push(ToClient::Send(reply));
+                    self.outcome = Some(Err(error));
+                    return true;
+                }
+                Some(Mark::Reset { .. }) | None => return false,
+            }
+        }
+        false
+    }
+
+    /// Decides the fate of the frame starting with `first`.
+    fn begin_frame(&mut self, first: u8) {
+        self.frame.head.clear();
+        self.frame.fate = Fate::Pass;
+        if matches!(first, b'>' | b'|') {
+            return;
+        }
+        if let Some(Mark::Reset { at, marker }) = self.marks.front() {
+            self.frame.fate = match (self.reply_mode, *marker) {
+                (Replies::Counted, false) if *at == self.answered => Fate::ResetReply,
+                (Replies::Uncounted, true) if first == b'-' => Fate::MaybeMarker,
+                _ => Fate::Pass,
+            };
+        }
+    }
+
+    /// Keeps what settling the frame needs; a frame that may be the marker is held back.
+    fn keep(&mut self, bytes: &[u8], actions: &mut Actions, pass_from: &mut usize, end: usize) {
+        match self.frame.fate {
+            Fate::Pass => {}
+            Fate::ResetReply => {
+                let room = b"+RESET\r\n".len().saturating_sub(self.frame.head.len());
+                self.frame
+                    .head
+                    .extend_from_slice(&bytes[..bytes.len().min(room)]);
+            }
+            Fate::MaybeMarker => {
+                self.frame.head.extend_from_slice(bytes);
+                *pass_from = end;
+                if self.frame.head.len() > MAX_INSPECT {
+                    let held = std::mem::take(&mut self.frame.head);
+                    actions.client.push(ToClient::Send(Bytes::from(held)));
+                    self.frame.fate = Fate::Pass;
+                }
+            }
+        }
+    }
+
+    /// Settles a frame that just ended.
+    fn end_frame(&mut self, kind: FrameKind, actions: &mut Actions) {
+        match kind {
+            FrameKind::Attribute => {
+                self.after_attribute = true;
+                return;
+            }
+            FrameKind::Push => return,
+            FrameKind::Reply => self.after_attribute = false,
+        }
+        let head = std::mem::take(&mut self.frame.head);
+        match std::mem::take(&mut self.frame.fate) {
+            Fate::Pass => {}
+            Fate::ResetReply => {
+                self.marks.pop_front();
+                if head == b"+RESET\r\n" {
+                    return self.reset_done();
+                }
+                // Refused (an ACL, say): nothing was reset.
+                self.awaiting = None;
+            }
+            Fate::MaybeMarker if self.is_marker_reply(&head) => {
+                self.marks.pop_front();
+                return self.reset_done();
+            }
+            Fate::MaybeMarker => actions.client.push(ToClient::Send(Bytes::from(head))),
+        }
+        if self.reply_mode == Replies::Counted {
+            self.answered += 1;
+        }
+    }
+
+    /// The marker is sent as a command name no server knows; the error naming it comes
+    /// whether or not RESET left the connection authenticated.
+    fn is_marker_reply(&self, frame: &[u8]) -> bool {
+        frame
+            .windows(self.marker.len() + 2)
+            .any(|w| w[0] == b'\'' && w.ends_with(b"'") && w[1..=self.marker.len()] == self.marker)
+    }
+}

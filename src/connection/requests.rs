@@ -1,0 +1,225 @@
+//! The client-to-server half of the decisions: what each request becomes.
+
+use super::{Actions, Awaiting, Connection, Mark, Replies, ToServer};
+use crate::client_auth::{NOAUTH, NOAUTH_HELLO, WRONGPASS};
+use crate::error::ConnError;
+use crate::resp::request::{ClientCredentials, Command, Step};
+use crate::resp::{ProtocolError, encode_request, error_reply};
+use bytes::Bytes;
+use tracing::debug;
+
+impl Connection<'_> {
+    /// Takes the client's bytes; returns how many were consumed. The rest (an incomplete
+    /// request, or requests that must wait) is to be offered again with more bytes after it.
+    pub fn on_requests(&mut self, input: &[u8], actions: &mut Actions) -> usize {
+        let mut pos = 0;
+        let mut pass_from = 0;
+        while self.accepts_requests() {
+            let mid_request = !self.requests.at_boundary();
+            let step = match self.requests.step(&input[pos..]) {
+                Ok(step) => step,
+                Err(error) => {
+                    actions.pass_to_server(pass_from..pos);
+                    self.malformed(error, mid_request);
+                    pass_from = input.len();
+                    pos = input.len();
+                    break;
+                }
+            };
+            match step {
+                Step::NeedMore => break,
+                Step::Continue { len } => {
+                    pos += len;
+                    if self.dropping {
+                        pass_from = pos;
+                    }
+                }
+                Step::Start { len, command } if self.passes(&command) => {
+                    self.dropping = false;
+                    pos += len;
+                    self.forwarded(&command, actions, &mut pass_from, pos);
+                }
+                Step::Start { len, command } => {
+                    actions.pass_to_server(pass_from..pos);
+                    pos += len;
+                    pass_from = pos;
+                    self.dropping = true;
+                    self.intercept(command, actions);
+                }
+            }
+            if self.quitting && self.requests.at_boundary() {
+                self.requests_done = true;
+            }
+        }
+        actions.pass_to_server(pass_from..pos);
+        // An answer placed after the last reply already passed goes out now.
+        self.fire_due_now(actions);
+        pos
+    }
+
+    /// Whether a request goes upstream in the client's own bytes. Before the client has
+    /// authenticated, only what Redis allows then (QUIT, RESET) does.
+    fn passes(&self, command: &Command) -> bool {
+        command.passes_through()
+            && (self.authenticated
+                || matches!(command, Command::Quit | Command::Reset | Command::Empty))
+    }
+
+    /// Records what a forwarded request does to the reply stream.
+    fn forwarded(
+        &mut self,
+        command: &Command,
+        actions: &mut Actions,
+        pass_from: &mut usize,
+        pos: usize,
+    ) {
+        match command {
+            Command::Empty => return,
+            Command::Multi => self.in_multi = true,
+            Command::EndMulti => self.in_multi = false,
+            Command::Quit => self.quitting = true,
+            Command::Uncountable if self.request_mode == Replies::Counted => {
+                self.switch_replies(Replies::Uncounted);
+            }
+            Command::Replicate => self.switch_replies(Replies::Raw),
+            Command::Reset if self.request_mode != Replies::Raw => {
+                actions.pass_to_server(*pass_from..pos);
+                *pass_from = pos;
+                self.reset(actions);
+                return;
+            }
+            _ => {}
+        }
+        self.sent += 1;
+    }
+
+    fn switch_replies(&mut self, replies: Replies) {
+        self.marks.push_back(Mark::Mode {
+            at: self.sent,
+            replies,
+        });
+        self.request_mode = replies;
+    }
+
+    /// RESET is on its way: later requests wait until its reply has passed, then the proxy
+    /// authenticates again. While not counting, a marker PING says where that reply is.
+    fn reset(&mut self, actions: &mut Actions) {
+        self.rules.metrics.intercepted("reset");
+        let marker = (self.request_mode != Replies::Counted).then(|| {
+            let command = encode_request(&[&self.marker]);
+            actions.server.push(ToServer::Send(Bytes::from(command)));
+        });
+        self.marks.push_back(Mark::Reset {
+            at: self.sent,
+            marker: marker.is_some(),
+        });
+        self.sent += 1;
+        self.awaiting = Some(Awaiting::ResetReply);
+    }
+
+    /// Answers or rewrites a request the server must not see as sent.
+    fn intercept(&mut self, command: Command, actions: &mut Actions) {
+        match command {
+            Command::Auth(sent) => {
+                self.rules.metrics.intercepted("auth");
+                if self.client_password_ok(&sent) {
+                    self.answer_auth(actions);
+                } else {
+                    self.reply_or_fail(WRONGPASS);
+                }
+            }
+            Command::HelloWithAuth {
+                rewritten,
+                credentials,
+            } => {
+                self.rules.metrics.intercepted("hello");
+                if credentials.is_none_or(|sent| self.client_password_ok(&sent)) {
+                    debug!("Removed AUTH from client HELLO");
+                    actions.server.push(ToServer::Send(Bytes::from(rewritten)));
+                    self.sent += 1;
+                } else {
+                    self.reply_or_fail(WRONGPASS);
+                }
+            }
+            Command::Hello => {
+                self.rules.metrics.client_auth("noauth");
+                self.reply_or_fail(NOAUTH_HELLO);
+            }
+            _ => {
+                self.rules.metrics.client_auth("noauth");
+                self.reply_or_fail(NOAUTH);
+            }
+        }
+    }
+
+    /// Checks a client's AUTH against `--client-password-file`; without one, any is accepted.
+    fn client_password_ok(&mut self, sent: &ClientCredentials) -> bool {
+        let Some(passwords) = self.rules.client_passwords else {
+            return true;
+        };
+        if passwords.check(sent) {
+            self.rules.metrics.client_auth("accepted");
+            self.set_authenticated(true);
+            true
+        } else {
+            self.rules.metrics.client_auth("wrongpass");
+            debug!("Client sent a wrong password");
+            false
+        }
+    }
+
+    /// A client AUTH the proxy accepted: `+OK` in its place, or, where replies cannot be
+    /// placed by count, the proxy's own AUTH for the server to answer as it would.
+    fn answer_auth(&mut self, actions: &mut Actions) {
+        if self.place_reply(b"+OK\r\n") {
+            debug!("Answered client AUTH");
+        } else {
+            debug!("Replaced client AUTH with the proxy's");
+            actions.server.push(ToServer::Auth);
+            self.sent += 1;
+        }
+    }
+
+    /// Places one of the proxy's replies where the server's would have gone. Where that cannot
+    /// be done (a wrong password inside MULTI or after SUBSCRIBE), it is sent and the
+    /// connection closed.
+    fn reply_or_fail(&mut self, reply: &'static [u8]) {
+        if !self.place_reply(reply) {
+            self.fail(Bytes::from_static(reply), ConnError::ClientWrongPassword);
+        }
+    }
+
+    /// Queues `reply` where the server's would have gone; false where replies are not counted
+    /// one to one (after SUBSCRIBE, MONITOR, CLIENT REPLY) or the server queues them (MULTI).
+    fn place_reply(&mut self, reply: &'static [u8]) -> bool {
+        let placeable = self.request_mode == Replies::Counted && !self.in_multi;
+        if placeable {
+            self.marks.push_back(Mark::Answer {
+                at: self.sent,
+                reply: Bytes::from_static(reply),
+            });
+        }
+        placeable
+    }
+
+    /// A malformed request: the requests before it are answered, then the error, then the
+    /// connection closes, as Redis does. A request cut short by the error is never answered,
+    /// so it is not counted.
+    fn malformed(&mut self, error: ProtocolError, mid_request: bool) {
+        if mid_request && !self.dropping {
+            self.sent -= 1;
+        }
+        let reply = Bytes::from(error_reply(&format!("ERR {error}")));
+        self.fail(reply, error.into());
+    }
+
+    /// Queues an error for the client after every reply it is owed; no more requests are read.
+    fn fail(&mut self, reply: Bytes, error: ConnError) {
+        self.requests_done = true;
+        self.marks.push_back(Mark::Fail {
+            at: self.sent,
+            reply,
+            error,
+        });
+    }
+}
