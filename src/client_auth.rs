@@ -48,6 +48,19 @@ impl ClientPasswords {
         })
     }
 
+    /// Passwords that never change, for in-memory tests.
+    #[cfg(test)]
+    pub(crate) fn fixed(password: &str) -> Self {
+        ClientPasswords {
+            path: PathBuf::from("(fixed)"),
+            accepted: ArcSwap::from_pointee(Credentials {
+                username: None,
+                current: crate::secret::Token::new(password.to_owned()),
+                previous: None,
+            }),
+        }
+    }
+
     /// Whether `sent` names the default user (or no user) and an accepted password. Both
     /// passwords are always compared, each in constant time.
     pub fn check(&self, sent: &ClientCredentials) -> bool {

@@ -72,3 +72,46 @@ fn scanning_pass_through_traffic_allocates_nothing() {
         "allocations while scanning pass-through traffic"
     );
 }
+
+/// The connection core deciding about 1,000 pass-through requests and their replies, in reads
+/// of 4 KiB, allocates nothing once its action lists have grown: it answers with ranges of
+/// the bytes it was given.
+#[test]
+fn the_connection_core_allocates_nothing_for_pass_through_traffic() {
+    use redis_auth_proxy::connection::{Actions, Connection, Rules};
+    use redis_auth_proxy::metrics::RouteMetrics;
+    let mut requests = Vec::new();
+    let mut replies = Vec::new();
+    for i in 0..1000 {
+        requests.extend(encode_request(&[b"GET", format!("k{i}").as_bytes()]));
+        replies.extend(b"$5\r\nhello\r\n");
+    }
+    let metrics = RouteMetrics::new("allocation");
+    let rules = Rules {
+        client_passwords: None,
+        metrics: &metrics,
+    };
+    let mut conn = Connection::new(rules, "marker");
+    let mut actions = Actions::default();
+    // Warm up: the action lists and the reply scanner's stack grow once per connection.
+    conn.on_requests(&encode_request(&[b"GET", b"k"]), &mut actions);
+    conn.on_replies(b"*1\r\n$1\r\nv\r\n", &mut actions);
+    actions.clear();
+    let before = allocations();
+    let (mut fed_requests, mut fed_replies) = (0, 0);
+    while fed_requests < requests.len() {
+        let end = (fed_requests + 4096).min(requests.len());
+        fed_requests += conn.on_requests(&requests[fed_requests..end], &mut actions);
+        actions.clear();
+        let end = (fed_replies + 4096).min(replies.len());
+        fed_replies += conn.on_replies(&replies[fed_replies..end], &mut actions);
+        actions.clear();
+    }
+    let allocated = allocations() - before;
+    assert_eq!(fed_replies, replies.len());
+    assert!(conn.owes_nothing());
+    assert_eq!(
+        allocated, 0,
+        "allocations while deciding about pass-through traffic"
+    );
+}

@@ -1,1 +1,463 @@
+//! The connection's decisions, in memory: no server, no socket. `Wire` plays the I/O around a
+//! `Connection` as `forward` does (bytes not taken are offered again, ranges become bytes) and
+//! records what each side would receive.
 
+mod model;
+
+use super::*;
+use crate::client_auth::{ClientPasswords, NOAUTH, WRONGPASS};
+use crate::resp::encode_request;
+
+const MARKER: &str = "redis-auth-proxy-test-marker";
+/// What `ToServer::Auth` stands for in the recorded server stream.
+const PROXY_AUTH: &[u8] = b"<proxy AUTH>";
+
+fn metrics() -> &'static RouteMetrics {
+    Box::leak(Box::new(RouteMetrics::new("test")))
+}
+
+fn rules(passwords: Option<&'static ClientPasswords>) -> Rules<'static> {
+    Rules {
+        client_passwords: passwords,
+        metrics: metrics(),
+    }
+}
+
+fn req(args: &[&str]) -> Vec<u8> {
+    let args: Vec<&[u8]> = args.iter().map(|a| a.as_bytes()).collect();
+    encode_request(&args)
+}
+
+fn cat(parts: &[&[u8]]) -> Vec<u8> {
+    parts.concat()
+}
+
+struct Wire {
+    conn: Connection<'static>,
+    from_client: Vec<u8>,
+    from_server: Vec<u8>,
+    /// What the server and the client have received.
+    server: Vec<u8>,
+    client: Vec<u8>,
+    actions: Actions,
+}
+
+impl Wire {
+    fn new() -> Self {
+        Wire::with(rules(None))
+    }
+
+    fn with(rules: Rules<'static>) -> Self {
+        Wire {
+            conn: Connection::new(rules, MARKER),
+            from_client: Vec::new(),
+            from_server: Vec::new(),
+            server: Vec::new(),
+            client: Vec::new(),
+            actions: Actions::default(),
+        }
+    }
+
+    fn client_sends(&mut self, bytes: &[u8]) {
+        self.from_client.extend_from_slice(bytes);
+        self.pump();
+    }
+
+    fn server_sends(&mut self, bytes: &[u8]) {
+        self.from_server.extend_from_slice(bytes);
+        self.pump();
+    }
+
+    /// Feeds what each side sent for as long as the connection takes any of it.
+    fn pump(&mut self) {
+        loop {
+            let mut moved = false;
+            if self.conn.accepts_requests() && !self.from_client.is_empty() {
+                let input = std::mem::take(&mut self.from_client);
+                let used = self.conn.on_requests(&input, &mut self.actions);
+                self.apply(&input);
+                self.from_client = input[used..].to_vec();
+                moved = used > 0;
+            }
+            if !self.conn.needs_reauthentication() && !self.from_server.is_empty() {
+                let input = std::mem::take(&mut self.from_server);
+                let used = self.conn.on_replies(&input, &mut self.actions);
+                self.apply(&input);
+                self.from_server = input[used..].to_vec();
+                moved |= used > 0;
+            }
+            if !moved {
+                return;
+            }
+        }
+    }
+
+    fn apply(&mut self, input: &[u8]) {
+        for action in self.actions.server.drain(..) {
+            match action {
+                ToServer::Pass(range) => self.server.extend_from_slice(&input[range]),
+                ToServer::Send(bytes) => self.server.extend_from_slice(&bytes),
+                ToServer::Auth => self.server.extend_from_slice(PROXY_AUTH),
+            }
+        }
+        for action in self.actions.client.drain(..) {
+            match action {
+                ToClient::Pass(range) => self.client.extend_from_slice(&input[range]),
+                ToClient::Send(bytes) => self.client.extend_from_slice(&bytes),
+            }
+        }
+    }
+
+    fn reauthenticated(&mut self, result: Result<(), ConnError>) {
+        assert!(self.conn.needs_reauthentication(), "no RESET to follow");
+        self.conn.reauthenticated(result, &mut self.actions);
+        self.apply(&[]);
+        self.pump();
+    }
+
+    fn take_server(&mut self) -> Vec<u8> {
+        std::mem::take(&mut self.server)
+    }
+
+    fn take_client(&mut self) -> Vec<u8> {
+        std::mem::take(&mut self.client)
+    }
+}
+
+fn marker_error() -> Vec<u8> {
+    format!("-ERR unknown command '{MARKER}', with args beginning with: \r\n").into_bytes()
+}
+
+#[test]
+fn pipelined_auth_among_commands_is_answered_in_its_place() {
+    let mut wire = Wire::new();
+    let (set, get) = (req(&["SET", "k", "v"]), req(&["GET", "k"]));
+    wire.client_sends(&cat(&[&set, &req(&["AUTH", "old"]), &get]));
+    assert_eq!(wire.take_server(), cat(&[&set, &get]));
+    assert!(wire.take_client().is_empty(), "+OK waits for SET's reply");
+    wire.server_sends(b"+OK\r\n$1\r\nv\r\n");
+    assert_eq!(wire.take_client(), b"+OK\r\n+OK\r\n$1\r\nv\r\n");
+    assert!(wire.conn.owes_nothing());
+}
+
+#[test]
+fn an_auth_owing_nothing_is_answered_at_once() {
+    let mut wire = Wire::new();
+    wire.client_sends(&req(&["AUTH", "user", "pw"]));
+    assert_eq!(wire.take_client(), b"+OK\r\n");
+    assert!(wire.take_server().is_empty());
+}
+
+#[test]
+fn auth_inside_multi_becomes_the_proxys_auth_for_the_server_to_queue() {
+    let mut wire = Wire::new();
+    wire.client_sends(&cat(&[
+        &req(&["MULTI"]),
+        &req(&["AUTH", "x"]),
+        &req(&["EXEC"]),
+    ]));
+    assert_eq!(
+        wire.take_server(),
+        cat(&[&req(&["MULTI"]), PROXY_AUTH, &req(&["EXEC"])])
+    );
+    wire.server_sends(b"+OK\r\n+QUEUED\r\n*1\r\n+OK\r\n");
+    assert_eq!(wire.take_client(), b"+OK\r\n+QUEUED\r\n*1\r\n+OK\r\n");
+    // After EXEC, AUTH is answered in place again.
+    wire.client_sends(&req(&["AUTH", "x"]));
+    assert_eq!(wire.take_client(), b"+OK\r\n");
+}
+
+#[test]
+fn an_own_reply_never_lands_inside_a_push_or_after_an_attribute() {
+    let mut wire = Wire::new();
+    wire.server_sends(b">3\r\n$10\r\ninvalidate\r\n");
+    wire.client_sends(&req(&["AUTH", "pw"]));
+    assert_eq!(wire.take_client(), b">3\r\n$10\r\ninvalidate\r\n");
+    wire.server_sends(b"$1\r\na\r\n$1\r\nb\r\n");
+    assert_eq!(wire.take_client(), b"$1\r\na\r\n$1\r\nb\r\n+OK\r\n");
+
+    let mut wire = Wire::new();
+    wire.client_sends(&req(&["GET", "k"]));
+    wire.client_sends(&req(&["AUTH", "pw"]));
+    wire.server_sends(b"|1\r\n+ttl\r\n:3\r\n");
+    assert_eq!(wire.take_client(), b"|1\r\n+ttl\r\n:3\r\n");
+    wire.server_sends(b"$1\r\nv\r\n");
+    assert_eq!(wire.take_client(), b"$1\r\nv\r\n+OK\r\n");
+}
+
+#[test]
+fn subscribe_stops_counting_and_reset_starts_it_again_after_authenticating() {
+    let mut wire = Wire::new();
+    wire.client_sends(&req(&["SUBSCRIBE", "c"]));
+    wire.server_sends(b"*3\r\n$9\r\nsubscribe\r\n$1\r\nc\r\n:1\r\n");
+    // Replies cannot be placed by count: the server answers the proxy's own AUTH.
+    wire.client_sends(&req(&["AUTH", "pw"]));
+    wire.take_server();
+    assert!(wire.take_client().ends_with(b":1\r\n"));
+    let (reset, ping) = (req(&["RESET"]), req(&["PING"]));
+    wire.client_sends(&cat(&[&reset, &req(&["AUTH", "pw"]), &ping]));
+    assert_eq!(wire.take_server(), cat(&[&reset, &req(&[MARKER])]));
+    let message = b"*3\r\n$7\r\nmessage\r\n$1\r\nc\r\n$6\r\n+RESET\r\n";
+    wire.server_sends(&cat(&[message, b"+RESET\r\n", &marker_error()]));
+    assert_eq!(wire.take_client(), cat(&[message, b"+RESET\r\n"]));
+    assert!(
+        wire.take_server().is_empty(),
+        "nothing goes before the proxy's AUTH"
+    );
+    wire.reauthenticated(Ok(()));
+    assert_eq!(
+        wire.take_server(),
+        ping,
+        "AUTH after RESET is answered in place"
+    );
+    assert_eq!(wire.take_client(), b"+OK\r\n");
+    wire.server_sends(b"+PONG\r\n");
+    assert_eq!(wire.take_client(), b"+PONG\r\n");
+    assert!(wire.conn.owes_nothing());
+}
+
+#[test]
+fn monitor_output_passes_and_reset_ends_it() {
+    let mut wire = Wire::new();
+    wire.client_sends(&req(&["MONITOR"]));
+    let lines = b"+OK\r\n+1700000000.1 [0 127.0.0.1:1] \"RESET\"\r\n+RESET\r\n";
+    wire.server_sends(lines);
+    assert_eq!(
+        wire.take_client(),
+        lines,
+        "a line reading +RESET is only content"
+    );
+    assert!(
+        !wire.conn.owes_nothing(),
+        "a monitoring client is never idle"
+    );
+    wire.client_sends(&req(&["RESET"]));
+    wire.server_sends(&cat(&[b"+RESET\r\n", &marker_error()]));
+    assert_eq!(wire.take_client(), b"+RESET\r\n");
+    wire.reauthenticated(Ok(()));
+    assert!(wire.conn.owes_nothing());
+}
+
+#[test]
+fn client_reply_skip_then_reset_does_not_wait_for_a_reply_that_never_comes() {
+    let mut wire = Wire::new();
+    wire.client_sends(&cat(&[
+        &req(&["CLIENT", "REPLY", "SKIP"]),
+        &req(&["RESET"]),
+    ]));
+    // The server answers neither (SKIP swallows RESET's reply); only the marker's error comes.
+    wire.server_sends(&marker_error());
+    assert!(wire.take_client().is_empty());
+    assert!(wire.conn.needs_reauthentication());
+    wire.reauthenticated(Ok(()));
+    wire.client_sends(&req(&["AUTH", "pw"]));
+    assert_eq!(wire.take_client(), b"+OK\r\n");
+}
+
+#[test]
+fn client_reply_off_leaves_auth_to_the_server() {
+    let mut wire = Wire::new();
+    wire.client_sends(&cat(&[
+        &req(&["CLIENT", "REPLY", "OFF"]),
+        &req(&["AUTH", "pw"]),
+    ]));
+    assert_eq!(
+        wire.take_server(),
+        cat(&[&req(&["CLIENT", "REPLY", "OFF"]), PROXY_AUTH])
+    );
+    assert!(wire.take_client().is_empty());
+}
+
+#[test]
+fn requests_after_reset_wait_for_its_reply_and_the_proxys_auth() {
+    let mut wire = Wire::new();
+    let (reset, get) = (req(&["RESET"]), req(&["GET", "k"]));
+    wire.client_sends(&cat(&[&reset, &get]));
+    assert_eq!(wire.take_server(), reset);
+    assert!(wire.conn.awaits_server());
+    wire.server_sends(b"+RESET\r\n");
+    assert_eq!(wire.take_client(), b"+RESET\r\n");
+    assert!(wire.take_server().is_empty());
+    wire.reauthenticated(Ok(()));
+    assert_eq!(wire.take_server(), get);
+}
+
+#[test]
+fn a_refused_reset_resets_nothing_and_needs_no_authentication() {
+    let mut wire = Wire::new();
+    wire.client_sends(&cat(&[&req(&["RESET"]), &req(&["PING"])]));
+    wire.server_sends(b"-NOPERM this user has no permissions to run the 'reset' command\r\n");
+    assert!(!wire.conn.needs_reauthentication());
+    assert_eq!(
+        wire.take_server(),
+        cat(&[&req(&["RESET"]), &req(&["PING"])])
+    );
+}
+
+#[test]
+fn a_failed_authentication_after_reset_is_the_last_reply() {
+    let mut wire = Wire::new();
+    wire.client_sends(&cat(&[&req(&["RESET"]), &req(&["PING"])]));
+    wire.server_sends(b"+RESET\r\n");
+    wire.take_client();
+    wire.reauthenticated(Err(ConnError::AuthRejected {
+        upstream: "cache:6379".into(),
+        tried: "the token",
+    }));
+    let reply = String::from_utf8(wire.take_client()).unwrap();
+    assert!(
+        reply.starts_with("-ERR redis-auth-proxy: upstream cache:6379 rejected"),
+        "{reply}"
+    );
+    assert!(matches!(
+        wire.conn.take_outcome(),
+        Some(Err(ConnError::AuthRejected { .. }))
+    ));
+    assert_eq!(wire.take_server(), req(&["RESET"]), "PING is never sent");
+}
+
+#[test]
+fn reset_with_an_argument_is_only_forwarded() {
+    let mut wire = Wire::new();
+    wire.client_sends(&cat(&[&req(&["RESET", "x"]), &req(&["PING"])]));
+    assert_eq!(
+        wire.take_server(),
+        cat(&[&req(&["RESET", "x"]), &req(&["PING"])])
+    );
+    assert!(!wire.conn.awaits_server());
+}
+
+#[test]
+fn the_client_password_gate_refuses_in_reply_order_and_forwards_nothing_before_it() {
+    let passwords = Box::leak(Box::new(ClientPasswords::fixed("app-pw")));
+    let mut wire = Wire::with(rules(Some(passwords)));
+    wire.client_sends(&cat(&[
+        &req(&["SET", "k", "v"]),
+        &req(&["AUTH", "wrong"]),
+        &req(&["AUTH", "default", "app-pw"]),
+        &req(&["GET", "k"]),
+    ]));
+    assert_eq!(wire.take_server(), req(&["GET", "k"]));
+    assert_eq!(
+        wire.take_client(),
+        cat(&[NOAUTH, WRONGPASS, b"+OK\r\n"]),
+        "refusals come at once: nothing before them is owed"
+    );
+    wire.server_sends(b"$1\r\nv\r\n");
+    assert_eq!(wire.take_client(), b"$1\r\nv\r\n");
+    // RESET logs the client out, as it does on a server.
+    wire.client_sends(&cat(&[&req(&["RESET"]), &req(&["GET", "k"])]));
+    assert_eq!(wire.take_server(), req(&["RESET"]));
+    wire.server_sends(b"+RESET\r\n");
+    wire.reauthenticated(Ok(()));
+    assert_eq!(wire.take_client(), cat(&[b"+RESET\r\n", NOAUTH]));
+    assert!(wire.take_server().is_empty());
+}
+
+#[test]
+fn a_wrong_password_where_no_reply_can_be_placed_closes_after_saying_so() {
+    let passwords = Box::leak(Box::new(ClientPasswords::fixed("app-pw")));
+    let mut wire = Wire::with(rules(Some(passwords)));
+    wire.client_sends(&cat(&[
+        &req(&["AUTH", "app-pw"]),
+        &req(&["MULTI"]),
+        &req(&["AUTH", "bad"]),
+    ]));
+    wire.server_sends(b"+OK\r\n");
+    assert_eq!(
+        wire.take_client(),
+        cat(&[b"+OK\r\n", b"+OK\r\n", WRONGPASS])
+    );
+    assert!(matches!(
+        wire.conn.take_outcome(),
+        Some(Err(ConnError::ClientWrongPassword))
+    ));
+}
+
+#[test]
+fn malformed_input_after_valid_requests_is_answered_after_them_then_closes() {
+    let mut wire = Wire::new();
+    wire.client_sends(&cat(&[
+        &req(&["GET", "k"]),
+        b"*1\r\n$x\r\n",
+        &req(&["PING"]),
+    ]));
+    assert_eq!(wire.take_server(), req(&["GET", "k"]));
+    assert!(wire.take_client().is_empty());
+    wire.server_sends(b"$1\r\nv\r\n");
+    assert_eq!(
+        wire.take_client(),
+        b"$1\r\nv\r\n-ERR Protocol error: invalid bulk length\r\n"
+    );
+    assert!(matches!(
+        wire.conn.take_outcome(),
+        Some(Err(ConnError::ClientProtocol(_)))
+    ));
+}
+
+#[test]
+fn a_malformed_header_in_a_later_read_is_answered_at_once() {
+    let mut wire = Wire::new();
+    wire.client_sends(b"*2\r\n$3\r\nGET\r\n");
+    wire.client_sends(b"$-5\r\n");
+    assert_eq!(
+        wire.take_client(),
+        b"-ERR Protocol error: invalid bulk length\r\n"
+    );
+    assert!(wire.conn.is_closing());
+}
+
+#[test]
+fn a_malformed_reply_closes_after_the_replies_before_it() {
+    let mut wire = Wire::new();
+    wire.client_sends(&cat(&[&req(&["GET", "a"]), &req(&["GET", "b"])]));
+    wire.server_sends(b"$1\r\na\r\n?what\r\n");
+    assert_eq!(wire.take_client(), b"$1\r\na\r\n");
+    assert!(matches!(
+        wire.conn.take_outcome(),
+        Some(Err(ConnError::UpstreamProtocol(_)))
+    ));
+}
+
+#[test]
+fn a_replication_stream_passes_unscanned() {
+    let mut wire = Wire::new();
+    wire.client_sends(&req(&["PSYNC", "?", "-1"]));
+    let stream = b"+FULLRESYNC 8de1 0\r\n\n\n$5\r\nREDIS*1\r\n$4\r\nPING\r\n";
+    wire.server_sends(stream);
+    wire.client_sends(&req(&["REPLCONF", "ACK", "0"]));
+    assert_eq!(wire.take_client(), stream);
+    assert!(!wire.conn.is_closing());
+}
+
+#[test]
+fn nothing_after_quit_is_forwarded() {
+    let mut wire = Wire::new();
+    wire.client_sends(&cat(&[&req(&["QUIT"]), &req(&["SET", "k", "v"])]));
+    assert_eq!(wire.take_server(), req(&["QUIT"]));
+    assert!(!wire.conn.accepts_requests());
+}
+
+#[test]
+fn hello_with_malformed_options_never_sends_the_clients_credentials() {
+    let mut wire = Wire::new();
+    wire.client_sends(&req(&["HELLO", "2", "AUTH", "u", "secret", "FOO"]));
+    assert_eq!(wire.take_server(), req(&["HELLO", "2", "FOO"]));
+    wire.client_sends(&req(&["HELLO", "3", "AUTH", "u", "secret", "SETNAME", "n"]));
+    assert_eq!(wire.take_server(), req(&["HELLO", "3", "SETNAME", "n"]));
+}
+
+#[test]
+fn requests_wait_once_too_many_own_replies_are_pending() {
+    let mut wire = Wire::new();
+    wire.client_sends(&req(&["BLPOP", "list", "0"]));
+    let auths: Vec<u8> = (0..MAX_MARKS + 10)
+        .flat_map(|_| req(&["AUTH", "pw"]))
+        .collect();
+    wire.client_sends(&auths);
+    assert!(!wire.conn.accepts_requests());
+    assert!(!wire.from_client.is_empty(), "the rest waits, unread");
+    wire.server_sends(b"*2\r\n$4\r\nlist\r\n$1\r\nx\r\n");
+    assert!(wire.from_client.is_empty());
+    assert!(wire.conn.owes_nothing());
+}
