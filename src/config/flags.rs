@@ -1,0 +1,227 @@
+//! The command line: every setting is one field of `Flags`, which gives its flag, its
+//! environment variable (`REDIS_AUTH_PROXY_<FLAG>`), its config-file key (the flag's name) and
+//! its help text, with the default in brackets. Values are checked in `validate`.
+
+use clap::{Args, Parser, Subcommand};
+use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
+
+/// Shown at the end of `--help`.
+pub const EXIT_CODES_HELP: &str = "Exit codes:\n  0   stopped by SIGTERM or SIGINT; `check` passed\n  \
+1   could not start (token source, listener, TLS files), or a `check` route failed\n  \
+2   command-line syntax error\n  78  invalid configuration (every problem is listed)\n\n\
+See README.md for the config file, the token formats and the errors clients can see.";
+
+/// redis-auth-proxy: plain RESP on localhost in, TLS and AUTH to Redis or Valkey out.
+///
+/// Applications connect to the local listener with no password and no TLS. The proxy opens
+/// TLS to the real server, authenticates with the current token (falling back to the
+/// previous one during an ElastiCache ROTATE window) and then forwards the traffic untouched.
+///
+/// Every flag can also be set through its environment variable (shown below) or as a key of
+/// the same name in the --config TOML file. Precedence: flag, then environment, then file,
+/// then default.
+#[derive(Debug, Parser)]
+#[command(
+    name = "redis-auth-proxy",
+    version,
+    args_conflicts_with_subcommands = true,
+    after_long_help = EXIT_CODES_HELP
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<CliCommand>,
+    #[command(flatten)]
+    pub flags: Flags,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CliCommand {
+    /// Run the proxy (the default when no subcommand is given).
+    Run(Flags),
+    /// Validate the config, load the token, then connect, handshake, AUTH and PING every
+    /// route's upstream once. Prints one line per route; exits 1 if any fails.
+    Check(Flags),
+    /// Ask the local admin endpoint (--admin-listen) whether the proxy is ready: exit 0 if it
+    /// is, 1 if not. For container health checks in images without curl.
+    Health(Flags),
+}
+
+/// The flags shared by `run` and `check`.
+#[derive(Debug, Clone, Default, Args, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct Flags {
+    /// Address to accept plain RESP clients on: IP:PORT, or unix:/path for a Unix socket
+    /// [default: 127.0.0.1:6379].
+    #[arg(long, env = "REDIS_AUTH_PROXY_LISTEN", value_name = "ADDR")]
+    pub listen: Option<String>,
+    /// Permissions of a unix:/path listener's socket file, in octal [default: 0600, only the
+    /// proxy's user]. Use 0660 to let a group connect.
+    #[arg(long, env = "REDIS_AUTH_PROXY_UNIX_SOCKET_MODE", value_name = "OCTAL")]
+    pub unix_socket_mode: Option<String>,
+    /// File holding the password clients must send (AUTH <password>, AUTH default <password>
+    /// or HELLO 3 AUTH default <password>) before anything else; a second line is an older
+    /// password still accepted. Re-read when it changes. Without it clients need no password.
+    #[arg(
+        long,
+        env = "REDIS_AUTH_PROXY_CLIENT_PASSWORD_FILE",
+        value_name = "PATH"
+    )]
+    pub client_password_file: Option<PathBuf>,
+    /// The Redis or Valkey server, HOST:PORT (port 6379 if omitted). Resolved at every new
+    /// connection.
+    #[arg(long, env = "REDIS_AUTH_PROXY_UPSTREAM", value_name = "HOST:PORT")]
+    pub upstream: Option<String>,
+    /// Connect to the upstream in plaintext. TLS is on by default.
+    #[arg(long, env = "REDIS_AUTH_PROXY_NO_TLS", value_name = "BOOL", num_args = 0..=1,
+          default_missing_value = "true", value_parser = clap::builder::BoolishValueParser::new())]
+    pub no_tls: Option<bool>,
+    /// PEM file of CA certificates to verify the upstream with [default: the Mozilla roots,
+    /// which cover ElastiCache and MemoryDB].
+    #[arg(long, env = "REDIS_AUTH_PROXY_TLS_CA_FILE", value_name = "PEM")]
+    pub tls_ca_file: Option<PathBuf>,
+    /// Name sent as SNI and checked against the upstream certificate [default: the upstream
+    /// host].
+    #[arg(long, env = "REDIS_AUTH_PROXY_TLS_SERVER_NAME", value_name = "NAME")]
+    pub tls_server_name: Option<String>,
+    /// Oldest TLS version to accept from the upstream: 1.2 or 1.3 [default: 1.2].
+    #[arg(long, env = "REDIS_AUTH_PROXY_TLS_MIN_VERSION", value_name = "VERSION")]
+    pub tls_min_version: Option<String>,
+    /// Newest TLS version to offer: 1.2 or 1.3 [default: 1.3]. With 1.2, a resumed session
+    /// skips the key exchange, which makes new connections much cheaper for the server (see
+    /// BENCHMARKS.md) at the cost of forward secrecy for resumed sessions.
+    #[arg(long, env = "REDIS_AUTH_PROXY_TLS_MAX_VERSION", value_name = "VERSION")]
+    pub tls_max_version: Option<String>,
+    /// PEM client certificate chain for mutual TLS (needs --tls-client-key).
+    #[arg(long, env = "REDIS_AUTH_PROXY_TLS_CLIENT_CERT", value_name = "PEM")]
+    pub tls_client_cert: Option<PathBuf>,
+    /// PEM private key for --tls-client-cert.
+    #[arg(long, env = "REDIS_AUTH_PROXY_TLS_CLIENT_KEY", value_name = "PEM")]
+    pub tls_client_key: Option<PathBuf>,
+    /// ACL user to authenticate as (`AUTH <user> <token>`). Without it the proxy sends
+    /// `AUTH <token>`, or uses the `username` field of a JSON token.
+    #[arg(long, env = "REDIS_AUTH_PROXY_USERNAME", value_name = "NAME")]
+    pub username: Option<String>,
+    /// File holding the token: the first non-empty line is the current token, an optional
+    /// second line the previous one.
+    #[arg(long, env = "REDIS_AUTH_PROXY_TOKEN_FILE", value_name = "PATH")]
+    pub token_file: Option<PathBuf>,
+    /// Name of an environment variable holding the token (same format as the file).
+    #[arg(long, env = "REDIS_AUTH_PROXY_TOKEN_ENV", value_name = "VAR")]
+    pub token_env: Option<String>,
+    /// AWS Secrets Manager secret (name or ARN) holding the token: AWSCURRENT is the current
+    /// token, AWSPREVIOUS the previous one. AWS credentials and region come from the standard
+    /// chain; AWS_ENDPOINT_URL is honoured.
+    #[arg(long, env = "REDIS_AUTH_PROXY_TOKEN_SECRET_ID", value_name = "ID")]
+    pub token_secret_id: Option<String>,
+    /// How often to re-read the Secrets Manager secret, jittered by ±10% [default: 5m]. The
+    /// secret is also re-read at once when the server rejects both tokens, and on SIGHUP.
+    #[arg(
+        long,
+        env = "REDIS_AUTH_PROXY_TOKEN_REFRESH_INTERVAL",
+        value_name = "DURATION"
+    )]
+    pub token_refresh_interval: Option<String>,
+    /// The token source holds a JSON object; the token is this field, and its `username`
+    /// field is the ACL user when --username is not given.
+    #[arg(long, env = "REDIS_AUTH_PROXY_TOKEN_JSON_KEY", value_name = "KEY")]
+    pub token_json_key: Option<String>,
+    /// Time allowed for DNS, TCP connect and TLS handshake to the upstream [default: 5s].
+    #[arg(
+        long,
+        env = "REDIS_AUTH_PROXY_CONNECT_TIMEOUT",
+        value_name = "DURATION"
+    )]
+    pub connect_timeout: Option<String>,
+    /// Time allowed for the upstream to answer AUTH [default: 5s].
+    #[arg(long, env = "REDIS_AUTH_PROXY_AUTH_TIMEOUT", value_name = "DURATION")]
+    pub auth_timeout: Option<String>,
+    /// Close a client connection after this long with no traffic in either direction, unless
+    /// it awaits a reply (a blocking command) or is subscribed, as Redis's `timeout` does
+    /// [default: 0s, never].
+    #[arg(long, env = "REDIS_AUTH_PROXY_IDLE_TIMEOUT", value_name = "DURATION")]
+    pub idle_timeout: Option<String>,
+    /// Most client connections served at once, over all routes; more are answered
+    /// `-ERR max number of clients reached` and closed [default: 10000].
+    #[arg(long, env = "REDIS_AUTH_PROXY_MAX_CONNECTIONS", value_name = "N")]
+    pub max_connections: Option<u32>,
+    /// Threads that run connections [default: one per CPU the process may use].
+    #[arg(long, env = "REDIS_AUTH_PROXY_WORKER_THREADS", value_name = "N")]
+    pub worker_threads: Option<u32>,
+    /// Keep this many ready, authenticated upstream connections per route for new clients, so
+    /// that an application opening a connection per request does not wait for TCP, TLS and
+    /// AUTH [default: 0, off].
+    #[arg(long, env = "REDIS_AUTH_PROXY_UPSTREAM_POOL_SIZE", value_name = "N")]
+    pub upstream_pool_size: Option<u32>,
+    /// Pooled connections older than this are replaced, as are those made with replaced
+    /// tokens [default: 30s].
+    #[arg(
+        long,
+        env = "REDIS_AUTH_PROXY_UPSTREAM_POOL_MAX_AGE",
+        value_name = "DURATION"
+    )]
+    pub upstream_pool_max_age: Option<String>,
+    /// Allow a listener on a non-loopback address without --client-password-file. Anyone who
+    /// can reach it uses the proxy's token, so this is refused unless spelled out.
+    #[arg(long, env = "REDIS_AUTH_PROXY_ALLOW_REMOTE_CLIENTS", value_name = "BOOL", num_args = 0..=1,
+          default_missing_value = "true", value_parser = clap::builder::BoolishValueParser::new())]
+    pub allow_remote_clients: Option<bool>,
+    /// Do not verify the upstream's certificate. For tests only: anyone on the path can then
+    /// read the token. A warning is logged at every start.
+    #[arg(long, env = "REDIS_AUTH_PROXY_TLS_INSECURE_SKIP_VERIFY", value_name = "BOOL", num_args = 0..=1,
+          default_missing_value = "true", value_parser = clap::builder::BoolishValueParser::new())]
+    pub tls_insecure_skip_verify: Option<bool>,
+    /// Address of the admin HTTP endpoints (/metrics, /livez, /readyz, /startupz,
+    /// /quitquitquit), IP:PORT, or `off` [default: 127.0.0.1:6479]. Kubernetes probes need a
+    /// pod-reachable address such as 0.0.0.0:6479.
+    #[arg(long, env = "REDIS_AUTH_PROXY_ADMIN_LISTEN", value_name = "ADDR")]
+    pub admin_listen: Option<String>,
+    /// /readyz also requires a successful upstream AUTH on every route within the last 30s,
+    /// making one itself when none is that recent.
+    #[arg(long, env = "REDIS_AUTH_PROXY_READY_REQUIRES_UPSTREAM", value_name = "BOOL", num_args = 0..=1,
+          default_missing_value = "true", value_parser = clap::builder::BoolishValueParser::new())]
+    pub ready_requires_upstream: Option<bool>,
+    /// After SIGTERM, SIGINT or /quitquitquit, keep accepting new connections this long while
+    /// /readyz reports draining [default: 0s].
+    #[arg(long, env = "REDIS_AUTH_PROXY_SHUTDOWN_DELAY", value_name = "DURATION")]
+    pub shutdown_delay: Option<String>,
+    /// Then stop accepting and give open connections this long to finish before closing them
+    /// [default: 20s].
+    #[arg(long, env = "REDIS_AUTH_PROXY_SHUTDOWN_GRACE", value_name = "DURATION")]
+    pub shutdown_grace: Option<String>,
+    /// TOML config file; its keys are the flag names. It may declare several [[route]]s.
+    #[arg(long, env = "REDIS_AUTH_PROXY_CONFIG", value_name = "FILE")]
+    #[serde(skip)]
+    pub config: Option<PathBuf>,
+    /// Log filter: error, warn, info, debug, trace, or a tracing directive list. RUST_LOG is
+    /// used when neither this nor its variable is set [default: info].
+    #[arg(long, env = "REDIS_AUTH_PROXY_LOG_LEVEL", value_name = "LEVEL")]
+    pub log_level: Option<String>,
+    /// Log format: `text` or `json` (one JSON object per line) [default: text].
+    #[arg(long, env = "REDIS_AUTH_PROXY_LOG_FORMAT", value_name = "FORMAT")]
+    pub log_format: Option<String>,
+}
+
+impl Flags {
+    /// These settings, with `fallback`'s where these have none: how a flag (or its variable)
+    /// beats the config file. Generic over the fields, so a new setting needs no code here.
+    pub(crate) fn or(self, fallback: Flags) -> Flags {
+        let config = self.config.clone();
+        let (serde_json::Value::Object(mut mine), serde_json::Value::Object(theirs)) = (
+            serde_json::to_value(self).expect("settings serialise"),
+            serde_json::to_value(fallback).expect("settings serialise"),
+        ) else {
+            unreachable!("a struct serialises to an object")
+        };
+        for (key, value) in theirs {
+            let slot = mine.entry(key).or_insert(serde_json::Value::Null);
+            if slot.is_null() {
+                *slot = value;
+            }
+        }
+        let mut merged: Flags =
+            serde_json::from_value(serde_json::Value::Object(mine)).expect("settings round-trip");
+        merged.config = config;
+        merged
+    }
+}

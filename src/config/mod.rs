@@ -1,0 +1,195 @@
+//! Command line, environment and config file, merged once into a validated `Config`:
+//! `flags` declares every setting once, `file` reads the TOML file, `validate` checks values.
+//!
+//! Every flag has an environment twin (`REDIS_AUTH_PROXY_<FLAG>`) and a key of the same name in
+//! the TOML file; a flag beats its variable, which beats the file, which beats the default.
+//! Every problem is collected and reported together, each naming its flag. A token is never a
+//! value here: the config names where it comes from.
+
+mod file;
+mod flags;
+#[cfg(test)]
+mod tests;
+mod validate;
+
+pub use flags::{Cli, CliCommand, EXIT_CODES_HELP, Flags};
+
+use crate::listener::ListenAddr;
+use crate::token::TokenSource;
+use crate::upstream::{TlsSettings, UpstreamAddr};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+const DEFAULT_LISTEN: &str = "127.0.0.1:6379";
+const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+const DEFAULT_AUTH_TIMEOUT: Duration = Duration::from_secs(5);
+const DEFAULT_REFRESH_INTERVAL: Duration = Duration::from_secs(300);
+/// The admin port: Redis's plus 100, clear of the 9100-9999 range exporters crowd.
+pub const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:6479";
+const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
+/// Redis's own default `maxclients`.
+const DEFAULT_MAX_CONNECTIONS: u32 = 10_000;
+const DEFAULT_POOL_MAX_AGE: Duration = Duration::from_secs(30);
+/// Only the proxy's own user may connect to its Unix socket unless told otherwise.
+const DEFAULT_UNIX_SOCKET_MODE: u32 = 0o600;
+
+/// One local listener and the server it leads to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Route {
+    pub name: String,
+    pub listen: ListenAddr,
+    pub upstream: UpstreamAddr,
+    /// `None` for `--no-tls`.
+    pub tls: Option<TlsSettings>,
+}
+
+/// The validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub routes: Vec<Route>,
+    pub token: TokenSource,
+    /// How often a Secrets Manager source is re-read.
+    pub token_refresh_interval: Duration,
+    pub username: Option<String>,
+    pub connect_timeout: Duration,
+    pub auth_timeout: Duration,
+    /// `None` for never.
+    pub idle_timeout: Option<Duration>,
+    pub unix_socket_mode: u32,
+    pub client_password_file: Option<PathBuf>,
+    pub max_connections: u32,
+    /// `None`: one per CPU.
+    pub worker_threads: Option<u32>,
+    pub upstream_pool_size: u32,
+    pub upstream_pool_max_age: Duration,
+    /// `None` for `--admin-listen off`.
+    pub admin_listen: Option<SocketAddr>,
+    pub ready_requires_upstream: bool,
+    pub shutdown_delay: Duration,
+    pub shutdown_grace: Duration,
+    pub log_level: Option<String>,
+    pub log_format: LogFormat,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Everything wrong with a configuration, one line per problem.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid configuration:\n  {}", .0.join("\n  "))]
+pub struct ConfigError(pub Vec<String>);
+
+impl Config {
+    /// Merges flags (already merged with their environment twins by clap) with the file.
+    pub fn from_flags(flags: &Flags) -> Result<Config, ConfigError> {
+        let mut errors = Vec::new();
+        let file = match &flags.config {
+            Some(path) => file::read_file(path).unwrap_or_else(|e| {
+                errors.push(e);
+                file::FileConfig::default()
+            }),
+            None => file::FileConfig::default(),
+        };
+        let merged = flags.clone().or(file.settings.clone());
+        let config = validate::Merger {
+            s: &merged,
+            flags,
+            file: &file.settings,
+            routes: &file.routes,
+            errors: &mut errors,
+        }
+        .merge();
+        match config {
+            Some(config) if errors.is_empty() => Ok(config),
+            _ => Err(ConfigError(errors)),
+        }
+    }
+}
+
+/// `IP:PORT`, or `off` for no admin listener.
+pub fn parse_admin_listen(text: &str) -> Result<Option<SocketAddr>, String> {
+    if text.eq_ignore_ascii_case("off") {
+        return Ok(None);
+    }
+    text.parse()
+        .map(Some)
+        .map_err(|_| format!("expected IP:PORT or off, got {text:?}"))
+}
+
+/// The admin address for `health`: flags and environment, then the config file, then the
+/// default; the rest of the configuration is not needed.
+pub fn admin_address(flags: &Flags) -> Result<Option<SocketAddr>, ConfigError> {
+    let file = match &flags.config {
+        Some(path) => file::read_file(path).map_err(|e| ConfigError(vec![e]))?,
+        None => file::FileConfig::default(),
+    };
+    let value = flags
+        .admin_listen
+        .clone()
+        .or(file.settings.admin_listen)
+        .unwrap_or_else(|| DEFAULT_ADMIN_LISTEN.into());
+    parse_admin_listen(&value).map_err(|e| ConfigError(vec![format!("--admin-listen: {e}")]))
+}
+
+/// `HOST:PORT`, `HOST` (port 6379) or `[IPv6]:PORT`.
+pub fn parse_upstream(text: &str) -> Result<UpstreamAddr, String> {
+    let bad = || format!("expected HOST:PORT, got {text:?}");
+    let (host, port) = if let Some(rest) = text.strip_prefix('[') {
+        let (host, after) = rest.split_once(']').ok_or_else(bad)?;
+        (host, after.strip_prefix(':'))
+    } else if text.matches(':').count() > 1 {
+        (text, None)
+    } else {
+        match text.split_once(':') {
+            Some((host, port)) => (host, Some(port)),
+            None => (text, None),
+        }
+    };
+    if host.is_empty() || host.contains(char::is_whitespace) {
+        return Err(bad());
+    }
+    let port = match port {
+        None => 6379,
+        Some(p) => p.parse::<u16>().ok().filter(|p| *p != 0).ok_or_else(bad)?,
+    };
+    Ok(UpstreamAddr {
+        host: host.to_owned(),
+        port,
+    })
+}
+
+/// `500ms`, `30s`, `5m`, `1h`, or combinations such as `1m30s`. A bare number is refused.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let bad = || format!("expected a duration with a unit such as 500ms, 30s or 5m, got {text:?}");
+    let mut total = Duration::ZERO;
+    let mut rest = text.trim();
+    if rest.is_empty() {
+        return Err(bad());
+    }
+    while !rest.is_empty() {
+        let digits = rest.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?;
+        if digits == 0 {
+            return Err(bad());
+        }
+        let value: u64 = rest[..digits].parse().map_err(|_| bad())?;
+        rest = &rest[digits..];
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit())
+            .unwrap_or(rest.len());
+        let unit = match &rest[..unit_len] {
+            "ms" => Duration::from_millis(value),
+            "s" => Duration::from_secs(value),
+            "m" => Duration::from_secs(value * 60),
+            "h" => Duration::from_secs(value * 3600),
+            _ => return Err(bad()),
+        };
+        total += unit;
+        rest = &rest[unit_len..];
+    }
+    Ok(total)
+}

@@ -1,0 +1,107 @@
+//! Settings: precedence, validation and error texts.
+
+use super::*;
+
+fn flags() -> Flags {
+    Flags {
+        upstream: Some("cache.example.com:6380".into()),
+        token_file: Some("/run/secrets/token".into()),
+        ..Flags::default()
+    }
+}
+
+#[test]
+fn durations_need_units() {
+    assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
+    assert_eq!(parse_duration("1m30s").unwrap(), Duration::from_secs(90));
+    assert!(parse_duration("30").is_err());
+    assert!(parse_duration("5 parsecs").is_err());
+}
+
+#[test]
+fn upstream_addresses_accept_hosts_ipv6_and_a_default_port() {
+    assert_eq!(
+        parse_upstream("h:1").unwrap(),
+        UpstreamAddr {
+            host: "h".into(),
+            port: 1
+        }
+    );
+    assert_eq!(parse_upstream("h").unwrap().port, 6379);
+    assert_eq!(parse_upstream("[::1]:7000").unwrap().host, "::1");
+    assert!(parse_upstream("h:0").is_err());
+    assert!(parse_upstream("h:port").is_err());
+}
+
+#[test]
+fn defaults_give_one_tls_route_on_localhost_6379() {
+    let config = Config::from_flags(&flags()).unwrap();
+    let route = &config.routes[0];
+    assert_eq!(route.listen.to_string(), "127.0.0.1:6379");
+    assert_eq!(route.tls.as_ref().unwrap().server_name, "cache.example.com");
+    assert_eq!(config.connect_timeout, Duration::from_secs(5));
+}
+
+#[test]
+fn every_error_is_reported_together_naming_its_flag() {
+    let bad = Flags {
+        listen: Some("nonsense".into()),
+        connect_timeout: Some("5".into()),
+        ..Flags::default()
+    };
+    let message = Config::from_flags(&bad).unwrap_err().to_string();
+    assert!(message.contains("--listen"), "{message}");
+    assert!(message.contains("--upstream"), "{message}");
+    assert!(message.contains("--connect-timeout"), "{message}");
+    assert!(message.contains("no token source"), "{message}");
+}
+
+#[test]
+fn a_remote_listener_needs_a_client_password_or_the_explicit_flag() {
+    let remote = Flags {
+        listen: Some("0.0.0.0:6379".into()),
+        ..flags()
+    };
+    let message = Config::from_flags(&remote).unwrap_err().to_string();
+    assert!(message.contains("--client-password-file"), "{message}");
+    let guarded = Flags {
+        client_password_file: Some("/run/secrets/client".into()),
+        ..remote.clone()
+    };
+    assert!(Config::from_flags(&guarded).is_ok());
+    let unix = Flags {
+        listen: Some("unix:/run/redis-auth-proxy.sock".into()),
+        ..flags()
+    };
+    assert!(Config::from_flags(&unix).is_ok(), "a Unix socket is local");
+}
+
+#[test]
+fn unix_socket_mode_is_octal() {
+    let with_mode = |mode: &str| {
+        Config::from_flags(&Flags {
+            unix_socket_mode: Some(mode.into()),
+            ..flags()
+        })
+    };
+    assert_eq!(with_mode("0660").unwrap().unix_socket_mode, 0o660);
+    assert_eq!(
+        Config::from_flags(&flags()).unwrap().unix_socket_mode,
+        0o600
+    );
+    assert!(with_mode("0999").is_err());
+    assert!(with_mode("1777").is_err());
+}
+
+#[test]
+fn two_token_sources_are_refused() {
+    let both = Flags {
+        token_env: Some("T".into()),
+        ..flags()
+    };
+    let message = Config::from_flags(&both).unwrap_err().to_string();
+    assert!(
+        message.contains("--token-file and --token-env"),
+        "{message}"
+    );
+}

@@ -1,0 +1,393 @@
+//! Checks every setting and builds the `Config`; each problem is collected, naming its flag.
+
+use super::file::FileRoute;
+use super::*;
+use crate::token::{EnvSource, FileSource, SecretsManagerSource};
+use crate::upstream::TlsVersion;
+
+/// Turns settings into a `Config`, collecting every problem.
+pub(super) struct Merger<'a> {
+    /// Flags and environment merged with the file's top-level keys.
+    pub(super) s: &'a Flags,
+    /// Flags and environment alone, and the file's top level alone: `no-tls` in a
+    /// `[[route]]` stands between the two.
+    pub(super) flags: &'a Flags,
+    pub(super) file: &'a Flags,
+    pub(super) routes: &'a [FileRoute],
+    pub(super) errors: &'a mut Vec<String>,
+}
+
+impl Merger<'_> {
+    pub(super) fn merge(&mut self) -> Option<Config> {
+        let token = self.token_source();
+        let connect_timeout = self.duration(
+            "--connect-timeout",
+            self.s.connect_timeout.as_ref(),
+            DEFAULT_CONNECT_TIMEOUT,
+        );
+        let auth_timeout = self.duration(
+            "--auth-timeout",
+            self.s.auth_timeout.as_ref(),
+            DEFAULT_AUTH_TIMEOUT,
+        );
+        let idle_timeout = self.duration(
+            "--idle-timeout",
+            self.s.idle_timeout.as_ref(),
+            Duration::ZERO,
+        );
+        let unix_socket_mode = self.unix_socket_mode();
+        let client_password_file = self.s.client_password_file.clone();
+        let refresh = self.s.token_refresh_interval.clone();
+        let token_refresh_interval = self.duration(
+            "--token-refresh-interval",
+            refresh.as_ref(),
+            DEFAULT_REFRESH_INTERVAL,
+        );
+        if token_refresh_interval < Duration::from_secs(1) {
+            self.errors
+                .push("--token-refresh-interval: must be at least 1s".into());
+        }
+        let versions = self.tls_versions();
+        let routes = self.routes(versions);
+        let admin_listen = self.admin_listen();
+        let shutdown_delay = self.duration(
+            "--shutdown-delay",
+            self.s.shutdown_delay.as_ref(),
+            Duration::ZERO,
+        );
+        let shutdown_grace = self.duration(
+            "--shutdown-grace",
+            self.s.shutdown_grace.as_ref(),
+            DEFAULT_SHUTDOWN_GRACE,
+        );
+        let log_format = self.log_format();
+        let max_connections = self.s.max_connections.unwrap_or(DEFAULT_MAX_CONNECTIONS);
+        if max_connections == 0 {
+            self.errors
+                .push("--max-connections: must be at least 1".into());
+        }
+        self.refuse_remote_listeners(&routes, client_password_file.is_some());
+        let upstream_pool_size = self.s.upstream_pool_size.unwrap_or(0);
+        if upstream_pool_size > 1000 {
+            self.errors
+                .push("--upstream-pool-size: at most 1000".into());
+        }
+        let upstream_pool_max_age = self.duration(
+            "--upstream-pool-max-age",
+            self.s.upstream_pool_max_age.as_ref(),
+            DEFAULT_POOL_MAX_AGE,
+        );
+        if upstream_pool_max_age < Duration::from_secs(1) {
+            self.errors
+                .push("--upstream-pool-max-age: must be at least 1s".into());
+        }
+        let worker_threads = self.s.worker_threads;
+        if worker_threads == Some(0) || worker_threads.is_some_and(|n| n > 1024) {
+            self.errors
+                .push("--worker-threads: between 1 and 1024".into());
+        }
+        Some(Config {
+            max_connections,
+            worker_threads,
+            upstream_pool_size,
+            upstream_pool_max_age,
+            routes,
+            token: token?,
+            token_refresh_interval,
+            username: self.s.username.clone(),
+            connect_timeout,
+            auth_timeout,
+            idle_timeout: (!idle_timeout.is_zero()).then_some(idle_timeout),
+            unix_socket_mode,
+            client_password_file,
+            admin_listen,
+            ready_requires_upstream: self.s.ready_requires_upstream.unwrap_or(false),
+            shutdown_delay,
+            shutdown_grace,
+            log_level: self.s.log_level.clone(),
+            log_format,
+        })
+    }
+
+    fn admin_listen(&mut self) -> Option<SocketAddr> {
+        let value = self
+            .s
+            .admin_listen
+            .clone()
+            .unwrap_or_else(|| DEFAULT_ADMIN_LISTEN.into());
+        match parse_admin_listen(&value) {
+            Ok(addr) => addr,
+            Err(e) => {
+                self.errors.push(format!("--admin-listen: {e}"));
+                None
+            }
+        }
+    }
+
+    /// A listener off loopback hands the token to whoever reaches it: only behind a client
+    /// password, or when spelled out.
+    fn refuse_remote_listeners(&mut self, routes: &[Route], client_password: bool) {
+        let allowed = client_password || self.s.allow_remote_clients.unwrap_or(false);
+        for route in routes.iter().filter(|r| !r.listen.is_local()) {
+            if !allowed {
+                self.errors.push(format!(
+                    "--listen {} (route {}): not a loopback address; anyone who reaches it uses the proxy's token. \
+                     Listen on 127.0.0.1 or a unix:/path, set --client-password-file, or pass --allow-remote-clients",
+                    route.listen, route.name
+                ));
+            }
+        }
+    }
+
+    fn unix_socket_mode(&mut self) -> u32 {
+        let Some(text) = self.s.unix_socket_mode.as_deref() else {
+            return DEFAULT_UNIX_SOCKET_MODE;
+        };
+        match u32::from_str_radix(text, 8) {
+            Ok(mode) if mode <= 0o777 => mode,
+            _ => {
+                self.errors.push(format!(
+                    "--unix-socket-mode: expected octal permissions such as 0600 or 0660, got {text:?}"
+                ));
+                DEFAULT_UNIX_SOCKET_MODE
+            }
+        }
+    }
+
+    fn log_format(&mut self) -> LogFormat {
+        match self.s.log_format.as_deref() {
+            None | Some("text") => LogFormat::Text,
+            Some("json") => LogFormat::Json,
+            Some(other) => {
+                self.errors.push(format!(
+                    "--log-format: expected text or json, got {other:?}"
+                ));
+                LogFormat::Text
+            }
+        }
+    }
+
+    fn token_source(&mut self) -> Option<TokenSource> {
+        let file_path = self.s.token_file.clone();
+        let env_var = self.s.token_env.clone();
+        let json_key = self.s.token_json_key.clone();
+        let secret_id = self.s.token_secret_id.clone();
+        let mut chosen: Vec<(&str, TokenSource)> = Vec::new();
+        if let Some(path) = file_path {
+            chosen.push((
+                "--token-file",
+                TokenSource::File(FileSource {
+                    path,
+                    json_key: json_key.clone(),
+                }),
+            ));
+        }
+        if let Some(var) = env_var {
+            if var.is_empty() {
+                self.errors.push("--token-env: empty variable name".into());
+            }
+            chosen.push((
+                "--token-env",
+                TokenSource::Env(EnvSource {
+                    var,
+                    json_key: json_key.clone(),
+                }),
+            ));
+        }
+        if let Some(id) = secret_id {
+            if id.is_empty() {
+                self.errors
+                    .push("--token-secret-id: empty secret id".into());
+            }
+            chosen.push((
+                "--token-secret-id",
+                TokenSource::SecretsManager(SecretsManagerSource::new(id, json_key)),
+            ));
+        }
+        match chosen.len() {
+            1 => chosen.pop().map(|(_, source)| source),
+            0 => {
+                self.errors.push(
+                    "no token source: set --token-file, --token-env or --token-secret-id (or their REDIS_AUTH_PROXY_* variables, or [token] in --config)".into(),
+                );
+                None
+            }
+            _ => {
+                let names: Vec<&str> = chosen.iter().map(|(name, _)| *name).collect();
+                let verb = if names.len() == 2 {
+                    "are both set"
+                } else {
+                    "are all set"
+                };
+                self.errors.push(format!(
+                    "{} {verb}; choose one token source",
+                    names.join(" and ")
+                ));
+                None
+            }
+        }
+    }
+
+    /// `--tls-min-version` and `--tls-max-version`, checked against each other.
+    fn tls_versions(&mut self) -> (TlsVersion, TlsVersion) {
+        let mut version =
+            |flag: &str, value: Option<String>, default: TlsVersion| match value.as_deref() {
+                None => default,
+                Some("1.2") => TlsVersion::V1_2,
+                Some("1.3") => TlsVersion::V1_3,
+                Some(other) => {
+                    self.errors
+                        .push(format!("{flag}: expected 1.2 or 1.3, got {other:?}"));
+                    default
+                }
+            };
+        let min = version(
+            "--tls-min-version",
+            self.s.tls_min_version.clone(),
+            TlsVersion::V1_2,
+        );
+        let max = version(
+            "--tls-max-version",
+            self.s.tls_max_version.clone(),
+            TlsVersion::V1_3,
+        );
+        if min > max {
+            self.errors
+                .push("--tls-min-version is newer than --tls-max-version".into());
+        }
+        (min, max)
+    }
+
+    fn routes(&mut self, versions: (TlsVersion, TlsVersion)) -> Vec<Route> {
+        if self.routes.is_empty() {
+            let listen = self.s.listen.clone();
+            let route = FileRoute {
+                name: Some("default".into()),
+                listen: Some(listen.unwrap_or_else(|| DEFAULT_LISTEN.into())),
+                upstream: self.s.upstream.clone(),
+                no_tls: None,
+                tls_ca_file: None,
+                tls_server_name: None,
+            };
+            return self
+                .route(&route, "", "default", versions)
+                .into_iter()
+                .collect();
+        }
+        if self.s.listen.is_some() || self.s.upstream.is_some() {
+            self.errors.push(
+                "--listen / --upstream cannot be combined with [[route]] tables in --config; put them in the routes".into(),
+            );
+        }
+        let mut routes: Vec<Route> = Vec::new();
+        for (i, table) in self.routes.iter().enumerate() {
+            let prefix = format!("[[route]] #{}", i + 1);
+            if let Some(route) = self.route(table, &prefix, &format!("route{}", i + 1), versions) {
+                if routes.iter().any(|r| r.name == route.name) {
+                    self.errors
+                        .push(format!("{prefix}: duplicate route name {:?}", route.name));
+                }
+                if routes.iter().any(|r| r.listen == route.listen) {
+                    self.errors.push(format!(
+                        "{prefix}: listen address {} is used twice",
+                        route.listen
+                    ));
+                }
+                routes.push(route);
+            }
+        }
+        routes
+    }
+
+    /// Builds one route; `prefix` is empty for the flag-defined one.
+    fn route(
+        &mut self,
+        table: &FileRoute,
+        prefix: &str,
+        default_name: &str,
+        (min_version, max_version): (TlsVersion, TlsVersion),
+    ) -> Option<Route> {
+        let at = |key: &str| {
+            if prefix.is_empty() {
+                format!("--{key}")
+            } else {
+                format!("{prefix} {key}")
+            }
+        };
+        let name = table
+            .name
+            .clone()
+            .unwrap_or_else(|| default_name.to_owned());
+        let listen = match table.listen.as_deref().map(ListenAddr::parse) {
+            Some(Ok(addr)) => Some(addr),
+            Some(Err(e)) => {
+                self.errors.push(format!("{}: {e}", at("listen")));
+                None
+            }
+            None => {
+                self.errors.push(format!("{}: required", at("listen")));
+                None
+            }
+        };
+        let upstream = match table.upstream.as_deref().map(parse_upstream) {
+            Some(Ok(addr)) => Some(addr),
+            Some(Err(e)) => {
+                self.errors.push(format!("{}: {e}", at("upstream")));
+                None
+            }
+            None => {
+                self.errors.push(format!(
+                    "{}: required (HOST:PORT of the Redis or Valkey server)",
+                    at("upstream")
+                ));
+                None
+            }
+        };
+        let upstream = upstream?;
+        let no_tls = self
+            .flags
+            .no_tls
+            .or(table.no_tls)
+            .or(self.file.no_tls)
+            .unwrap_or(false);
+        let tls = (!no_tls).then(|| TlsSettings {
+            min_version,
+            max_version,
+            server_name: table
+                .tls_server_name
+                .clone()
+                .or_else(|| self.s.tls_server_name.clone())
+                .unwrap_or_else(|| upstream.host.clone()),
+            ca_file: table
+                .tls_ca_file
+                .clone()
+                .or_else(|| self.s.tls_ca_file.clone()),
+            client_cert: self.s.tls_client_cert.clone(),
+            client_key: self.s.tls_client_key.clone(),
+            insecure_skip_verify: self.s.tls_insecure_skip_verify.unwrap_or(false),
+        });
+        if let Some(tls) = &tls
+            && tls.client_cert.is_some() != tls.client_key.is_some()
+        {
+            self.errors
+                .push("--tls-client-cert and --tls-client-key must be given together".into());
+        }
+        Some(Route {
+            name,
+            listen: listen?,
+            upstream,
+            tls,
+        })
+    }
+
+    fn duration(&mut self, flag: &str, value: Option<&String>, default: Duration) -> Duration {
+        match value.map(|v| parse_duration(v)) {
+            None => default,
+            Some(Ok(d)) => d,
+            Some(Err(e)) => {
+                self.errors.push(format!("{flag}: {e}"));
+                default
+            }
+        }
+    }
+}
