@@ -47,7 +47,7 @@ pub async fn check(config: &Config, store: &TokenStore) -> Vec<RouteCheck> {
 
 /// One real connection to `route`'s server: connect, TLS, AUTH, PING. Returns the token slot
 /// the server accepted.
-pub async fn check_route(
+async fn check_route(
     route: &Route,
     config: &Config,
     store: &TokenStore,

@@ -29,6 +29,7 @@ pub mod connection;
 pub mod error;
 pub mod forward;
 pub mod handshake;
+pub mod health;
 pub mod listener;
 pub mod metrics;
 pub mod pool;
@@ -38,9 +39,9 @@ pub mod server;
 pub mod token;
 pub mod upstream;
 
-use crate::admin::Health;
 use crate::client_auth::ClientPasswords;
 use crate::config::Config;
+use crate::health::Health;
 use crate::listener::Listener;
 use crate::server::RouteRuntime;
 use crate::token::{Credentials, Refresher, TokenError, TokenStore};
@@ -301,7 +302,7 @@ impl Lifecycle {
             tracker: TaskTracker::new(),
         };
         let limit = Arc::new(tokio::sync::Semaphore::new(config.max_connections as usize));
-        for (listener, route) in listeners.into_iter().zip(routes) {
+        for (listener, route) in listeners.into_iter().zip(routes.iter().cloned()) {
             let addr = listener
                 .local_addr()
                 .map(|a| a.to_string())
@@ -319,10 +320,13 @@ impl Lifecycle {
             ));
             tokio::spawn(server::serve(listener, route, serving));
         }
-        let upstream_check = config
-            .ready_requires_upstream
-            .then(|| (config.clone(), Arc::clone(&store)));
-        self.health.ready(upstream_check);
+        let probes = config.ready_requires_upstream.then(|| {
+            routes
+                .iter()
+                .map(|route| Arc::clone(route) as Arc<dyn health::UpstreamProbe>)
+                .collect()
+        });
+        self.health.ready(probes);
         info!(token.source = config.token.kind(), token.from = %config.token.describe(), "Ready");
         tokio::select! {
             () = shutdown => info!("Shutdown signal received"),

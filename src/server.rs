@@ -4,17 +4,19 @@
 //! If reaching or authenticating to the server fails, the client gets one `-ERR` naming the
 //! cause and the connection closes; other connections are not affected.
 
-use crate::admin::Health;
 use crate::client_auth::ClientPasswords;
 use crate::config::Config;
 use crate::error::ConnError;
 use crate::forward;
 use crate::handshake;
+use crate::health::Health;
 use crate::listener::{ClientStream, Listener};
 use crate::metrics::RouteMetrics;
 use crate::pool::Pool;
 use crate::token::TokenStore;
 use crate::upstream::{Connector, UpstreamStream};
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -95,6 +97,19 @@ impl RouteRuntime {
         debug!(token.slot = slot.as_str(), "Authenticated upstream");
         self.health.upstream_ok(self.index);
         Ok(upstream)
+    }
+}
+
+/// `/readyz` with `--ready-requires-upstream`: the route's own connector, TLS settings and
+/// token store, exactly as a client's connection would use them.
+impl crate::health::UpstreamProbe for RouteRuntime {
+    fn probe(&self) -> Pin<Box<dyn Future<Output = Result<(), String>> + Send + '_>> {
+        Box::pin(async move {
+            self.open_upstream()
+                .await
+                .map(drop)
+                .map_err(|error| format!("route {}: {error}", self.name))
+        })
     }
 }
 

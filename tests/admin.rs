@@ -512,3 +512,50 @@ fn flags_requiring_upstream(redis: &RedisServer, token: &TokenFile) -> Flags {
     flags.ready_requires_upstream = Some(true);
     flags
 }
+
+/// A flood of idle admin connections cannot take the proxy's file descriptors: beyond
+/// `MAX_ADMIN_CONNECTIONS` they are closed on accept, and clients are still served.
+#[test]
+fn idle_admin_connections_beyond_the_cap_are_closed_and_clients_still_served() {
+    use redis_auth_proxy::admin::MAX_ADMIN_CONNECTIONS;
+    use std::io::{Read, Write};
+    let redis = RedisServer::start();
+    let token = TokenFile::new(TOKEN_A);
+    let proxy = Proxy::start(flags(&redis, &token));
+    let admin = proxy.admin.unwrap();
+    let idle: Vec<std::net::TcpStream> = (0..MAX_ADMIN_CONNECTIONS)
+        .map(|_| std::net::TcpStream::connect(admin).unwrap())
+        .collect();
+    // Accepted after every idle one (the backlog is first in, first out), while they still
+    // hold their places (an idle connection is kept for the 5 s head timeout).
+    let mut over = std::net::TcpStream::connect(admin).unwrap();
+    let _ = over.write_all(b"GET /livez HTTP/1.1\r\nHost: x\r\n\r\n");
+    let mut answer = Vec::new();
+    let _ = over.read_to_end(&mut answer);
+    assert!(
+        answer.is_empty(),
+        "served over the cap: {}",
+        String::from_utf8_lossy(&answer)
+    );
+    let mut raw = proxy.raw();
+    raw.command(&["PING"]);
+    assert_eq!(raw.reply(), "PONG");
+    drop(idle);
+    // Once they are gone, probes are answered again.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while http_status(admin, "/livez") != Some(200) {
+        assert!(Instant::now() < deadline, "admin endpoint never recovered");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn http_status(addr: std::net::SocketAddr, path: &str) -> Option<u16> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).ok()?;
+    stream
+        .write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
+        .ok()?;
+    let mut reply = String::new();
+    stream.read_to_string(&mut reply).ok()?;
+    reply.get(9..12)?.parse().ok()
+}
