@@ -9,13 +9,13 @@
 //! `AUTH default <password>` or `HELLO <proto> AUTH default <password>`.
 
 use crate::resp::request::ClientCredentials;
-use crate::token::{Credentials, TokenError, read_credentials, refresh::FILE_POLL};
+use crate::token::refresh::{FILE_POLL, Refresher, Target};
+use crate::token::{Credentials, FileSource, TokenError, TokenSource};
 use arc_swap::ArcSwap;
 use secrecy::ExposeSecret;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
-use tokio_util::sync::CancellationToken;
-use tracing::{info, warn};
+use tracing::info;
 
 /// What a client sees before it has authenticated, as Redis words it.
 pub const NOAUTH: &[u8] = b"-NOAUTH Authentication required.\r\n";
@@ -24,35 +24,39 @@ pub const WRONGPASS: &[u8] = b"-WRONGPASS invalid username-password pair or user
 /// HELLO without AUTH before authenticating, as Redis 7.2 and Valkey word it.
 pub const NOAUTH_HELLO: &[u8] = b"-NOAUTH HELLO must be called with the client already authenticated, otherwise the HELLO <proto> AUTH <user> <pass> option can be used to authenticate the client and select the RESP protocol version at the same time\r\n";
 
-/// The passwords clients may use, kept current from their file.
+/// The passwords clients may use, kept current from their file by a `Refresher`.
 pub struct ClientPasswords {
-    path: PathBuf,
     accepted: ArcSwap<Credentials>,
 }
 
 impl std::fmt::Debug for ClientPasswords {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ClientPasswords")
-            .field("path", &self.path)
-            .finish_non_exhaustive()
+        f.debug_struct("ClientPasswords").finish_non_exhaustive()
     }
 }
 
 impl ClientPasswords {
-    /// Reads the file once; a missing, empty or malformed file is an error.
-    pub async fn load(path: &Path) -> Result<Self, TokenError> {
-        let accepted = read(path).await?;
-        Ok(ClientPasswords {
+    /// Reads the file once (a missing, empty or malformed file is an error) and returns the
+    /// refresher that keeps the passwords current.
+    pub async fn load(path: &Path) -> Result<(Arc<Self>, Refresher), TokenError> {
+        let source = TokenSource::File(FileSource {
             path: path.to_owned(),
-            accepted: ArcSwap::from_pointee(accepted),
-        })
+            json_key: None,
+            what: "client password file",
+        });
+        let accepted = source.load().await?;
+        let passwords = Arc::new(ClientPasswords {
+            accepted: ArcSwap::from_pointee(accepted.clone()),
+        });
+        let polling = source.polling(FILE_POLL);
+        let refresher = Refresher::new(Arc::clone(&passwords) as _, source, polling, accepted);
+        Ok((passwords, refresher))
     }
 
     /// Passwords that never change, for in-memory tests.
     #[cfg(test)]
     pub(crate) fn fixed(password: &str) -> Self {
         ClientPasswords {
-            path: PathBuf::from("(fixed)"),
             accepted: ArcSwap::from_pointee(Credentials {
                 username: None,
                 current: crate::secret::Token::new(password.to_owned()),
@@ -74,45 +78,21 @@ impl ClientPasswords {
         let user_ok = sent.username.as_deref().is_none_or(|u| u == b"default");
         user_ok & (current | previous)
     }
-
-    /// Re-reads the file every `FILE_POLL` until `stop`; keeps the last good passwords when it
-    /// cannot be read.
-    pub async fn keep_current(self: Arc<Self>, stop: CancellationToken) {
-        let mut pending: Option<Credentials> = None;
-        let mut last_error: Option<String> = None;
-        loop {
-            tokio::select! {
-                () = stop.cancelled() => return,
-                () = tokio::time::sleep(FILE_POLL) => {}
-            }
-            let fresh = match read(&self.path).await {
-                Ok(fresh) => fresh,
-                Err(error) => {
-                    let text = error.to_string();
-                    if last_error.as_ref() != Some(&text) {
-                        warn!(error = %text, "Cannot re-read the client password file; keeping the last good passwords");
-                        last_error = Some(text);
-                    }
-                    continue;
-                }
-            };
-            last_error = None;
-            if **self.accepted.load() == fresh {
-                pending = None;
-            } else if pending.as_ref() == Some(&fresh) {
-                self.accepted.store(Arc::new(fresh));
-                pending = None;
-                info!(path = %self.path.display(), "Client passwords updated");
-            } else {
-                pending = Some(fresh);
-            }
-        }
-    }
 }
 
-async fn read(path: &Path) -> Result<Credentials, TokenError> {
-    let name = format!("client password file {}", path.display());
-    read_credentials(path, None, &name).await
+/// Unlike the token store, which keeps a replaced token as the previous one, the file's
+/// passwords replace the accepted ones whole: a password removed stops working at once.
+impl Target for ClientPasswords {
+    fn apply(&self, fresh: Credentials, _source: &'static str, _trigger: &'static str) {
+        self.accepted.store(Arc::new(fresh));
+        info!("Client passwords updated");
+    }
+
+    fn record(&self, _source: &'static str, _result: &'static str) {}
+
+    fn noun(&self) -> &'static str {
+        "client password"
+    }
 }
 
 /// Compares in time that depends only on the lengths.

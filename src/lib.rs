@@ -130,11 +130,12 @@ pub fn spawn_refresher(
     initial: Credentials,
     stop: &CancellationToken,
 ) {
+    let polling = config.token.polling(config.token_refresh_interval);
     let refresher = Refresher::new(
-        Arc::clone(store),
+        Arc::clone(store) as _,
         config.token.clone(),
+        polling,
         initial,
-        config.token_refresh_interval,
     );
     tokio::spawn(refresher.run(stop.clone()));
 }
@@ -147,12 +148,10 @@ pub async fn load_client_passwords(
     let Some(path) = &config.client_password_file else {
         return Ok(None);
     };
-    let passwords = Arc::new(
-        ClientPasswords::load(path)
-            .await
-            .map_err(RunError::ClientPasswords)?,
-    );
-    tokio::spawn(Arc::clone(&passwords).keep_current(stop.clone()));
+    let (passwords, refresher) = ClientPasswords::load(path)
+        .await
+        .map_err(RunError::ClientPasswords)?;
+    tokio::spawn(refresher.run(stop.clone()));
     Ok(Some(passwords))
 }
 

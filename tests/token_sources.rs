@@ -18,15 +18,13 @@ struct Watched {
 
 impl Watched {
     async fn start(path: PathBuf) -> Self {
-        let source = TokenSource::File(FileSource {
-            path,
-            json_key: None,
-        });
+        let source = TokenSource::File(FileSource::token(path, None));
         let store = Arc::new(TokenStore::new());
         let initial: Credentials = source.load().await.unwrap();
         store.update(initial.clone());
         let stop = CancellationToken::new();
-        let refresher = Refresher::new(store.clone(), source, initial, Duration::from_secs(300));
+        let polling = source.polling(Duration::from_secs(300));
+        let refresher = Refresher::new(store.clone(), source, polling, initial);
         tokio::spawn(refresher.run(stop.clone()));
         Watched { store, stop }
     }

@@ -176,10 +176,7 @@ impl Merger<'_> {
         if let Some(path) = file_path {
             chosen.push((
                 "--token-file",
-                TokenSource::File(FileSource {
-                    path,
-                    json_key: json_key.clone(),
-                }),
+                TokenSource::File(FileSource::token(path, json_key.clone())),
             ));
         }
         if let Some(var) = env_var {

@@ -3,20 +3,31 @@
 use super::{Credentials, TokenError, parse_credentials};
 use std::path::{Path, PathBuf};
 
-/// Reads the token from a file on every load.
+/// Reads credentials from a file on every load.
 #[derive(Debug, Clone)]
 pub struct FileSource {
     pub path: PathBuf,
     pub json_key: Option<String>,
+    /// What the file holds, for messages: "token file", "client password file".
+    pub what: &'static str,
 }
 
 impl FileSource {
+    /// A `--token-file`.
+    pub fn token(path: PathBuf, json_key: Option<String>) -> Self {
+        FileSource {
+            path,
+            json_key,
+            what: "token file",
+        }
+    }
+
     pub async fn load(&self) -> Result<Credentials, TokenError> {
         read_credentials(&self.path, self.json_key.as_deref(), &self.describe()).await
     }
 
     pub fn describe(&self) -> String {
-        format!("token file {}", self.path.display())
+        format!("{} {}", self.what, self.path.display())
     }
 }
 

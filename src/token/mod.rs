@@ -124,6 +124,27 @@ impl TokenSource {
         }
     }
 
+    /// How this kind of source is kept current.
+    pub fn polling(&self, refresh_interval: std::time::Duration) -> refresh::Polling {
+        match self {
+            TokenSource::File(_) => refresh::Polling {
+                every: Some(refresh::FILE_POLL),
+                confirm_changes: true,
+                remote: false,
+            },
+            TokenSource::Env(_) => refresh::Polling {
+                every: None,
+                confirm_changes: false,
+                remote: false,
+            },
+            TokenSource::SecretsManager(_) => refresh::Polling {
+                every: Some(refresh_interval),
+                confirm_changes: false,
+                remote: true,
+            },
+        }
+    }
+
     /// Where the token comes from, for humans (a path or a variable name, never a value).
     pub fn describe(&self) -> String {
         match self {
@@ -187,7 +208,7 @@ impl TokenStore {
     }
 
     /// Called by the refresher after every reload attempt.
-    fn reload_finished(&self) {
+    pub(crate) fn reload_finished(&self) {
         self.reloads.send_modify(|n| *n += 1);
     }
 

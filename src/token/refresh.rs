@@ -1,18 +1,21 @@
-//! Keeping the store current while the proxy runs.
+//! Keeping credentials current while the proxy runs: the token store from the token source,
+//! and the client passwords from their file, with one refresher.
 //!
-//! One refresher per source reloads it on a schedule (a token file is polled every 250 ms;
-//! Secrets Manager every `--token-refresh-interval`, jittered), on SIGHUP, and when a server has
-//! rejected both tokens (rate limited, so a burst of failing connections costs one reload).
-//! A failed or empty read never replaces a good token. A polled file must read the same twice
-//! in a row before it is believed, so a file caught half-written is not taken for a new token.
+//! A refresher reloads its source on the source's own schedule (`Polling`: a file every
+//! 250 ms, confirming a change by reading it twice; Secrets Manager every
+//! `--token-refresh-interval`, jittered, backing off after failures; an environment variable
+//! never), and when its target asks (SIGHUP, or a server that rejected both tokens; rate
+//! limited, so a burst of failing connections costs one reload). A failed or empty read never
+//! replaces good credentials.
 
 use super::{Credentials, TokenError, TokenSource, TokenStore};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-/// How often a token file is read.
+/// How often a file is read.
 pub const FILE_POLL: Duration = Duration::from_millis(250);
 /// The shortest gap between two reloads asked for by rejected connections.
 const MIN_REQUESTED_GAP: Duration = Duration::from_secs(1);
@@ -21,6 +24,34 @@ const LOAD_TIMEOUT: Duration = Duration::from_secs(20);
 /// The first retry delay after a failed scheduled load; it doubles up to the schedule.
 const FIRST_BACKOFF: Duration = Duration::from_secs(1);
 
+/// How a source is re-read; each kind of source states its own (`TokenSource::polling`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Polling {
+    /// `None`: only when asked.
+    pub every: Option<Duration>,
+    /// A change must read the same twice in a row: a file may be caught half-written.
+    pub confirm_changes: bool,
+    /// Jittered ±10% and, after failures, retried sooner with doubling delays: a remote API
+    /// shared by many proxies and sometimes briefly away.
+    pub remote: bool,
+}
+
+/// What a refresher keeps current.
+pub trait Target: Send + Sync + 'static {
+    /// Installs credentials that differ from the last ones installed.
+    fn apply(&self, fresh: Credentials, source: &'static str, trigger: &'static str);
+    /// Counts one reload by result (`unchanged`, `changed`, `failed`).
+    fn record(&self, source: &'static str, result: &'static str);
+    /// Notified when a reload is wanted at once; `None` when nothing asks.
+    fn requests(&self) -> Option<&Notify> {
+        None
+    }
+    /// Called after every reload attempt.
+    fn finished(&self) {}
+    /// What the logs call the credentials: "token", "client password".
+    fn noun(&self) -> &'static str;
+}
+
 /// Why a reload ran; logged with its outcome.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Trigger {
@@ -28,12 +59,20 @@ enum Trigger {
     Request,
 }
 
-/// Reloads one source into the store until stopped.
+impl Trigger {
+    fn as_str(self) -> &'static str {
+        match self {
+            Trigger::Schedule => "schedule",
+            Trigger::Request => "request",
+        }
+    }
+}
+
+/// Reloads one source into one target until stopped.
 pub struct Refresher {
-    store: Arc<TokenStore>,
+    target: Arc<dyn Target>,
     source: TokenSource,
-    /// `None`: only on request (an environment variable cannot change).
-    every: Option<Duration>,
+    polling: Polling,
     applied: Option<Credentials>,
     pending: Option<Credentials>,
     failures: u32,
@@ -43,22 +82,17 @@ pub struct Refresher {
 }
 
 impl Refresher {
-    /// `initial` is what the source gave at start, already in the store.
+    /// `initial` is what the source gave at start, already installed in `target`.
     pub fn new(
-        store: Arc<TokenStore>,
+        target: Arc<dyn Target>,
         source: TokenSource,
+        polling: Polling,
         initial: Credentials,
-        refresh_interval: Duration,
     ) -> Self {
-        let every = match &source {
-            TokenSource::File(_) => Some(FILE_POLL),
-            TokenSource::Env(_) => None,
-            TokenSource::SecretsManager(_) => Some(refresh_interval),
-        };
         Refresher {
-            store,
+            target,
             source,
-            every,
+            polling,
             applied: Some(initial),
             pending: None,
             failures: 0,
@@ -69,9 +103,11 @@ impl Refresher {
     }
 
     pub async fn run(mut self, stop: CancellationToken) {
+        let target = Arc::clone(&self.target);
         let mut next = self
+            .polling
             .every
-            .map(|every| Instant::now() + self.jitter.spread(every));
+            .map(|every| Instant::now() + self.delay(every));
         loop {
             let wake = async {
                 match next {
@@ -79,17 +115,26 @@ impl Refresher {
                     None => std::future::pending().await,
                 }
             };
+            let asked = async {
+                match target.requests() {
+                    Some(requests) => requests.notified().await,
+                    None => std::future::pending().await,
+                }
+            };
             let trigger = tokio::select! {
                 () = stop.cancelled() => return,
                 () = wake => Trigger::Schedule,
-                () = self.store.reload_request.notified() => Trigger::Request,
+                () = asked => Trigger::Request,
             };
             if trigger == Trigger::Request {
                 self.pace_requests().await;
             }
             self.reload(trigger).await;
-            self.store.reload_finished();
-            next = self.every.map(|every| Instant::now() + self.delay(every));
+            target.finished();
+            next = self
+                .polling
+                .every
+                .map(|every| Instant::now() + self.delay(every));
         }
     }
 
@@ -106,14 +151,16 @@ impl Refresher {
 
     /// The wait before the next scheduled load: the schedule, or a backoff after failures.
     fn delay(&mut self, every: Duration) -> Duration {
-        match (&self.source, self.failures) {
-            (TokenSource::SecretsManager(_), failures) if failures > 0 => {
-                let backoff = FIRST_BACKOFF.saturating_mul(1 << (failures - 1).min(16));
-                self.jitter.spread(backoff.min(every))
-            }
-            (TokenSource::SecretsManager(_), _) => self.jitter.spread(every),
-            _ => every,
+        if !self.polling.remote {
+            return every;
         }
+        let wait = match self.failures {
+            0 => every,
+            failures => FIRST_BACKOFF
+                .saturating_mul(1 << (failures - 1).min(16))
+                .min(every),
+        };
+        self.jitter.spread(wait)
     }
 
     async fn reload(&mut self, trigger: Trigger) {
@@ -130,7 +177,8 @@ impl Refresher {
                 if self.last_error.take().is_some() {
                     info!(
                         token.source = self.source.kind(),
-                        "Token source readable again"
+                        "{} source readable again",
+                        capitalised(self.target.noun())
                     );
                 }
                 self.accept(fresh, trigger);
@@ -143,66 +191,90 @@ impl Refresher {
         let kind = self.source.kind();
         if self.applied.as_ref() == Some(&fresh) {
             self.pending = None;
-            crate::metrics::token_reload(kind, "unchanged");
+            self.target.record(kind, "unchanged");
             return;
         }
-        let polled_file =
-            trigger == Trigger::Schedule && matches!(self.source, TokenSource::File(_));
-        if polled_file && self.pending.as_ref() != Some(&fresh) {
+        let confirm = trigger == Trigger::Schedule && self.polling.confirm_changes;
+        if confirm && self.pending.as_ref() != Some(&fresh) {
             debug!(
-                token.source = "file",
-                "Token file changed; confirming on the next read"
+                token.source = kind,
+                "Source changed; confirming on the next read"
             );
             self.pending = Some(fresh);
-            crate::metrics::token_reload(kind, "unchanged");
+            self.target.record(kind, "unchanged");
             return;
         }
         self.pending = None;
-        let changed = self.store.update(fresh.clone());
-        crate::metrics::token_reload(kind, "changed");
-        if let Some(stored) = self.store.credentials() {
-            report_change(&stored, changed, self.source.kind(), trigger);
-        }
+        self.target.apply(fresh.clone(), kind, trigger.as_str());
+        self.target.record(kind, "changed");
         self.applied = Some(fresh);
     }
 
     fn failed(&mut self, error: &TokenError) {
         self.failures = self.failures.saturating_add(1);
-        crate::metrics::token_reload(self.source.kind(), "failed");
+        self.target.record(self.source.kind(), "failed");
         let text = error.to_string();
+        let noun = self.target.noun();
         // A file that stays missing is polled four times a second: warn when the error changes.
         if self.last_error.as_deref() != Some(text.as_str()) {
             warn!(
                 token.source = self.source.kind(),
                 reason = error.reason(),
                 error = %error,
-                "Token reload failed; keeping the last good token"
+                "{} reload failed; keeping the last good {noun}",
+                capitalised(noun)
             );
             self.last_error = Some(text);
         } else {
             debug!(
                 token.source = self.source.kind(),
                 reason = error.reason(),
-                "Token reload failed again"
+                "{} reload failed again",
+                capitalised(noun)
             );
         }
     }
 }
 
-fn report_change(stored: &Credentials, changed: bool, source: &'static str, trigger: Trigger) {
-    let trigger = match trigger {
-        Trigger::Schedule => "schedule",
-        Trigger::Request => "request",
-    };
-    info!(
-        token.source = source,
-        trigger,
-        token.current = %stored.current.fingerprint(),
-        token.previous = stored.previous.as_ref().map(|p| p.fingerprint()).unwrap_or_default(),
-        current_changed = changed,
-        "Token updated"
-    );
-    warn_on_elasticache_rules(stored);
+fn capitalised(noun: &str) -> String {
+    let mut chars = noun.chars();
+    chars
+        .next()
+        .map(|first| first.to_uppercase().chain(chars).collect())
+        .unwrap_or_default()
+}
+
+impl Target for TokenStore {
+    fn apply(&self, fresh: Credentials, source: &'static str, trigger: &'static str) {
+        let changed = self.update(fresh);
+        if let Some(stored) = self.credentials() {
+            info!(
+                token.source = source,
+                trigger,
+                token.current = %stored.current.fingerprint(),
+                token.previous = stored.previous.as_ref().map(|p| p.fingerprint()).unwrap_or_default(),
+                current_changed = changed,
+                "Token updated"
+            );
+            warn_on_elasticache_rules(&stored);
+        }
+    }
+
+    fn record(&self, source: &'static str, result: &'static str) {
+        crate::metrics::token_reload(source, result);
+    }
+
+    fn requests(&self) -> Option<&Notify> {
+        Some(&self.reload_request)
+    }
+
+    fn finished(&self) {
+        self.reload_finished();
+    }
+
+    fn noun(&self) -> &'static str {
+        "token"
+    }
 }
 
 /// Warns, without refusing, about tokens ElastiCache would not accept.
