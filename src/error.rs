@@ -1,18 +1,10 @@
-//! Why a proxied connection ended, which side is to blame, and what that means to the client,
-//! the logs and (later) the metrics. `ConnError::outcome` is the one place that decides.
+//! Why a proxied connection ended, and what that means to the client, the logs and the metrics.
+//! `ConnError::outcome` is the one place that decides.
 
 use crate::resp::ProtocolError;
 use crate::resp::reply::MalformedReply;
 use std::time::Duration;
 use tracing::Level;
-
-/// Who caused a failure.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Side {
-    Client,
-    Upstream,
-    Internal,
-}
 
 /// The step of reaching the server that timed out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -91,17 +83,6 @@ pub struct Outcome {
 }
 
 impl ConnError {
-    pub fn side(&self) -> Side {
-        match self {
-            ConnError::NoToken => Side::Internal,
-            ConnError::ClientProtocol(_)
-            | ConnError::ClientIo(_)
-            | ConnError::ClientWrongPassword
-            | ConnError::IdleTimeout(_) => Side::Client,
-            _ => Side::Upstream,
-        }
-    }
-
     /// The stage at which reaching the server failed, for metrics; `None` after it was reached.
     pub fn stage(&self) -> Option<&'static str> {
         Some(match self {
@@ -184,7 +165,6 @@ mod tests {
             )
         );
         assert_eq!(outcome.label, "auth_rejected");
-        assert_eq!(err.side(), Side::Upstream);
     }
 
     #[test]
@@ -194,6 +174,5 @@ mod tests {
             err.outcome().reply.as_deref(),
             Some("ERR Protocol error: invalid bulk length")
         );
-        assert_eq!(err.side(), Side::Client);
     }
 }

@@ -47,7 +47,7 @@ pub struct Context {
 
 /// Forwards between the client's two halves and the authenticated `upstream` until either side
 /// ends.
-pub async fn run<R, W, U>(
+pub(crate) async fn run<R, W, U>(
     client_r: R,
     client_w: W,
     upstream: U,

@@ -22,7 +22,7 @@ const MAX_AUTH_REPLY: usize = 4096;
 
 /// What the server said to one AUTH.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum AuthReply {
+pub(crate) enum AuthReply {
     Accepted,
     /// `WRONGPASS` (Redis 6+) or `ERR invalid password` (Redis 5): try the other token.
     Rejected,
@@ -34,7 +34,7 @@ pub enum AuthReply {
 
 impl AuthReply {
     /// Classifies a raw reply frame.
-    pub fn parse(frame: &[u8], credentials: &Credentials) -> AuthReply {
+    pub(crate) fn parse(frame: &[u8], credentials: &Credentials) -> AuthReply {
         let text = String::from_utf8_lossy(frame);
         let text = text.trim_end();
         if text == "+OK" {
@@ -56,7 +56,7 @@ impl AuthReply {
 }
 
 /// Encodes `AUTH [user] token` in a buffer that is zeroised when dropped.
-pub fn auth_command(
+pub(crate) fn auth_command(
     credentials: &Credentials,
     username: Option<&str>,
     slot: Slot,
@@ -71,7 +71,7 @@ pub fn auth_command(
 }
 
 /// The phrase for error texts: which tokens were tried.
-pub fn tried_phrase(attempts: usize) -> &'static str {
+pub(crate) fn tried_phrase(attempts: usize) -> &'static str {
     if attempts > 1 {
         "the current and the previous token"
     } else {
@@ -81,7 +81,7 @@ pub fn tried_phrase(attempts: usize) -> &'static str {
 
 /// Who is authenticating, against what, and where to count it.
 #[derive(Clone, Copy)]
-pub struct AuthTarget<'a> {
+pub(crate) struct AuthTarget<'a> {
     pub store: &'a TokenStore,
     pub username: Option<&'a str>,
     pub upstream: &'a str,
@@ -90,7 +90,7 @@ pub struct AuthTarget<'a> {
 }
 
 /// Authenticates a fresh `stream`; see `authenticate_buffered`.
-pub async fn authenticate<S>(
+pub(crate) async fn authenticate<S>(
     stream: &mut S,
     store: &TokenStore,
     username: Option<&str>,
@@ -115,7 +115,7 @@ where
 /// `buf` holds what was read from it and not yet used, and keeps what follows the AUTH reply.
 /// When the server rejects every stored token, the token source is reloaded at once and, if
 /// that brought new tokens, they are tried before giving up.
-pub async fn authenticate_buffered<S>(
+pub(crate) async fn authenticate_buffered<S>(
     stream: &mut S,
     buf: &mut BytesMut,
     target: &AuthTarget<'_>,
@@ -223,7 +223,7 @@ where
 }
 
 /// Writes one command and reads exactly one reply frame, leaving any later bytes in `buf`.
-pub async fn exchange<S>(
+pub(crate) async fn exchange<S>(
     stream: &mut S,
     command: &[u8],
     buf: &mut BytesMut,

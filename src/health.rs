@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// How recent an upstream AUTH must be for `--ready-requires-upstream`.
-pub const UPSTREAM_FRESHNESS: Duration = Duration::from_secs(30);
+pub(crate) const UPSTREAM_FRESHNESS: Duration = Duration::from_secs(30);
 
 const STARTING: u8 = 0;
 const READY: u8 = 1;

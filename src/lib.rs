@@ -20,6 +20,7 @@
 //! `--shutdown-grace` to finish before they are closed.
 
 #![forbid(unsafe_code)]
+#![warn(unreachable_pub)]
 
 pub mod admin;
 pub mod check;
@@ -27,15 +28,15 @@ pub mod client_auth;
 pub mod config;
 pub mod connection;
 pub mod error;
-pub mod forward;
-pub mod handshake;
-pub mod health;
+pub(crate) mod forward;
+pub(crate) mod handshake;
+pub(crate) mod health;
 pub mod listener;
 pub mod metrics;
-pub mod pool;
+pub(crate) mod pool;
 pub mod resp;
 pub mod secret;
-pub mod server;
+pub(crate) mod server;
 pub mod token;
 pub mod upstream;
 

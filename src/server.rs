@@ -115,7 +115,7 @@ impl crate::health::UpstreamProbe for RouteRuntime {
 
 /// Keeps a route's upstream pool full until `stop`: refills when a connection is taken or
 /// ages out, and backs off while the server cannot be reached.
-pub async fn keep_pool_filled(route: Arc<RouteRuntime>, stop: CancellationToken) {
+pub(crate) async fn keep_pool_filled(route: Arc<RouteRuntime>, stop: CancellationToken) {
     let Some(pool) = route.pool.as_ref() else {
         return;
     };
@@ -149,7 +149,7 @@ pub async fn keep_pool_filled(route: Arc<RouteRuntime>, stop: CancellationToken)
 }
 
 /// How a route's accept loop is told to stop, and what its connections share with the others.
-pub struct Serving {
+pub(crate) struct Serving {
     pub accepting: CancellationToken,
     pub close: CancellationToken,
     pub tracker: TaskTracker,
@@ -159,7 +159,7 @@ pub struct Serving {
 
 /// Accepts clients until `serving.accepting` is cancelled; each connection runs on the tracker
 /// until it ends or `serving.close` is cancelled.
-pub async fn serve(listener: Listener, route: Arc<RouteRuntime>, serving: Serving) {
+pub(crate) async fn serve(listener: Listener, route: Arc<RouteRuntime>, serving: Serving) {
     let Serving {
         accepting,
         close,

@@ -28,6 +28,14 @@ pub enum ProtocolError {
     UnauthenticatedBulkLength,
 }
 
+/// Skips up to `*left` payload bytes of the `available` at hand; returns how many it skipped.
+/// Both scanners step over bulk payloads this way, by length, never looking at them.
+fn skip_payload(left: &mut u64, available: usize) -> usize {
+    let take = (*left).min(available as u64);
+    *left -= take;
+    take as usize
+}
+
 /// Encodes a request as a RESP array of bulk strings.
 pub fn encode_request(args: &[&[u8]]) -> Vec<u8> {
     let mut out = Vec::with_capacity(16 + args.iter().map(|a| a.len() + 16).sum::<usize>());

@@ -199,9 +199,7 @@ impl RequestScanner {
         let mut pos = 0;
         loop {
             if self.skip > 0 {
-                let take = self.skip.min((buf.len() - pos) as u64);
-                self.skip -= take;
-                pos += take as usize;
+                pos += super::skip_payload(&mut self.skip, buf.len() - pos);
                 if self.skip > 0 {
                     return Ok(pos);
                 }

@@ -275,10 +275,10 @@ mod danger {
 
     /// Accepts any certificate; handshake signatures are still checked.
     #[derive(Debug)]
-    pub struct NoVerification(WebPkiSupportedAlgorithms);
+    pub(super) struct NoVerification(WebPkiSupportedAlgorithms);
 
     impl NoVerification {
-        pub fn new() -> Self {
+        pub(super) fn new() -> Self {
             NoVerification(
                 rustls::crypto::ring::default_provider().signature_verification_algorithms,
             )

@@ -16,19 +16,19 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
 
 /// Tickets kept per server name: more than the connections a sidecar opens at once.
-pub const TICKETS_PER_SERVER: usize = 256;
+pub(super) const TICKETS_PER_SERVER: usize = 256;
 
 /// A route has one server name; a few more cover `--tls-server-name` changes across reloads.
 const SERVERS: usize = 16;
 
 #[derive(Debug)]
-pub struct SessionStore {
+pub(super) struct SessionStore {
     others: ClientSessionMemoryCache,
     tls13: Mutex<HashMap<ServerName<'static>, VecDeque<Tls13ClientSessionValue>>>,
 }
 
 impl SessionStore {
-    pub fn new() -> Self {
+    pub(super) fn new() -> Self {
         SessionStore {
             others: ClientSessionMemoryCache::new(SERVERS),
             tls13: Mutex::default(),
