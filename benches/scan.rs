@@ -90,3 +90,35 @@ fn requests_with_auth_and_hello(bencher: Bencher) {
         .counter(BytesCount::of_slice(&input))
         .bench(|| assert_eq!(scan_requests(black_box(&input)), 1000));
 }
+
+/// The connection core deciding about 1,000 pass-through SETs and their `+OK` replies, fed in
+/// 16 KiB reads as `forward` feeds it: ranges of the input, no copy, no allocation.
+#[divan::bench(args = [64, 1024])]
+fn connection_core(bencher: Bencher, value_len: usize) {
+    use redis_auth_proxy::connection::{Actions, Connection, Rules};
+    use redis_auth_proxy::metrics::RouteMetrics;
+    let requests = set_pipeline(value_len);
+    let replies = b"+OK\r\n".repeat(1000);
+    let metrics = RouteMetrics::new("bench");
+    let rules = Rules {
+        client_passwords: None,
+        metrics: &metrics,
+    };
+    let mut actions = Actions::default();
+    bencher
+        .counter(BytesCount::new(requests.len() + replies.len()))
+        .bench_local(|| {
+            let mut conn = Connection::new(rules, "marker");
+            let mut pos = 0;
+            while pos < requests.len() {
+                // A read ends anywhere; what the core did not take is offered again.
+                let end = (pos + 16 * 1024).min(requests.len());
+                pos += conn.on_requests(black_box(&requests[pos..end]), &mut actions);
+                actions.clear();
+            }
+            for chunk in replies.chunks(16 * 1024) {
+                conn.on_replies(black_box(chunk), &mut actions);
+                actions.clear();
+            }
+        });
+}
