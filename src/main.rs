@@ -1,5 +1,5 @@
 //! The `redis-auth-proxy` binary: parse the command line, set up logging, then run, check or
-//! probe. Exit codes are listed in `config::EXIT_CODES_HELP` and the README.
+//! probe. Exit codes are listed in `config::EXIT_CODES_HELP` and docs/operations.md.
 
 use anyhow::Context;
 use clap::Parser;

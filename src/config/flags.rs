@@ -10,7 +10,8 @@ use std::path::PathBuf;
 pub const EXIT_CODES_HELP: &str = "Exit codes:\n  0   stopped by SIGTERM or SIGINT; `check` passed\n  \
 1   could not start (token source, listener, TLS files), or a `check` route failed\n  \
 2   command-line syntax error\n  78  invalid configuration (every problem is listed)\n\n\
-See README.md for the config file, the token formats and the errors clients can see.";
+See docs/configuration.md for the config file and token formats, docs/clients.md for the\n\
+errors clients can see, docs/operations.md for metrics and probes.";
 
 /// redis-auth-proxy: plain RESP on localhost in, TLS and AUTH to Redis or Valkey out.
 ///
