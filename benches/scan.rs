@@ -108,7 +108,7 @@ fn connection_core(bencher: Bencher, value_len: usize) {
     bencher
         .counter(BytesCount::new(requests.len() + replies.len()))
         .bench_local(|| {
-            let mut conn = Connection::new(rules, "marker");
+            let mut conn = Connection::new(rules);
             let mut pos = 0;
             while pos < requests.len() {
                 // A read ends anywhere; what the core did not take is offered again.

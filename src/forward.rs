@@ -62,7 +62,7 @@ where
         client_passwords: ctx.client_passwords.as_deref(),
         metrics: &ctx.metrics,
     };
-    let mut conn = Connection::new(rules, &marker());
+    let mut conn = Connection::new(rules);
     let mut io = Io {
         ctx,
         client_r,
@@ -85,18 +85,6 @@ where
             Turn::Reauthenticate => io.reauthenticate(&mut conn).await,
         }
     }
-}
-
-/// A random text for the PING that marks where RESET's effects end while replies are not
-/// counted; random so that no reply can be taken for it.
-fn marker() -> String {
-    use std::hash::{BuildHasher, RandomState};
-    let state = RandomState::new();
-    format!(
-        "redis-auth-proxy-{:016x}{:016x}",
-        state.hash_one(1u8),
-        state.hash_one(2u8)
-    )
 }
 
 /// Why the poll loop stopped.

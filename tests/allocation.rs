@@ -91,7 +91,7 @@ fn the_connection_core_allocates_nothing_for_pass_through_traffic() {
         client_passwords: None,
         metrics: &metrics,
     };
-    let mut conn = Connection::new(rules, "marker");
+    let mut conn = Connection::new(rules);
     let mut actions = Actions::default();
     // Warm up: the action lists and the reply scanner's stack grow once per connection.
     conn.on_requests(&encode_request(&[b"GET", b"k"]), &mut actions);

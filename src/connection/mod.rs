@@ -161,14 +161,15 @@ pub struct Connection<'a> {
     frame: replies::Frame,
     /// An attribute ended; the reply it annotates comes next and nothing may go between.
     after_attribute: bool,
-    marker: Bytes,
+    /// The random name of the command that follows a RESET while not counting; made when
+    /// first needed.
+    marker: Option<Bytes>,
     /// Set once the connection is to close, after the client has what is queued for it.
     outcome: Option<Result<(), ConnError>>,
 }
 
 impl<'a> Connection<'a> {
-    /// `marker` is the random name of the command that follows a RESET while not counting.
-    pub fn new(rules: Rules<'a>, marker: &str) -> Self {
+    pub fn new(rules: Rules<'a>) -> Self {
         let authenticated = rules.client_passwords.is_none();
         let mut requests = RequestScanner::new();
         requests.set_unauthenticated(!authenticated);
@@ -189,7 +190,7 @@ impl<'a> Connection<'a> {
             requests_done: false,
             frame: replies::Frame::default(),
             after_attribute: false,
-            marker: Bytes::from(marker.as_bytes().to_vec()),
+            marker: None,
             outcome: None,
         }
     }
@@ -264,6 +265,18 @@ impl<'a> Connection<'a> {
         self.in_multi = false;
         self.set_authenticated(self.rules.client_passwords.is_none());
         self.awaiting = Some(Awaiting::Reauthentication);
+    }
+
+    /// The marker, made on first use: random, so that no reply can be taken for its error.
+    fn marker(&mut self) -> Bytes {
+        self.marker
+            .get_or_insert_with(|| {
+                use std::hash::{BuildHasher, RandomState};
+                let state = RandomState::new();
+                let (a, b) = (state.hash_one(1u8), state.hash_one(2u8));
+                Bytes::from(format!("redis-auth-proxy-{a:016x}{b:016x}"))
+            })
+            .clone()
     }
 
     fn set_authenticated(&mut self, authenticated: bool) {

@@ -186,8 +186,11 @@ impl Connection<'_> {
     /// The marker is sent as a command name no server knows; the error naming it comes
     /// whether or not RESET left the connection authenticated.
     fn is_marker_reply(&self, frame: &[u8]) -> bool {
+        let Some(marker) = &self.marker else {
+            return false;
+        };
         frame
-            .windows(self.marker.len() + 2)
-            .any(|w| w[0] == b'\'' && w.ends_with(b"'") && w[1..=self.marker.len()] == self.marker)
+            .windows(marker.len() + 2)
+            .any(|w| w[0] == b'\'' && w.ends_with(b"'") && w[1..=marker.len()] == marker[..])
     }
 }

@@ -102,11 +102,11 @@ impl Connection<'_> {
     }
 
     /// RESET is on its way: later requests wait until its reply has passed, then the proxy
-    /// authenticates again. While not counting, a marker PING says where that reply is.
+    /// authenticates again. While not counting, the marker command says where its effects end.
     fn reset(&mut self, actions: &mut Actions) {
         self.rules.metrics.intercepted("reset");
         let marker = (self.request_mode != Replies::Counted).then(|| {
-            let command = encode_request(&[&self.marker]);
+            let command = encode_request(&[&self.marker()]);
             actions.server.push(ToServer::Send(Bytes::from(command)));
         });
         self.marks.push_back(Mark::Reset {

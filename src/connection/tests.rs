@@ -49,7 +49,11 @@ impl Wire {
 
     fn with(rules: Rules<'static>) -> Self {
         Wire {
-            conn: Connection::new(rules, MARKER),
+            conn: {
+                let mut conn = Connection::new(rules);
+                conn.marker = Some(Bytes::from_static(MARKER.as_bytes()));
+                conn
+            },
             from_client: Vec::new(),
             from_server: Vec::new(),
             server: Vec::new(),
