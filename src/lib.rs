@@ -300,6 +300,7 @@ impl Lifecycle {
         let connections = Connections {
             close: CancellationToken::new(),
             tracker: TaskTracker::new(),
+            accept_loops: TaskTracker::new(),
         };
         let limit = Arc::new(tokio::sync::Semaphore::new(config.max_connections as usize));
         for (listener, route) in listeners.into_iter().zip(routes.iter().cloned()) {
@@ -318,7 +319,9 @@ impl Lifecycle {
                 Arc::clone(&route),
                 self.stop.clone(),
             ));
-            tokio::spawn(server::serve(listener, route, serving));
+            connections
+                .accept_loops
+                .spawn(server::serve(listener, route, serving));
         }
         let probes = config.ready_requires_upstream.then(|| {
             routes
@@ -342,6 +345,8 @@ impl Lifecycle {
 struct Connections {
     close: CancellationToken,
     tracker: TaskTracker,
+    /// Each route's accept loop: waited for, so that a Unix socket's file is gone on return.
+    accept_loops: TaskTracker,
 }
 
 impl Connections {
@@ -351,6 +356,8 @@ impl Connections {
         info!(delay = ?config.shutdown_delay, grace = ?config.shutdown_grace, open = self.tracker.len(), "Draining");
         tokio::time::sleep(config.shutdown_delay).await;
         accepting.cancel();
+        self.accept_loops.close();
+        self.accept_loops.wait().await;
         self.tracker.close();
         if tokio::time::timeout(config.shutdown_grace, self.tracker.wait())
             .await
