@@ -102,6 +102,7 @@ fn connection_core(bencher: Bencher, value_len: usize) {
     let metrics = RouteMetrics::new("bench");
     let rules = Rules {
         client_passwords: None,
+        username: None,
         metrics: &metrics,
     };
     let mut actions = Actions::default();

@@ -58,8 +58,12 @@ where
     W: AsyncWrite + Unpin,
     U: AsyncRead + AsyncWrite + Unpin,
 {
+    // The user the proxy authenticates as: `--username`, else the token source's own.
+    let credentials = ctx.store.credentials();
+    let source_user = credentials.as_ref().and_then(|c| c.username.as_deref());
     let rules = Rules {
         client_passwords: ctx.client_passwords.as_deref(),
+        username: ctx.username.as_deref().or(source_user),
         metrics: &ctx.metrics,
     };
     let mut conn = Connection::new(rules);

@@ -194,7 +194,7 @@ fn traffic_metrics_are_exported_and_pass_promtool() {
     let mut raw = proxy.raw();
     for (words, _) in [
         (&["AUTH", "x"][..], "OK"),
-        (&["HELLO", "2", "AUTH", "u", "p"], ""),
+        (&["HELLO", "2", "AUTH", "default", "p"], ""),
         (&["RESET"], "RESET"),
         (&["SET", "k", "v"], "OK"),
     ] {

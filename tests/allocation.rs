@@ -89,6 +89,7 @@ fn the_connection_core_allocates_nothing_for_pass_through_traffic() {
     let metrics = RouteMetrics::new("allocation");
     let rules = Rules {
         client_passwords: None,
+        username: None,
         metrics: &metrics,
     };
     let mut conn = Connection::new(rules);

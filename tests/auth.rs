@@ -4,8 +4,8 @@ mod common;
 
 use common::*;
 
-/// Clients that send their own AUTH get +OK, even with a wrong password, and it never reaches
-/// the server (which would reject it).
+/// Clients that send their own AUTH (no user, or the proxy's user) get +OK, even with a wrong
+/// password, and it never reaches the server (which would reject it).
 #[test]
 fn a_client_auth_with_any_password_is_answered_ok() {
     let redis = RedisServer::start();
@@ -14,7 +14,7 @@ fn a_client_auth_with_any_password_is_answered_ok() {
     let mut raw = proxy.raw();
     raw.command(&["AUTH", "not-the-token"]);
     assert_eq!(raw.reply(), "OK");
-    raw.command(&["AUTH", "someone", "not-the-token"]);
+    raw.command(&["AUTH", "default", "not-the-token"]);
     assert_eq!(raw.reply(), "OK");
     raw.command(&["PING"]);
     assert_eq!(raw.reply(), "PONG");
@@ -38,7 +38,7 @@ fn redis_cli_with_a_stale_password_still_works() {
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "PONG");
 }
 
-/// A pipelined SET, AUTH, GET, AUTH user pass, INCR gets its replies in order.
+/// A pipelined SET, AUTH, GET, AUTH default pass, INCR gets its replies in order.
 #[test]
 fn intercepted_auth_replies_keep_their_place_in_a_pipeline() {
     let redis = RedisServer::start();
@@ -50,7 +50,7 @@ fn intercepted_auth_replies_keep_their_place_in_a_pipeline() {
         &["SET", "n", "41"][..],
         &["AUTH", "x"],
         &["GET", "n"],
-        &["AUTH", "u", "p"],
+        &["AUTH", "default", "p"],
         &["INCR", "n"],
     ] {
         let args: Vec<&[u8]> = words.iter().map(|w| w.as_bytes()).collect();
@@ -118,7 +118,7 @@ fn a_resp3_client_library_with_a_password_works() {
     let token = TokenFile::new(TOKEN_A);
     let proxy = Proxy::start(flags(&redis, &token));
     let mut con = connect(&format!(
-        "redis://user:whatever@{}/?protocol=resp3",
+        "redis://default:whatever@{}/?protocol=resp3",
         proxy.addr()
     ));
     let _: () = redis::cmd("HSET")
@@ -322,4 +322,69 @@ fn a_refused_connection_leaves_others_working() {
     assert!(refused.read_to_close().contains("WRONGPASS"));
     let pong: String = redis::cmd("PING").query(&mut healthy).unwrap();
     assert_eq!(pong, "PONG");
+}
+
+/// AUTH naming another ACL user goes to the server, which decides: the identity switches and
+/// that user's limits apply; a wrong password gets WRONGPASS in its place among pipelined
+/// replies and leaves the identity as it was; RESET returns to the proxy's user.
+#[test]
+fn auth_as_another_acl_user_switches_identity_as_on_a_direct_connection() {
+    let redis = RedisServer::start();
+    redis.admin(&[
+        "ACL",
+        "SETUSER",
+        "bob",
+        "on",
+        ">bobs-password",
+        "~bob:*",
+        "+get",
+        "+set",
+        "+ping",
+        "+acl|whoami",
+        "+reset",
+    ]);
+    let token = TokenFile::new(TOKEN_A);
+    let proxy = Proxy::start(flags(&redis, &token));
+    let mut raw = proxy.raw();
+    raw.command(&["ACL", "WHOAMI"]);
+    assert_eq!(raw.reply(), r#""default""#);
+    raw.command(&["AUTH", "bob", "bobs-password"]);
+    assert_eq!(raw.reply(), "OK");
+    raw.command(&["ACL", "WHOAMI"]);
+    assert_eq!(raw.reply(), r#""bob""#);
+    raw.command(&["SET", "other:key", "v"]);
+    assert!(
+        raw.reply().starts_with("(error) NOPERM"),
+        "bob's key limits apply"
+    );
+    raw.command(&["FLUSHALL"]);
+    assert!(
+        raw.reply().starts_with("(error) NOPERM"),
+        "bob's command limits apply"
+    );
+
+    let mut batch = Vec::new();
+    for words in [
+        &["SET", "bob:k", "1"][..],
+        &["AUTH", "bob", "wrong"],
+        &["GET", "bob:k"],
+        &["ACL", "WHOAMI"],
+    ] {
+        let args: Vec<&[u8]> = words.iter().map(|w| w.as_bytes()).collect();
+        batch.extend(redis_auth_proxy::resp::encode_request(&args));
+    }
+    raw.send(&batch);
+    let replies: Vec<String> = (0..4).map(|_| raw.reply()).collect();
+    assert_eq!(replies[0], "OK");
+    assert!(replies[1].starts_with("(error) WRONGPASS"), "{replies:?}");
+    assert_eq!(replies[2..], [r#""1""#, r#""bob""#]);
+
+    raw.command(&["RESET"]);
+    assert_eq!(raw.reply(), "RESET");
+    raw.command(&["ACL", "WHOAMI"]);
+    assert_eq!(
+        raw.reply(),
+        r#""default""#,
+        "RESET returns to the proxy's user"
+    );
 }

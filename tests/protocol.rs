@@ -103,7 +103,7 @@ fn empty_requests_are_ignored() {
 fn an_auth_split_into_single_bytes_is_still_intercepted() {
     let (_redis, _token, proxy) = proxy_and_server();
     let mut raw = proxy.raw();
-    let request = redis_auth_proxy::resp::encode_request(&[b"AUTH", b"client-pass", b"more"]);
+    let request = redis_auth_proxy::resp::encode_request(&[b"AUTH", b"default", b"client-pass"]);
     for byte in request {
         raw.send(&[byte]);
     }

@@ -7,6 +7,10 @@
 //! after RESET, stop counting after SUBSCRIBE, close after an error) lives here and is tested
 //! in memory (`tests.rs`).
 //!
+//! A client's AUTH is answered by the proxy only for the proxy's own user; AUTH (or HELLO AUTH)
+//! naming another ACL user goes to the server, alone once every earlier reply has arrived, and
+//! the server decides, as on a direct connection.
+//!
 //! Both directions count: `sent` requests that the server will answer, `answered` replies
 //! passed on. A decision about the reply stream is a `Mark` placed at a reply count; the
 //! marks are empty for ordinary traffic, which then costs two counters and one range per read.
@@ -45,6 +49,9 @@ const MAX_MARKS: usize = 1024;
 pub struct Rules<'a> {
     /// `--client-password-file`: clients must authenticate to the proxy first.
     pub client_passwords: Option<&'a ClientPasswords>,
+    /// The ACL user the proxy authenticates as (`None`: `default`). A client's AUTH naming
+    /// this user is answered by the proxy; one naming another user goes to the server.
+    pub username: Option<&'a str>,
     pub metrics: &'a RouteMetrics,
 }
 
@@ -127,6 +134,9 @@ enum Mark {
 /// Where the connection waits on something other than the client's next request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Awaiting {
+    /// An AUTH for another user waits until every earlier request is answered: Redis 7.2–8.0
+    /// send no reply to a failed AUTH behind pending replies.
+    Quiet,
     /// RESET was sent; the client's later requests wait until its reply has passed.
     ResetReply,
     /// RESET took effect; the proxy must authenticate again before anything else is sent.
@@ -206,7 +216,7 @@ impl<'a> Connection<'a> {
     /// Whether the client's requests wait on a reply still to come: the server must then be
     /// read even while the client is slow to take what it was sent, or neither would move.
     pub fn awaits_server(&self) -> bool {
-        self.awaiting == Some(Awaiting::ResetReply)
+        matches!(self.awaiting, Some(Awaiting::ResetReply | Awaiting::Quiet))
     }
 
     /// Whether the proxy must authenticate the connection again (after RESET) before going on;

@@ -1,7 +1,7 @@
 //! The server-to-client half of the decisions: where each reply goes, and what the marks do
 //! between replies.
 
-use super::{Actions, Connection, Mark, Replies, ToClient};
+use super::{Actions, Awaiting, Connection, Mark, Replies, ToClient};
 use crate::error::ConnError;
 use crate::resp::reply::{FrameKind, Scan};
 use bytes::Bytes;
@@ -67,7 +67,17 @@ impl Connection<'_> {
             }
         }
         actions.pass_to_client(pass_from..pos);
+        self.settle_quiet();
         pos
+    }
+
+    /// Ends the wait for quiet once nothing is owed; true if it ended.
+    pub(super) fn settle_quiet(&mut self) -> bool {
+        let ended = self.awaiting == Some(Awaiting::Quiet) && !self.owes_replies();
+        if ended {
+            self.awaiting = None;
+        }
+        ended
     }
 
     /// Runs the marks due when no reply is in progress (the client's AUTH answered at once).

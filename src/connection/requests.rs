@@ -13,7 +13,21 @@ impl Connection<'_> {
     /// request, or requests that must wait) is to be offered again with more bytes after it.
     pub fn on_requests(&mut self, input: &[u8], actions: &mut Actions) -> usize {
         let mut pos = 0;
-        let mut pass_from = 0;
+        loop {
+            pos = self.take_requests(input, pos, actions);
+            // An answer placed after the last reply already passed goes out now; what waited
+            // for quiet may then go on.
+            self.fire_due_now(actions);
+            if !(self.awaiting == Some(Awaiting::Quiet) && self.settle_quiet()) {
+                return pos;
+            }
+        }
+    }
+
+    /// Takes requests from `input[start..]` while they can be taken; returns where it stopped.
+    fn take_requests(&mut self, input: &[u8], start: usize, actions: &mut Actions) -> usize {
+        let mut pos = start;
+        let mut pass_from = start;
         while self.accepts_requests() {
             let mid_request = !self.requests.at_boundary();
             let step = match self.requests.step(&input[pos..]) {
@@ -39,6 +53,19 @@ impl Connection<'_> {
                     pos += len;
                     self.forwarded(&command, actions, &mut pass_from, pos);
                 }
+                Step::Start { len, command }
+                    if self.authenticated && self.names_another_user(&command) =>
+                {
+                    if self.owes_replies() {
+                        // Offered again from its start once the replies owed have arrived.
+                        self.awaiting = Some(Awaiting::Quiet);
+                        continue;
+                    }
+                    // Forwarded as sent: the server checks it and answers in its place.
+                    self.dropping = false;
+                    pos += len;
+                    self.sent += 1;
+                }
                 Step::Start { len, command } => {
                     actions.pass_to_server(pass_from..pos);
                     pos += len;
@@ -52,9 +79,32 @@ impl Connection<'_> {
             }
         }
         actions.pass_to_server(pass_from..pos);
-        // An answer placed after the last reply already passed goes out now.
-        self.fire_due_now(actions);
         pos
+    }
+
+    /// `AUTH user pass` or `HELLO ... AUTH user pass` naming a user other than the proxy's.
+    fn names_another_user(&self, command: &Command) -> bool {
+        let credentials = match command {
+            Command::Auth(credentials) => credentials,
+            Command::HelloWithAuth {
+                credentials: Some(credentials),
+                ..
+            } => credentials,
+            _ => return false,
+        };
+        let own = self.rules.username.unwrap_or("default").as_bytes();
+        credentials
+            .username
+            .as_deref()
+            .is_some_and(|user| user != own)
+    }
+
+    /// Whether requests are still owed replies before an AUTH may go alone. Where replies are
+    /// not counted (pub/sub, MONITOR, CLIENT REPLY) or are queued (MULTI) there is no such
+    /// point; the AUTH goes as a direct connection would send it.
+    pub(super) fn owes_replies(&self) -> bool {
+        let counted = self.request_mode == Replies::Counted && !self.in_multi;
+        counted && (self.sent != self.answered || !self.marks.is_empty())
     }
 
     /// Whether a request goes upstream in the client's own bytes. Before the client has

@@ -19,6 +19,7 @@ fn metrics() -> &'static RouteMetrics {
 fn rules(passwords: Option<&'static ClientPasswords>) -> Rules<'static> {
     Rules {
         client_passwords: passwords,
+        username: None,
         metrics: metrics(),
     }
 }
@@ -147,7 +148,7 @@ fn pipelined_auth_among_commands_is_answered_in_its_place() {
 #[test]
 fn an_auth_owing_nothing_is_answered_at_once() {
     let mut wire = Wire::new();
-    wire.client_sends(&req(&["AUTH", "user", "pw"]));
+    wire.client_sends(&req(&["AUTH", "default", "pw"]));
     assert_eq!(wire.take_client(), b"+OK\r\n");
     assert!(wire.take_server().is_empty());
 }
@@ -445,9 +446,11 @@ fn nothing_after_quit_is_forwarded() {
 #[test]
 fn hello_with_malformed_options_never_sends_the_clients_credentials() {
     let mut wire = Wire::new();
-    wire.client_sends(&req(&["HELLO", "2", "AUTH", "u", "secret", "FOO"]));
+    wire.client_sends(&req(&["HELLO", "2", "AUTH", "default", "secret", "FOO"]));
     assert_eq!(wire.take_server(), req(&["HELLO", "2", "FOO"]));
-    wire.client_sends(&req(&["HELLO", "3", "AUTH", "u", "secret", "SETNAME", "n"]));
+    wire.server_sends(b"-ERR Syntax error in HELLO option 'FOO'\r\n");
+    let hello = req(&["HELLO", "3", "AUTH", "default", "secret", "SETNAME", "n"]);
+    wire.client_sends(&hello);
     assert_eq!(wire.take_server(), req(&["HELLO", "3", "SETNAME", "n"]));
 }
 
@@ -464,4 +467,76 @@ fn requests_wait_once_too_many_own_replies_are_pending() {
     wire.server_sends(b"*2\r\n$4\r\nlist\r\n$1\r\nx\r\n");
     assert!(wire.from_client.is_empty());
     assert!(wire.conn.owes_nothing());
+}
+
+#[test]
+fn auth_for_another_user_goes_to_the_server_alone_and_in_its_place() {
+    let mut wire = Wire::new();
+    let (get, bob, ping) = (
+        req(&["GET", "k"]),
+        req(&["AUTH", "bob", "bobs-password"]),
+        req(&["PING"]),
+    );
+    wire.client_sends(&cat(&[
+        &get,
+        &req(&["AUTH", "default", "old"]),
+        &bob,
+        &ping,
+    ]));
+    assert_eq!(wire.take_server(), get, "bob's AUTH waits for GET's reply");
+    assert!(wire.conn.awaits_server());
+    wire.server_sends(b"$1\r\nv\r\n");
+    assert_eq!(wire.take_client(), b"$1\r\nv\r\n+OK\r\n");
+    assert_eq!(
+        wire.take_server(),
+        cat(&[&bob, &ping]),
+        "then it goes, as sent"
+    );
+    wire.server_sends(
+        b"-WRONGPASS invalid username-password pair or user is disabled.\r\n+PONG\r\n",
+    );
+    assert_eq!(
+        wire.take_client(),
+        b"-WRONGPASS invalid username-password pair or user is disabled.\r\n+PONG\r\n"
+    );
+    assert!(wire.conn.owes_nothing());
+}
+
+#[test]
+fn auth_for_the_proxys_own_user_is_answered_by_the_proxy() {
+    let mut wire = Wire::with(Rules {
+        username: Some("app"),
+        ..rules(None)
+    });
+    wire.client_sends(&req(&["AUTH", "app", "stale"]));
+    assert_eq!(wire.take_client(), b"+OK\r\n");
+    wire.client_sends(&req(&["AUTH", "default", "pw"]));
+    assert_eq!(
+        wire.take_server(),
+        req(&["AUTH", "default", "pw"]),
+        "default is another user here"
+    );
+}
+
+#[test]
+fn hello_auth_for_another_user_goes_to_the_server_whole() {
+    let mut wire = Wire::new();
+    let hello = req(&["HELLO", "3", "AUTH", "bob", "pw"]);
+    wire.client_sends(&hello);
+    assert_eq!(wire.take_server(), hello);
+}
+
+#[test]
+fn with_a_client_password_another_users_auth_needs_the_proxys_password_first() {
+    let passwords = Box::leak(Box::new(ClientPasswords::fixed("app-pw")));
+    let mut wire = Wire::with(rules(Some(passwords)));
+    wire.client_sends(&req(&["AUTH", "bob", "pw"]));
+    assert_eq!(wire.take_client(), WRONGPASS);
+    assert!(wire.take_server().is_empty());
+    wire.client_sends(&cat(&[
+        &req(&["AUTH", "app-pw"]),
+        &req(&["AUTH", "bob", "pw"]),
+    ]));
+    assert_eq!(wire.take_client(), b"+OK\r\n");
+    assert_eq!(wire.take_server(), req(&["AUTH", "bob", "pw"]));
 }

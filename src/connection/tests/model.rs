@@ -47,7 +47,7 @@ fn exchange(rng: &mut Rng, i: usize) -> Exchange {
         reply: Some(reply.clone()),
         seen: Some(reply),
     };
-    match rng.below(9) {
+    match rng.below(10) {
         0 => {
             let value = format!("{i}-{}", rng.text(3000));
             plain(req(&["GET", &format!("k{i}")]), bulk(&value))
@@ -62,7 +62,15 @@ fn exchange(rng: &mut Rng, i: usize) -> Exchange {
             seen: Some(b"+OK\r\n".to_vec()),
         },
         6 => {
-            let hello = req(&["HELLO", "3", "AUTH", "u", &rng.text(20), "SETNAME", "n"]);
+            let hello = req(&[
+                "HELLO",
+                "3",
+                "AUTH",
+                "default",
+                &rng.text(20),
+                "SETNAME",
+                "n",
+            ]);
             let reply = b"%1\r\n$5\r\nproto\r\n:3\r\n".to_vec();
             Exchange {
                 request: hello,
@@ -70,6 +78,11 @@ fn exchange(rng: &mut Rng, i: usize) -> Exchange {
                 reply: Some(reply.clone()),
                 seen: Some(reply),
             }
+        }
+        9 => {
+            // Another ACL user: the server decides, after every earlier reply.
+            let wrongpass = b"-WRONGPASS invalid username-password pair or user is disabled.\r\n";
+            plain(req(&["AUTH", "bob", &rng.text(10)]), wrongpass.to_vec())
         }
         7 => Exchange {
             request: b"*0\r\n".to_vec(),
