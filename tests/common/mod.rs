@@ -120,7 +120,7 @@ fn spawn_redis(options: &RedisOptions, dir: &Path, tls_port: u16, plain_port: u1
     } else {
         (&certs.cert, &certs.key)
     };
-    let mut command = Command::new("redis-server");
+    let mut command = Command::new(server_binary());
     command
         .args(["--bind", "127.0.0.1", "--port", &plain_port.to_string()])
         .args(["--tls-port", &tls_port.to_string()])
@@ -162,7 +162,18 @@ fn spawn_redis(options: &RedisOptions, dir: &Path, tls_port: u16, plain_port: u1
     }
     command
         .spawn()
-        .unwrap_or_else(|e| panic!("cannot start redis-server (is it installed?): {e}"))
+        .unwrap_or_else(|e| panic!("cannot start {} (is it installed?): {e}", server_binary()))
+}
+
+/// The server the tests run against: `redis-server` (Redis 7.0), or the binary named by
+/// `REDIS_AUTH_PROXY_TEST_SERVER` (`valkey-server` for Valkey 8).
+pub fn server_binary() -> String {
+    std::env::var("REDIS_AUTH_PROXY_TEST_SERVER").unwrap_or_else(|_| "redis-server".into())
+}
+
+/// Whether the tests run against Valkey, whose texts differ in places.
+pub fn is_valkey() -> bool {
+    server_binary().contains("valkey")
 }
 
 impl RedisServer {
