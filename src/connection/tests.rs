@@ -3,6 +3,7 @@
 //! records what each side would receive.
 
 mod model;
+mod modes;
 
 use super::*;
 use crate::client_auth::{ClientPasswords, NOAUTH, WRONGPASS};
@@ -191,148 +192,6 @@ fn an_own_reply_never_lands_inside_a_push_or_after_an_attribute() {
 }
 
 #[test]
-fn subscribe_stops_counting_and_reset_starts_it_again_after_authenticating() {
-    let mut wire = Wire::new();
-    wire.client_sends(&req(&["SUBSCRIBE", "c"]));
-    wire.server_sends(b"*3\r\n$9\r\nsubscribe\r\n$1\r\nc\r\n:1\r\n");
-    // Replies cannot be placed by count: the server answers the proxy's own AUTH.
-    wire.client_sends(&req(&["AUTH", "pw"]));
-    wire.take_server();
-    assert!(wire.take_client().ends_with(b":1\r\n"));
-    let (reset, ping) = (req(&["RESET"]), req(&["PING"]));
-    wire.client_sends(&cat(&[&reset, &req(&["AUTH", "pw"]), &ping]));
-    assert_eq!(wire.take_server(), cat(&[&reset, &req(&[MARKER])]));
-    let message = b"*3\r\n$7\r\nmessage\r\n$1\r\nc\r\n$6\r\n+RESET\r\n";
-    wire.server_sends(&cat(&[message, b"+RESET\r\n", &marker_error()]));
-    assert_eq!(wire.take_client(), cat(&[message, b"+RESET\r\n"]));
-    assert!(
-        wire.take_server().is_empty(),
-        "nothing goes before the proxy's AUTH"
-    );
-    wire.reauthenticated(Ok(()));
-    assert_eq!(
-        wire.take_server(),
-        ping,
-        "AUTH after RESET is answered in place"
-    );
-    assert_eq!(wire.take_client(), b"+OK\r\n");
-    wire.server_sends(b"+PONG\r\n");
-    assert_eq!(wire.take_client(), b"+PONG\r\n");
-    assert!(wire.conn.owes_nothing());
-}
-
-#[test]
-fn monitor_output_passes_and_reset_ends_it() {
-    let mut wire = Wire::new();
-    wire.client_sends(&req(&["MONITOR"]));
-    let lines = b"+OK\r\n+1700000000.1 [0 127.0.0.1:1] \"RESET\"\r\n+RESET\r\n";
-    wire.server_sends(lines);
-    assert_eq!(
-        wire.take_client(),
-        lines,
-        "a line reading +RESET is only content"
-    );
-    assert!(
-        !wire.conn.owes_nothing(),
-        "a monitoring client is never idle"
-    );
-    wire.client_sends(&req(&["RESET"]));
-    wire.server_sends(&cat(&[b"+RESET\r\n", &marker_error()]));
-    assert_eq!(wire.take_client(), b"+RESET\r\n");
-    wire.reauthenticated(Ok(()));
-    assert!(wire.conn.owes_nothing());
-}
-
-#[test]
-fn client_reply_skip_then_reset_does_not_wait_for_a_reply_that_never_comes() {
-    let mut wire = Wire::new();
-    wire.client_sends(&cat(&[
-        &req(&["CLIENT", "REPLY", "SKIP"]),
-        &req(&["RESET"]),
-    ]));
-    // The server answers neither (SKIP swallows RESET's reply); only the marker's error comes.
-    wire.server_sends(&marker_error());
-    assert!(wire.take_client().is_empty());
-    assert!(wire.conn.needs_reauthentication());
-    wire.reauthenticated(Ok(()));
-    wire.client_sends(&req(&["AUTH", "pw"]));
-    assert_eq!(wire.take_client(), b"+OK\r\n");
-}
-
-#[test]
-fn client_reply_off_leaves_auth_to_the_server() {
-    let mut wire = Wire::new();
-    wire.client_sends(&cat(&[
-        &req(&["CLIENT", "REPLY", "OFF"]),
-        &req(&["AUTH", "pw"]),
-    ]));
-    assert_eq!(
-        wire.take_server(),
-        cat(&[&req(&["CLIENT", "REPLY", "OFF"]), PROXY_AUTH])
-    );
-    assert!(wire.take_client().is_empty());
-}
-
-#[test]
-fn requests_after_reset_wait_for_its_reply_and_the_proxys_auth() {
-    let mut wire = Wire::new();
-    let (reset, get) = (req(&["RESET"]), req(&["GET", "k"]));
-    wire.client_sends(&cat(&[&reset, &get]));
-    assert_eq!(wire.take_server(), reset);
-    assert!(wire.conn.awaits_server());
-    wire.server_sends(b"+RESET\r\n");
-    assert_eq!(wire.take_client(), b"+RESET\r\n");
-    assert!(wire.take_server().is_empty());
-    wire.reauthenticated(Ok(()));
-    assert_eq!(wire.take_server(), get);
-}
-
-#[test]
-fn a_refused_reset_resets_nothing_and_needs_no_authentication() {
-    let mut wire = Wire::new();
-    wire.client_sends(&cat(&[&req(&["RESET"]), &req(&["PING"])]));
-    wire.server_sends(b"-NOPERM this user has no permissions to run the 'reset' command\r\n");
-    assert!(!wire.conn.needs_reauthentication());
-    assert_eq!(
-        wire.take_server(),
-        cat(&[&req(&["RESET"]), &req(&["PING"])])
-    );
-}
-
-#[test]
-fn a_failed_authentication_after_reset_is_the_last_reply() {
-    let mut wire = Wire::new();
-    wire.client_sends(&cat(&[&req(&["RESET"]), &req(&["PING"])]));
-    wire.server_sends(b"+RESET\r\n");
-    wire.take_client();
-    wire.reauthenticated(Err(ConnError::AuthRejected {
-        upstream: "cache:6379".into(),
-        tried: "the token",
-    }));
-    let reply = String::from_utf8(wire.take_client()).unwrap();
-    assert!(
-        reply.starts_with("-ERR redis-auth-proxy: upstream cache:6379 rejected"),
-        "{reply}"
-    );
-    assert!(matches!(
-        wire.conn.take_outcome(),
-        Some(Err(ConnError::AuthRejected { .. }))
-    ));
-    assert_eq!(wire.take_server(), req(&["RESET"]), "PING is never sent");
-}
-
-#[test]
-fn reset_with_an_argument_is_only_forwarded() {
-    let mut wire = Wire::new();
-    wire.client_sends(&cat(&[&req(&["RESET", "x"]), &req(&["PING"])]));
-    assert_eq!(
-        wire.take_server(),
-        cat(&[&req(&["RESET", "x"]), &req(&["PING"])])
-    );
-    assert!(!wire.conn.awaits_server());
-}
-
-#[test]
 fn the_client_password_gate_refuses_in_reply_order_and_forwards_nothing_before_it() {
     let passwords = Box::leak(Box::new(ClientPasswords::fixed("app-pw")));
     let mut wire = Wire::with(rules(Some(passwords)));
@@ -422,25 +281,6 @@ fn a_malformed_reply_closes_after_the_replies_before_it() {
         wire.conn.take_outcome(),
         Some(Err(ConnError::UpstreamProtocol(_)))
     ));
-}
-
-#[test]
-fn a_replication_stream_passes_unscanned() {
-    let mut wire = Wire::new();
-    wire.client_sends(&req(&["PSYNC", "?", "-1"]));
-    let stream = b"+FULLRESYNC 8de1 0\r\n\n\n$5\r\nREDIS*1\r\n$4\r\nPING\r\n";
-    wire.server_sends(stream);
-    wire.client_sends(&req(&["REPLCONF", "ACK", "0"]));
-    assert_eq!(wire.take_client(), stream);
-    assert!(!wire.conn.is_closing());
-}
-
-#[test]
-fn nothing_after_quit_is_forwarded() {
-    let mut wire = Wire::new();
-    wire.client_sends(&cat(&[&req(&["QUIT"]), &req(&["SET", "k", "v"])]));
-    assert_eq!(wire.take_server(), req(&["QUIT"]));
-    assert!(!wire.conn.accepts_requests());
 }
 
 #[test]

@@ -1,0 +1,171 @@
+//! The request scanner against Redis's own parsing rules.
+
+use super::*;
+
+fn steps(input: &[u8]) -> Vec<Step> {
+    let mut scanner = RequestScanner::new();
+    let mut out = Vec::new();
+    let mut pos = 0;
+    loop {
+        match scanner.step(&input[pos..]).unwrap() {
+            Step::NeedMore => return out,
+            step => {
+                pos += match &step {
+                    Step::Start { len, .. } | Step::Continue { len } => *len,
+                    Step::NeedMore => unreachable!(),
+                };
+                out.push(step);
+            }
+        }
+    }
+}
+
+#[test]
+fn a_pipeline_is_split_into_requests_with_their_commands() {
+    let input = b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$1\r\nv\r\n*1\r\n$5\r\nmulti\r\n*2\r\n$4\r\nAUTH\r\n$2\r\npw\r\n";
+    assert_eq!(
+        steps(input),
+        vec![
+            Step::Start {
+                len: 27,
+                command: Command::Other
+            },
+            Step::Start {
+                len: 15,
+                command: Command::Multi
+            },
+            Step::Start {
+                len: 22,
+                command: Command::Auth(ClientCredentials::new(None, b"pw"))
+            },
+        ]
+    );
+}
+
+#[test]
+fn a_large_argument_is_streamed_not_awaited() {
+    let mut scanner = RequestScanner::new();
+    let head = b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$10\r\n0123";
+    assert_eq!(
+        scanner.step(head).unwrap(),
+        Step::Start {
+            len: head.len(),
+            command: Command::Other
+        }
+    );
+    assert_eq!(
+        scanner.step(b"456789\r").unwrap(),
+        Step::Continue { len: 7 }
+    );
+    assert!(!scanner.at_boundary());
+    assert_eq!(scanner.step(b"\n*1").unwrap(), Step::Continue { len: 1 });
+    assert!(scanner.at_boundary());
+}
+
+#[test]
+fn an_incomplete_auth_is_held_until_whole() {
+    let mut scanner = RequestScanner::new();
+    assert_eq!(
+        scanner.step(b"*2\r\n$4\r\nAUTH\r\n$2\r\np").unwrap(),
+        Step::NeedMore
+    );
+}
+
+#[test]
+fn hello_loses_only_its_auth_clause() {
+    let input = b"*7\r\n$5\r\nHELLO\r\n$1\r\n3\r\n$4\r\nAUTH\r\n$1\r\nu\r\n$1\r\np\r\n$7\r\nSETNAME\r\n$1\r\nn\r\n";
+    let expected = b"*4\r\n$5\r\nHELLO\r\n$1\r\n3\r\n$7\r\nSETNAME\r\n$1\r\nn\r\n".to_vec();
+    assert_eq!(
+        steps(input),
+        vec![Step::Start {
+            len: input.len(),
+            command: Command::HelloWithAuth {
+                rewritten: expected,
+                credentials: Some(ClientCredentials::new(Some(b"u"), b"p"))
+            }
+        }]
+    );
+}
+
+#[test]
+fn inline_requests_are_recognised() {
+    assert_eq!(
+        steps(b"PING\r\nauth \"my pass\"\n\r\n"),
+        vec![
+            Step::Start {
+                len: 6,
+                command: Command::Other
+            },
+            Step::Start {
+                len: 15,
+                command: Command::Auth(ClientCredentials::new(None, b"my pass"))
+            },
+            Step::Start {
+                len: 2,
+                command: Command::Empty
+            },
+        ]
+    );
+}
+
+#[test]
+fn malformed_requests_get_redis_error_texts() {
+    let err = |input: &[u8]| RequestScanner::new().step(input).unwrap_err().to_string();
+    assert_eq!(err(b"*x\r\n"), "Protocol error: invalid multibulk length");
+    assert_eq!(
+        err(b"*1\r\nfoo\r\n"),
+        "Protocol error: expected '$', got 'f'"
+    );
+    assert_eq!(err(b"*1\r\n$-5\r\n"), "Protocol error: invalid bulk length");
+    assert_eq!(
+        err(b"*1\r\n$999999999999\r\n"),
+        "Protocol error: invalid bulk length"
+    );
+    assert_eq!(
+        err(b"set \"a\n"),
+        "Protocol error: unbalanced quotes in request"
+    );
+    assert_eq!(
+        err(&vec![b'a'; MAX_INLINE + 1]),
+        "Protocol error: too big inline request"
+    );
+}
+
+#[test]
+fn a_client_password_never_shows_in_debug_output() {
+    let step = RequestScanner::new()
+        .step(b"*3\r\n$4\r\nAUTH\r\n$7\r\ndefault\r\n$11\r\nhunter2-pw!\r\n")
+        .unwrap();
+    let shown = format!("{step:?}");
+    assert!(shown.contains("Auth"), "{shown}");
+    assert!(!shown.contains("hunter2-pw!"), "{shown}");
+}
+
+#[test]
+fn unauthenticated_requests_get_redis_size_limits() {
+    let mut scanner = RequestScanner::new();
+    scanner.set_unauthenticated(true);
+    let many = format!("*11\r\n{}", "$1\r\na\r\n".repeat(11));
+    assert_eq!(
+        scanner.step(many.as_bytes()).unwrap_err().to_string(),
+        "Protocol error: unauthenticated multibulk length"
+    );
+    let big = b"*2\r\n$3\r\nGET\r\n$16385\r\n";
+    assert_eq!(
+        scanner.step(big).unwrap_err().to_string(),
+        "Protocol error: unauthenticated bulk length"
+    );
+    let mut scanner = RequestScanner::new();
+    scanner.set_unauthenticated(false);
+    assert!(scanner.step(many.as_bytes()).is_ok());
+}
+
+#[test]
+fn split_args_follows_sdssplitargs() {
+    let words = split_args(br#"set "a b\x41\n" 'c\'d'"#).unwrap();
+    assert_eq!(
+        words,
+        vec![b"set".to_vec(), b"a bA\n".to_vec(), b"c'd".to_vec()]
+    );
+    assert!(split_args(br#""a"b"#).is_none());
+}
