@@ -134,8 +134,9 @@ enum Mark {
 /// Where the connection waits on something other than the client's next request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Awaiting {
-    /// An AUTH for another user waits until every earlier request is answered: Redis 7.2–8.0
-    /// send no reply to a failed AUTH behind pending replies.
+    /// An AUTH for another user, or a RESET, waits until every earlier request is answered:
+    /// Redis 7.2–8.0 send no reply to a failed AUTH behind pending replies, and Redis closes a
+    /// connection that RESET logged out with more than 1 KiB of replies unsent.
     Quiet,
     /// RESET was sent; the client's later requests wait until its reply has passed.
     ResetReply,

@@ -6,6 +6,9 @@ use crate::error::ConnError;
 use crate::resp::reply::{FrameKind, Scan};
 use bytes::Bytes;
 
+/// How a RESP3 tracking invalidation push begins.
+const INVALIDATION: &[u8] = b">2\r\n$10\r\ninvalidate\r\n";
+
 /// The most of a reply held back to see whether it is the marker; longer replies are not.
 const MAX_INSPECT: usize = 512;
 
@@ -35,7 +38,7 @@ impl Connection<'_> {
         let mut pos = 0;
         let mut pass_from = 0;
         loop {
-            if self.between_frames() && self.fire_due(actions, &mut pass_from, pos) {
+            if self.between_frames() && self.fire_due(actions, &mut pass_from, pos, &input[pos..]) {
                 return input.len();
             }
             if pos == input.len() || self.needs_reauthentication() {
@@ -83,7 +86,7 @@ impl Connection<'_> {
     /// Runs the marks due when no reply is in progress (the client's AUTH answered at once).
     pub(super) fn fire_due_now(&mut self, actions: &mut Actions) {
         if self.between_frames() {
-            self.fire_due(actions, &mut 0, 0);
+            self.fire_due(actions, &mut 0, 0, &[]);
         }
     }
 
@@ -93,13 +96,27 @@ impl Connection<'_> {
         self.replies.at_boundary() && !self.after_attribute && self.outcome.is_none()
     }
 
-    /// Carries out the marks due at this point of the reply stream. Returns true once the
-    /// connection is to close.
-    fn fire_due(&mut self, actions: &mut Actions, pass_from: &mut usize, pos: usize) -> bool {
+    /// Carries out the marks due at this point of the reply stream, before `next` (what has
+    /// arrived after it, perhaps nothing). Returns true once the connection is to close.
+    ///
+    /// An answer of the proxy's own waits behind a tracking invalidation that follows the reply
+    /// before it: the server sends that (for the key the command just wrote) before it runs
+    /// the next command, which on a direct connection would be the AUTH answered here. Other
+    /// pushes (pub/sub messages, which come when they come, and RESP3 subscribe confirmations,
+    /// which answer later commands) do not hold it.
+    fn fire_due(
+        &mut self,
+        actions: &mut Actions,
+        pass_from: &mut usize,
+        pos: usize,
+        next: &[u8],
+    ) -> bool {
         while let Some(mark) = self.marks.front() {
             let counted = self.reply_mode == Replies::Counted;
             let due = match mark {
-                Mark::Answer { at, .. } => counted && *at == self.answered,
+                Mark::Answer { at, .. } => {
+                    counted && *at == self.answered && !next.starts_with(INVALIDATION)
+                }
                 Mark::Mode { at, .. } | Mark::Fail { at, .. } => !counted || *at == self.answered,
                 // Settled by its reply, in `end_frame`.
                 Mark::Reset { .. } => false,

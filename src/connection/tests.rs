@@ -380,3 +380,26 @@ fn with_a_client_password_another_users_auth_needs_the_proxys_password_first() {
     assert_eq!(wire.take_client(), b"+OK\r\n");
     assert_eq!(wire.take_server(), req(&["AUTH", "bob", "pw"]));
 }
+
+#[test]
+fn an_own_answer_follows_the_invalidation_the_reply_before_it_caused() {
+    let mut wire = Wire::new();
+    wire.client_sends(&cat(&[&req(&["SET", "k", "v"]), &req(&["AUTH", "pw"])]));
+    let invalidation = b">2\r\n$10\r\ninvalidate\r\n*1\r\n$1\r\nk\r\n";
+    wire.server_sends(&cat(&[b"+OK\r\n", invalidation]));
+    assert_eq!(
+        wire.take_client(),
+        cat(&[b"+OK\r\n", invalidation, b"+OK\r\n"])
+    );
+}
+
+#[test]
+fn reset_waits_until_every_earlier_reply_has_arrived() {
+    // Redis closes a connection that RESET logged out with over 1 KiB of replies unsent.
+    let mut wire = Wire::new();
+    wire.client_sends(&cat(&[&req(&["GET", "big"]), &req(&["RESET"])]));
+    assert_eq!(wire.take_server(), req(&["GET", "big"]));
+    assert!(wire.conn.awaits_server());
+    wire.server_sends(b"$3\r\nbig\r\n");
+    assert_eq!(wire.take_server(), req(&["RESET"]));
+}

@@ -19,7 +19,7 @@ pub const TOKEN_A: &str = "token-A-0123456789abcdef";
 pub const TOKEN_B: &str = "token-B-0123456789abcdef";
 pub const TOKEN_C: &str = "token-C-0123456789abcdef";
 const ADMIN_PASSWORD: &str = "admin-password-for-tests";
-const PATIENCE: Duration = Duration::from_secs(15);
+pub const PATIENCE: Duration = Duration::from_secs(15);
 
 /// A CA, a server certificate for `localhost`/127.0.0.1 and one for another name.
 pub struct Certs {
