@@ -150,6 +150,12 @@ fn conversation(rng: &mut Rng, key: &str) -> Vec<u8> {
         };
         out.extend(step.concat());
     }
+    let subscribed = matches!(mode, Mode::Resp2Subscribed | Mode::Resp3Subscribed);
+    if subscribed && rng.below(3) == 0 {
+        // Malformed input while replies are not counted: every reply owed, then the error.
+        out.extend(b"*1\r\n$-5\r\n");
+        return out;
+    }
     // Back to a known state, then the marker the reader waits for.
     out.extend(req(&["RESET"]));
     out.extend(req(&["AUTH", "default", PASSWORD]));

@@ -123,11 +123,14 @@ enum Mark {
     /// Reply `at` answers RESET; while not counting (`marker`), the error naming the marker
     /// command sent after it says where RESET's effects end.
     Reset { at: u64, marker: bool },
-    /// Send this error once `at` replies have passed (at once while not counting), then close.
+    /// Send this error once `at` replies have passed, then close. While not counting: once the
+    /// error naming the marker command sent after the bad request has come (`after_marker`), or
+    /// at once where no reply can come (CLIENT REPLY OFF or SKIP).
     Fail {
         at: u64,
         reply: Bytes,
         error: ConnError,
+        after_marker: bool,
     },
 }
 
@@ -166,6 +169,13 @@ pub struct Connection<'a> {
     dropping: bool,
     /// QUIT is being forwarded; once it is whole, nothing after it is.
     quitting: bool,
+    /// CLIENT REPLY OFF is on, or CLIENT REPLY SKIP was the last request: the server may not
+    /// answer the next one.
+    replies_suppressed: bool,
+    /// The last request forwarded was CLIENT REPLY SKIP.
+    skip_next: bool,
+    /// The last request forwarded was CLIENT CACHING, whose flag the next command consumes.
+    caching_next: bool,
     /// No more requests are read: QUIT was sent, or a malformed request was found.
     requests_done: bool,
     /// The current reply frame's fate and what was kept of it.
@@ -198,6 +208,9 @@ impl<'a> Connection<'a> {
             authenticated,
             dropping: false,
             quitting: false,
+            replies_suppressed: false,
+            skip_next: false,
+            caching_next: false,
             requests_done: false,
             frame: replies::Frame::default(),
             after_attribute: false,
@@ -274,6 +287,8 @@ impl<'a> Connection<'a> {
         self.reply_mode = Replies::Counted;
         self.answered = self.sent;
         self.in_multi = false;
+        self.replies_suppressed = false;
+        self.skip_next = false;
         self.set_authenticated(self.rules.client_passwords.is_none());
         self.awaiting = Some(Awaiting::Reauthentication);
     }

@@ -41,7 +41,7 @@ impl Connection<'_> {
             if self.between_frames() && self.fire_due(actions, &mut pass_from, pos, &input[pos..]) {
                 return input.len();
             }
-            if pos == input.len() || self.needs_reauthentication() {
+            if pos == input.len() || self.needs_reauthentication() || self.outcome.is_some() {
                 break;
             }
             if self.reply_mode == Replies::Raw {
@@ -117,7 +117,14 @@ impl Connection<'_> {
                 Mark::Answer { at, .. } => {
                     counted && *at == self.answered && !next.starts_with(INVALIDATION)
                 }
-                Mark::Mode { at, .. } | Mark::Fail { at, .. } => !counted || *at == self.answered,
+                Mark::Mode { at, .. }
+                | Mark::Fail {
+                    at,
+                    after_marker: false,
+                    ..
+                } => !counted || *at == self.answered,
+                // Settled by the marker's error, in `end_frame`.
+                Mark::Fail { .. } => false,
                 // Settled by its reply, in `end_frame`.
                 Mark::Reset { .. } => false,
             };
@@ -147,13 +154,19 @@ impl Connection<'_> {
         if matches!(first, b'>' | b'|') {
             return;
         }
-        if let Some(Mark::Reset { at, marker }) = self.marks.front() {
-            self.frame.fate = match (self.reply_mode, *marker) {
-                (Replies::Counted, false) if *at == self.answered => Fate::ResetReply,
-                (Replies::Uncounted, true) if first == b'-' => Fate::MaybeMarker,
-                _ => Fate::Pass,
-            };
-        }
+        let uncounted_error = self.reply_mode == Replies::Uncounted && first == b'-';
+        self.frame.fate = match self.marks.front() {
+            Some(Mark::Reset { at, marker: false })
+                if self.reply_mode == Replies::Counted && *at == self.answered =>
+            {
+                Fate::ResetReply
+            }
+            Some(Mark::Reset { marker: true, .. })
+            | Some(Mark::Fail {
+                after_marker: true, ..
+            }) if uncounted_error => Fate::MaybeMarker,
+            _ => Fate::Pass,
+        };
     }
 
     /// Keeps what settling the frame needs; a frame that may be the marker is held back.
@@ -200,8 +213,14 @@ impl Connection<'_> {
                 self.awaiting = None;
             }
             Fate::MaybeMarker if self.is_marker_reply(&head) => {
-                self.marks.pop_front();
-                return self.reset_done();
+                match self.marks.pop_front() {
+                    Some(Mark::Fail { reply, error, .. }) => {
+                        actions.client.push(ToClient::Send(reply));
+                        self.outcome = Some(Err(error));
+                    }
+                    _ => self.reset_done(),
+                }
+                return;
             }
             Fate::MaybeMarker => actions.client.push(ToClient::Send(Bytes::from(head))),
         }

@@ -3,7 +3,7 @@
 use super::{Actions, Awaiting, Connection, Mark, Replies, ToServer};
 use crate::client_auth::{NOAUTH, NOAUTH_HELLO, WRONGPASS};
 use crate::error::ConnError;
-use crate::resp::request::{ClientCredentials, Command, Step};
+use crate::resp::request::{ClientCredentials, Command, ReplyMode, Step};
 use crate::resp::{ProtocolError, encode_request, error_reply};
 use bytes::Bytes;
 use tracing::debug;
@@ -34,7 +34,7 @@ impl Connection<'_> {
                 Ok(step) => step,
                 Err(error) => {
                     actions.pass_to_server(pass_from..pos);
-                    self.malformed(error, mid_request);
+                    self.malformed(error, mid_request, actions);
                     pass_from = input.len();
                     pos = input.len();
                     break;
@@ -132,8 +132,20 @@ impl Connection<'_> {
         pass_from: &mut usize,
         pos: usize,
     ) {
+        self.caching_next = matches!(command, Command::ClientCaching);
+        let skipped = std::mem::take(&mut self.skip_next);
+        if skipped && !matches!(command, Command::Empty) {
+            self.replies_suppressed = false;
+        }
         match command {
             Command::Empty => return,
+            Command::ClientReply(mode) => {
+                if self.request_mode == Replies::Counted {
+                    self.switch_replies(Replies::Uncounted);
+                }
+                self.replies_suppressed = *mode != ReplyMode::On;
+                self.skip_next = *mode == ReplyMode::Skip;
+            }
             Command::Multi => self.in_multi = true,
             Command::EndMulti => self.in_multi = false,
             Command::Quit => self.quitting = true,
@@ -228,9 +240,11 @@ impl Connection<'_> {
     }
 
     /// A client AUTH the proxy accepted: `+OK` in its place, or, where replies cannot be
-    /// placed by count, the proxy's own AUTH for the server to answer as it would.
+    /// placed by count, the proxy's own AUTH for the server to answer as it would. Right after
+    /// CLIENT CACHING the proxy's AUTH goes too, so that it consumes the one-shot flag as the
+    /// client's AUTH would have.
     fn answer_auth(&mut self, actions: &mut Actions) {
-        if self.place_reply(b"+OK\r\n") {
+        if !std::mem::take(&mut self.caching_next) && self.place_reply(b"+OK\r\n") {
             debug!("Answered client AUTH");
         } else {
             debug!("Replaced client AUTH with the proxy's");
@@ -264,12 +278,25 @@ impl Connection<'_> {
     /// A malformed request: the requests before it are answered, then the error, then the
     /// connection closes, as Redis does. A request cut short by the error is never answered,
     /// so it is not counted.
-    fn malformed(&mut self, error: ProtocolError, mid_request: bool) {
+    /// While not counting, a marker command sent after the valid requests says when their
+    /// replies have all come, unless the server may not answer it (CLIENT REPLY OFF or SKIP).
+    fn malformed(&mut self, error: ProtocolError, mid_request: bool, actions: &mut Actions) {
         if mid_request && !self.dropping {
             self.sent -= 1;
         }
         let reply = Bytes::from(error_reply(&format!("ERR {error}")));
-        self.fail(reply, error.into());
+        let after_marker = self.request_mode == Replies::Uncounted && !self.replies_suppressed;
+        if after_marker {
+            let command = encode_request(&[&self.marker()]);
+            actions.server.push(ToServer::Send(Bytes::from(command)));
+        }
+        self.requests_done = true;
+        self.marks.push_back(Mark::Fail {
+            at: self.sent,
+            reply,
+            error: error.into(),
+            after_marker,
+        });
     }
 
     /// Queues an error for the client after every reply it is owed; no more requests are read.
@@ -279,6 +306,7 @@ impl Connection<'_> {
             at: self.sent,
             reply,
             error,
+            after_marker: false,
         });
     }
 }

@@ -403,3 +403,18 @@ fn reset_waits_until_every_earlier_reply_has_arrived() {
     wire.server_sends(b"$3\r\nbig\r\n");
     assert_eq!(wire.take_server(), req(&["RESET"]));
 }
+
+#[test]
+fn an_auth_right_after_client_caching_goes_to_the_server_to_consume_its_flag() {
+    let mut wire = Wire::new();
+    let caching = req(&["CLIENT", "CACHING", "yes"]);
+    wire.client_sends(&cat(&[
+        &caching,
+        &req(&["AUTH", "pw"]),
+        &req(&["GET", "k"]),
+    ]));
+    assert_eq!(
+        wire.take_server(),
+        cat(&[&caching, PROXY_AUTH, &req(&["GET", "k"])])
+    );
+}

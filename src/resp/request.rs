@@ -47,9 +47,12 @@ pub enum Command {
     Multi,
     /// `EXEC` or `DISCARD` (without arguments, as only then do they end MULTI).
     EndMulti,
-    /// A request after which replies no longer answer requests one to one (pub/sub, MONITOR,
-    /// CLIENT REPLY).
+    /// A request after which replies no longer answer requests one to one (pub/sub, MONITOR).
     Uncountable,
+    /// `CLIENT REPLY ON|OFF|SKIP`: replies no longer answer requests one to one.
+    ClientReply(ReplyMode),
+    /// `CLIENT CACHING yes|no`: applies to the next command the server runs.
+    ClientCaching,
     /// `SYNC` or `PSYNC`: the server answers with a replication stream, which is not RESP.
     Replicate,
 }
@@ -59,6 +62,14 @@ impl Command {
     pub fn passes_through(&self) -> bool {
         !matches!(self, Command::Auth(_) | Command::HelloWithAuth { .. })
     }
+}
+
+/// What `CLIENT REPLY` asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReplyMode {
+    On,
+    Off,
+    Skip,
 }
 
 /// The user and password a client sent with AUTH or HELLO: checked against
@@ -244,7 +255,7 @@ fn read_header(
         return Err(ProtocolError::ExpectedDollar(first));
     }
     let window = &buf[pos..buf.len().min(pos + MAX_INLINE)];
-    let Some(cr) = memchr(b'\r', window) else {
+    let Some(cr) = strchr(b'\r', window) else {
         if buf.len() - pos >= MAX_INLINE {
             return Err(match kind {
                 Header::Multibulk => ProtocolError::TooBigMultibulkCount,
@@ -275,21 +286,30 @@ fn parse_i64(digits: &[u8]) -> Option<i64> {
     if digits.is_empty() || digits.len() > 19 || (digits[0] == b'0' && digits.len() > 1) {
         return None;
     }
-    let mut value: i64 = 0;
+    let mut value: u64 = 0;
     for &d in digits {
         if !d.is_ascii_digit() {
             return None;
         }
-        value = value.checked_mul(10)?.checked_add(i64::from(d - b'0'))?;
+        value = value.checked_mul(10)?.checked_add(u64::from(d - b'0'))?;
     }
-    if negative && value == 0 {
-        return None;
+    if negative {
+        // `-9223372036854775808` is a valid `long long`, and `-0` is not.
+        (value != 0)
+            .then(|| 0i64.checked_sub_unsigned(value))
+            .flatten()
+    } else {
+        i64::try_from(value).ok()
     }
-    Some(if negative { -value } else { value })
 }
 
-fn memchr(needle: u8, haystack: &[u8]) -> Option<usize> {
-    haystack.iter().position(|&b| b == needle)
+/// C's `strchr`, which Redis uses to find the end of a line: a NUL byte before `needle` ends
+/// the search, as it ends the C string.
+fn strchr(needle: u8, haystack: &[u8]) -> Option<usize> {
+    haystack
+        .iter()
+        .position(|&b| b == needle || b == 0)
+        .filter(|&at| haystack[at] == needle)
 }
 
 /// Commands whose arguments decide what the proxy does.
@@ -384,8 +404,14 @@ fn classify_by_args(args: &[&[u8]]) -> Command {
                 credentials,
             }
         })
+    } else if is(name, "CLIENT") && args.get(1).is_some_and(|sub| is(sub, "CACHING")) {
+        Command::ClientCaching
     } else if is(name, "CLIENT") && args.get(1).is_some_and(|sub| is(sub, "REPLY")) {
-        Command::Uncountable
+        Command::ClientReply(match args.get(2) {
+            Some(mode) if is(mode, "OFF") => ReplyMode::Off,
+            Some(mode) if is(mode, "SKIP") => ReplyMode::Skip,
+            _ => ReplyMode::On,
+        })
     } else {
         classify_by_name(name, args.len() as i64)
     }

@@ -2,6 +2,7 @@
 //! replication streams.
 
 use super::*;
+use crate::error::ConnError;
 
 #[test]
 fn subscribe_stops_counting_and_reset_starts_it_again_after_authenticating() {
@@ -162,4 +163,43 @@ fn nothing_after_quit_is_forwarded() {
     wire.client_sends(&cat(&[&req(&["QUIT"]), &req(&["SET", "k", "v"])]));
     assert_eq!(wire.take_server(), req(&["QUIT"]));
     assert!(!wire.conn.accepts_requests());
+}
+
+#[test]
+fn malformed_input_after_subscribe_comes_after_the_replies_owed() {
+    let mut wire = Wire::new();
+    wire.client_sends(&cat(&[&req(&["SUBSCRIBE", "c"]), b"*1\r\n$x\r\n"]));
+    assert_eq!(
+        wire.take_server(),
+        cat(&[&req(&["SUBSCRIBE", "c"]), &req(&[MARKER])])
+    );
+    assert!(
+        wire.take_client().is_empty(),
+        "the error waits for the replies owed"
+    );
+    let subscribed = b"*3\r\n$9\r\nsubscribe\r\n$1\r\nc\r\n:1\r\n";
+    wire.server_sends(&cat(&[subscribed, &marker_error()]));
+    assert_eq!(
+        wire.take_client(),
+        cat(&[subscribed, b"-ERR Protocol error: invalid bulk length\r\n"])
+    );
+    assert!(matches!(
+        wire.conn.take_outcome(),
+        Some(Err(ConnError::ClientProtocol(_)))
+    ));
+}
+
+#[test]
+fn malformed_input_under_client_reply_off_is_answered_at_once() {
+    let mut wire = Wire::new();
+    wire.client_sends(&cat(&[&req(&["CLIENT", "REPLY", "OFF"]), b"*1\r\n$x\r\n"]));
+    assert_eq!(
+        wire.take_server(),
+        req(&["CLIENT", "REPLY", "OFF"]),
+        "no marker: no reply would come"
+    );
+    assert_eq!(
+        wire.take_client(),
+        b"-ERR Protocol error: invalid bulk length\r\n"
+    );
 }

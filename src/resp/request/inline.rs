@@ -1,13 +1,13 @@
 //! Inline requests, one line of words as typed into telnet, split as Redis's `sdssplitargs`
 //! splits them.
 
-use super::{MAX_INLINE, Step, classify_by_args, memchr};
+use super::{MAX_INLINE, Step, classify_by_args, strchr};
 use crate::resp::ProtocolError;
 
 /// An inline request: one line of words, as typed into telnet.
 pub(super) fn start_inline(buf: &[u8]) -> Result<Step, ProtocolError> {
     let window = &buf[..buf.len().min(MAX_INLINE + 1)];
-    let Some(newline) = memchr(b'\n', window) else {
+    let Some(newline) = strchr(b'\n', window) else {
         if buf.len() > MAX_INLINE {
             return Err(ProtocolError::TooBigInline);
         }

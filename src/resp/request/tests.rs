@@ -169,3 +169,64 @@ fn split_args_follows_sdssplitargs() {
     );
     assert!(split_args(br#""a"b"#).is_none());
 }
+
+#[test]
+fn edge_numbers_and_bytes_are_judged_as_redis_judges_them() {
+    // string2ll accepts LLONG_MIN; a count below one is an empty request.
+    assert_eq!(
+        steps(b"*-9223372036854775808\r\n"),
+        vec![Step::Start {
+            len: 23,
+            command: Command::Empty
+        }]
+    );
+    assert!(
+        RequestScanner::new()
+            .step(b"*-9223372036854775809\r\n")
+            .is_err()
+    );
+    // strchr stops at a NUL: the header line has not ended yet.
+    assert_eq!(
+        RequestScanner::new().step(b"*1\0\r\n").unwrap(),
+        Step::NeedMore
+    );
+    assert_eq!(
+        RequestScanner::new().step(b"PING\0\n").unwrap(),
+        Step::NeedMore
+    );
+}
+
+#[test]
+fn inline_words_split_on_vertical_tab_as_isspace_does() {
+    assert_eq!(
+        split_args(b"\x0bRESET\x0b").unwrap(),
+        vec![b"RESET".to_vec()]
+    );
+    assert_eq!(
+        steps(b"\x0bRESET\r\n"),
+        vec![Step::Start {
+            len: 8,
+            command: Command::Reset
+        }]
+    );
+}
+
+#[test]
+fn client_caching_and_client_reply_are_told_apart() {
+    let caching = crate::resp::encode_request(&[b"CLIENT", b"CACHING", b"yes"]);
+    assert!(matches!(
+        &steps(&caching)[0],
+        Step::Start {
+            command: Command::ClientCaching,
+            ..
+        }
+    ));
+    let off = crate::resp::encode_request(&[b"client", b"reply", b"off"]);
+    assert!(matches!(
+        &steps(&off)[0],
+        Step::Start {
+            command: Command::ClientReply(ReplyMode::Off),
+            ..
+        }
+    ));
+}
