@@ -374,6 +374,14 @@ impl RequestScanner {
             len: pos,
             command: classify_by_args(&args),
         })
+        .and_then(|step| {
+            // The same limit whether the request came in one read or in many.
+            if pos > MAX_INSPECTED {
+                Err(ProtocolError::TooBigInspected)
+            } else {
+                Ok(step)
+            }
+        })
     }
 }
 

@@ -4,9 +4,10 @@
 use super::{MAX_INLINE, Step, classify_by_args, strchr};
 use crate::resp::ProtocolError;
 
-/// An inline request: one line of words, as typed into telnet.
+/// An inline request: one line of words, as typed into telnet. As in Redis, more than 64 KiB
+/// without a newline is refused, and a line of exactly 64 KiB is taken when its CR LF is there.
 pub(super) fn start_inline(buf: &[u8]) -> Result<Step, ProtocolError> {
-    let window = &buf[..buf.len().min(MAX_INLINE + 1)];
+    let window = &buf[..buf.len().min(MAX_INLINE + 2)];
     let Some(newline) = strchr(b'\n', window) else {
         if buf.len() > MAX_INLINE {
             return Err(ProtocolError::TooBigInline);

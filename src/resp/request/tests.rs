@@ -230,3 +230,29 @@ fn client_caching_and_client_reply_are_told_apart() {
         }
     ));
 }
+
+#[test]
+fn size_limits_follow_redis_and_do_not_depend_on_how_an_auth_was_read() {
+    // An inline line of exactly 64 KiB before its CR LF is taken, as Redis takes it.
+    let mut line = vec![b'x'; MAX_INLINE];
+    line.extend(b"\r\n");
+    assert!(matches!(
+        RequestScanner::new().step(&line),
+        Ok(Step::Start { .. })
+    ));
+    line.insert(0, b'y');
+    assert_eq!(
+        RequestScanner::new().step(&line),
+        Err(ProtocolError::TooBigInline)
+    );
+    // An AUTH over 64 KiB is refused whole as well as in pieces.
+    let auth = crate::resp::encode_request(&[b"AUTH", &vec![b'p'; MAX_INSPECTED]]);
+    assert_eq!(
+        RequestScanner::new().step(&auth),
+        Err(ProtocolError::TooBigInspected)
+    );
+    assert_eq!(
+        RequestScanner::new().step(&auth[..auth.len() - 1]),
+        Err(ProtocolError::TooBigInspected)
+    );
+}
