@@ -418,3 +418,19 @@ fn an_auth_right_after_client_caching_goes_to_the_server_to_consume_its_flag() {
         cat(&[&caching, PROXY_AUTH, &req(&["GET", "k"])])
     );
 }
+
+#[test]
+fn discard_with_an_argument_does_not_end_multi() {
+    let mut wire = Wire::new();
+    let batch = cat(&[
+        &req(&["MULTI"]),
+        &req(&["DISCARD", "x"]),
+        &req(&["AUTH", "pw"]),
+    ]);
+    wire.client_sends(&batch);
+    assert_eq!(
+        wire.take_server(),
+        cat(&[&req(&["MULTI"]), &req(&["DISCARD", "x"]), PROXY_AUTH]),
+        "still inside MULTI: the server queues the proxy's AUTH"
+    );
+}
