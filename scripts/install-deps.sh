@@ -26,17 +26,22 @@ if [ "$(id -u)" -ne 0 ]; then
     sudo="sudo"
 fi
 
-if [ ${#missing[@]} -gt 0 ]; then
-    echo "Installing: ${missing[*]}" >&2
+# apt_install [APT-GET ARGS...]: refreshes the lists and installs, with policy-rc.d keeping
+# the packages from starting their own servers on the default ports.
+apt_install() {
     export DEBIAN_FRONTEND=noninteractive
     $sudo apt-get update -qq
-    # policy-rc.d keeps the packages from starting their own servers on the default ports.
     if [ ! -e /usr/sbin/policy-rc.d ]; then
         printf '#!/bin/sh\nexit 101\n' | $sudo tee /usr/sbin/policy-rc.d >/dev/null
         $sudo chmod +x /usr/sbin/policy-rc.d
         trap '$sudo rm -f /usr/sbin/policy-rc.d' EXIT
     fi
-    $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    $sudo apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+}
+
+if [ ${#missing[@]} -gt 0 ]; then
+    echo "Installing: ${missing[*]}" >&2
+    apt_install "${missing[@]}"
 fi
 
 # Valkey 8 is in bookworm-backports (Debian's own archive); the suite is added once.
@@ -47,14 +52,7 @@ if $with_valkey && ! command -v valkey-server >/dev/null; then
         printf 'Types: deb\nURIs: http://deb.debian.org/debian\nSuites: %s-backports\nComponents: main\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n' \
             "$codename" | $sudo tee /etc/apt/sources.list.d/redis-auth-proxy-backports.sources >/dev/null
     fi
-    export DEBIAN_FRONTEND=noninteractive
-    $sudo apt-get update -qq
-    if [ ! -e /usr/sbin/policy-rc.d ]; then
-        printf '#!/bin/sh\nexit 101\n' | $sudo tee /usr/sbin/policy-rc.d >/dev/null
-        $sudo chmod +x /usr/sbin/policy-rc.d
-        trap '$sudo rm -f /usr/sbin/policy-rc.d' EXIT
-    fi
-    $sudo apt-get install -y -qq --no-install-recommends -t "$codename-backports" valkey-server >/dev/null
+    apt_install -t "$codename-backports" valkey-server
 fi
 
 if $with_moto && ! python3 -c "import moto.server, flask, flask_cors" 2>/dev/null; then

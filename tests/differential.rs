@@ -10,6 +10,7 @@
 
 mod common;
 
+use common::rng::Rng;
 use common::*;
 use redis_auth_proxy::resp::encode_request;
 use std::io::{Read, Write};
@@ -20,28 +21,6 @@ use std::net::{SocketAddr, TcpStream};
 /// authenticated, as `nopass` does directly; a direct server with `requirepass` would instead
 /// close a client that RESET logs out with more than 1 KiB of replies unsent.
 const PASSWORD: &str = "any-password";
-
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-
-    fn text(&mut self, max: usize) -> String {
-        let len = self.below(max + 1);
-        (0..len)
-            .map(|_| char::from(b'a' + self.below(26) as u8))
-            .collect()
-    }
-}
 
 fn req(words: &[&str]) -> Vec<u8> {
     let args: Vec<&[u8]> = words.iter().map(|w| w.as_bytes()).collect();

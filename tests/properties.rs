@@ -3,30 +3,12 @@
 //! seeded, so a failure names the seed that reproduces it. What the connection forwards for
 //! any split is a property of the real core, tested in `src/connection/tests/model.rs`.
 
+mod common;
+
+use common::rng::Rng;
 use redis_auth_proxy::resp::encode_request;
 use redis_auth_proxy::resp::reply::{ReplyScanner, Scan};
 use redis_auth_proxy::resp::request::{Command, RequestScanner, Step};
-
-/// xorshift64*: small, fast, reproducible.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-
-    fn bytes(&mut self, max: usize) -> Vec<u8> {
-        let len = self.below(max + 1);
-        (0..len).map(|_| self.next() as u8).collect()
-    }
-}
 
 /// Scans `input` in the given chunks, keeping what the scanner has not consumed, and returns
 /// the bytes it passes through (HELLO's rewritten) and the requests found, or the error.

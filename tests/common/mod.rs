@@ -5,6 +5,8 @@
 
 #![allow(dead_code)]
 
+pub mod rng;
+
 use redis_auth_proxy::config::{Config, Flags};
 use redis_auth_proxy::listener::ListenAddr;
 use std::io::{Read, Write};
