@@ -43,6 +43,18 @@ pub struct Context {
     pub client_passwords: Option<Arc<ClientPasswords>>,
     /// `--idle-timeout`.
     pub idle_timeout: Option<Duration>,
+    /// `--upstream-reuse`: hand the upstream connection back when the client leaves owing
+    /// nothing.
+    pub reuse: bool,
+}
+
+/// How a connection ended.
+pub(crate) enum Ended<U> {
+    /// Both sides are closed, or closing.
+    Closed,
+    /// The client left owing nothing: the upstream connection, and what was read from it and
+    /// not yet used, for `reuse`.
+    HandedBack { upstream: U, unread: BytesMut },
 }
 
 /// Forwards between the client's two halves and the authenticated `upstream` until either side
@@ -52,7 +64,7 @@ pub(crate) async fn run<R, W, U>(
     client_w: W,
     upstream: U,
     ctx: &Context,
-) -> Result<(), ConnError>
+) -> Result<Ended<U>, ConnError>
 where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
@@ -85,8 +97,14 @@ where
     };
     loop {
         match std::future::poll_fn(|cx| io.poll_turn(&mut conn, cx)).await {
-            Turn::Done(result) => return result,
+            Turn::Done(result) => return result.map(|()| Ended::Closed),
             Turn::Reauthenticate => io.reauthenticate(&mut conn).await,
+            Turn::HandBack => {
+                return Ok(Ended::HandedBack {
+                    upstream: io.upstream,
+                    unread: io.from_server,
+                });
+            }
         }
     }
 }
@@ -95,6 +113,8 @@ where
 enum Turn {
     /// RESET took effect: authenticate again, then go on.
     Reauthenticate,
+    /// The client left owing nothing and the route reuses connections.
+    HandBack,
     Done(Result<(), ConnError>),
 }
 
@@ -142,9 +162,17 @@ where
                 return Poll::Ready(Turn::Reauthenticate);
             }
             if self.client_eof && !self.upstream_shut && self.to_server.is_empty() {
-                // The client is done sending: pass that on and let the replies owed arrive.
-                if Pin::new(&mut self.upstream).poll_shutdown(cx).is_ready() {
+                if self.ctx.reuse && conn.reusable() {
+                    if self.to_client.is_empty() {
+                        let _ = ready!(Pin::new(&mut self.client_w).poll_shutdown(cx));
+                        return Poll::Ready(Turn::HandBack);
+                    }
+                } else if Pin::new(&mut self.upstream).poll_shutdown(cx).is_ready() {
+                    // The client is done sending: pass that on and let the replies owed arrive.
                     self.upstream_shut = true;
+                    if self.ctx.reuse {
+                        self.ctx.metrics.not_reused("owed");
+                    }
                 }
             }
             let moved = match self.poll_reads(conn, cx) {

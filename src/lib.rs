@@ -35,6 +35,7 @@ pub mod listener;
 pub mod metrics;
 pub(crate) mod pool;
 pub mod resp;
+pub(crate) mod reuse;
 pub mod secret;
 pub(crate) mod server;
 pub mod token;

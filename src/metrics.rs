@@ -32,6 +32,8 @@ pub const BUILD_INFO: &str = "redis_auth_proxy_build_info";
 pub const POOL_READY: &str = "redis_auth_proxy_upstream_pool_ready";
 pub const POOL_TAKES: &str = "redis_auth_proxy_upstream_pool_takes_total";
 pub const POOL_EVICTIONS: &str = "redis_auth_proxy_upstream_pool_evictions_total";
+pub const REUSES: &str = "redis_auth_proxy_upstream_reuses_total";
+pub const NOT_REUSED: &str = "redis_auth_proxy_upstream_not_reused_total";
 
 /// Installs the process-wide Prometheus recorder once and returns its handle.
 pub fn install() -> &'static PrometheusHandle {
@@ -127,6 +129,14 @@ fn describe() {
         "New clients served from the upstream pool (hit) or not (miss), by route."
     );
     describe_counter!(
+        REUSES,
+        "With --upstream-reuse: connections a client left that were reset for the next one, by route and result (reused; failed: RESET or AUTH did not succeed; pool_full: closed instead)."
+    );
+    describe_counter!(
+        NOT_REUSED,
+        "With --upstream-reuse: connections closed when their client left instead of being reset, by route and reason (owed: a reply was owed or replies were not counted; error: the connection ended in an error; too_old: older than --upstream-pool-max-age)."
+    );
+    describe_counter!(
         POOL_EVICTIONS,
         "Pooled connections thrown away, by route and reason (stale: too old or made with replaced tokens; closed: the server closed it)."
     );
@@ -214,6 +224,16 @@ impl RouteMetrics {
 
     pub fn client_auth(&self, result: &'static str) {
         counter!(CLIENT_AUTH, "route" => self.route.clone(), "result" => result).increment(1);
+    }
+
+    /// With `--upstream-reuse`: a connection a client left, reset for the next one or not.
+    pub fn reused(&self, result: &'static str) {
+        counter!(REUSES, "route" => self.route.clone(), "result" => result).increment(1);
+    }
+
+    /// With `--upstream-reuse`: a connection closed when its client left, and why.
+    pub fn not_reused(&self, reason: &'static str) {
+        counter!(NOT_REUSED, "route" => self.route.clone(), "reason" => reason).increment(1);
     }
 
     pub fn intercepted(&self, command: &'static str) {

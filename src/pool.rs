@@ -4,12 +4,14 @@
 //! A pooled connection is handed out only while it is younger than `--upstream-pool-max-age`,
 //! was authenticated with the tokens now in the store, and has not been closed by the server
 //! (a non-blocking peek at the socket just before it is handed out). A background task keeps the pool
-//! full and replaces what ages out.
+//! full and replaces what ages out. With `--upstream-reuse` the connections out with clients
+//! count as the pool's (`Lease`): they come back when their clients leave (`reuse`).
 
 use crate::metrics::pool as metrics;
 use crate::upstream::UpstreamStream;
 use std::collections::VecDeque;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 
@@ -25,8 +27,22 @@ pub struct Pool {
     pub max_age: Duration,
     route: String,
     idle: Mutex<VecDeque<Ready>>,
+    /// With `--upstream-reuse`: connections serving a client now, expected back when it leaves;
+    /// the filler does not replace them.
+    out: AtomicUsize,
     /// Wakes the filler when a connection was taken or thrown away.
     pub(crate) wanted: Notify,
+}
+
+/// A connection serving a client of a route that reuses connections; counted as the pool's
+/// until dropped.
+pub(crate) struct Lease<'a>(&'a Pool);
+
+impl Drop for Lease<'_> {
+    fn drop(&mut self) {
+        self.0.out.fetch_sub(1, Ordering::AcqRel);
+        self.0.wanted.notify_one();
+    }
 }
 
 impl Pool {
@@ -36,18 +52,20 @@ impl Pool {
             max_age,
             route: route.to_owned(),
             idle: Mutex::new(VecDeque::with_capacity(size)),
+            out: AtomicUsize::new(0),
             wanted: Notify::new(),
         }
     }
 
-    /// A usable connection, if one is ready. Stale or closed ones are dropped on the way.
-    pub fn take(&self, token_version: u64) -> Option<UpstreamStream> {
+    /// A usable connection and when it was made, if one is ready. Stale or closed ones are
+    /// dropped on the way.
+    pub fn take(&self, token_version: u64) -> Option<(UpstreamStream, Instant)> {
         let found = loop {
             let Some(mut ready) = self.idle.lock().expect("pool lock").pop_front() else {
                 break None;
             };
             match self.problem(&mut ready, token_version) {
-                None => break Some(ready.stream),
+                None => break Some((ready.stream, ready.born)),
                 Some(reason) => metrics::evicted(&self.route, reason),
             }
         };
@@ -57,15 +75,38 @@ impl Pool {
         found
     }
 
-    /// Adds a freshly authenticated connection.
+    /// Counts a connection serving a client as the pool's until the lease is dropped.
+    pub(crate) fn lease(&self) -> Lease<'_> {
+        self.out.fetch_add(1, Ordering::AcqRel);
+        Lease(self)
+    }
+
+    /// Adds a freshly authenticated connection, unless the pool is full.
     pub fn put(&self, stream: UpstreamStream, token_version: u64) {
-        let ready = Ready {
-            stream,
-            born: Instant::now(),
-            token_version,
-        };
-        self.idle.lock().expect("pool lock").push_back(ready);
+        let _ = self.put_back(stream, token_version, Instant::now());
+    }
+
+    /// Adds an authenticated connection made at `born`, unless the pool is full: then it is
+    /// given back, to be closed.
+    pub fn put_back(
+        &self,
+        stream: UpstreamStream,
+        token_version: u64,
+        born: Instant,
+    ) -> Result<(), UpstreamStream> {
+        {
+            let mut idle = self.idle.lock().expect("pool lock");
+            if idle.len() >= self.size {
+                return Err(stream);
+            }
+            idle.push_back(Ready {
+                stream,
+                born,
+                token_version,
+            });
+        }
         self.publish();
+        Ok(())
     }
 
     /// How many more connections the pool wants, after dropping the stale ones.
@@ -80,7 +121,8 @@ impl Pool {
                 }
                 !stale
             });
-            self.size.saturating_sub(idle.len())
+            let out = self.out.load(Ordering::Acquire);
+            self.size.saturating_sub(idle.len() + out)
         };
         self.publish();
         missing

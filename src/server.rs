@@ -72,17 +72,18 @@ impl RouteRuntime {
                 metrics,
                 client_passwords,
                 idle_timeout: config.idle_timeout,
+                reuse: config.upstream_reuse,
             },
             health,
         }
     }
 
-    fn metrics(&self) -> &RouteMetrics {
+    pub(crate) fn metrics(&self) -> &RouteMetrics {
         &self.forward.metrics
     }
 
     /// Connects to the server and authenticates: one usable upstream connection.
-    async fn open_upstream(&self) -> Result<UpstreamStream, ConnError> {
+    pub(crate) async fn open_upstream(&self) -> Result<UpstreamStream, ConnError> {
         let ctx = &self.forward;
         let mut upstream = self.connector.connect().await?;
         let slot = handshake::authenticate(
@@ -235,16 +236,37 @@ async fn handle(client: ClientStream, route: &RouteRuntime) {
 
 async fn proxy(mut client: ClientStream, route: &RouteRuntime) -> Result<(), ConnError> {
     match reach_upstream(route).await {
-        Ok(upstream) => match &mut client {
-            ClientStream::Tcp(stream) => {
-                let (r, w) = stream.split();
-                forward::run(r, w, upstream, &route.forward).await
+        Ok((upstream, born)) => {
+            let _lease = route
+                .pool
+                .as_ref()
+                .filter(|_| route.forward.reuse)
+                .map(|pool| pool.lease());
+            let ended = match &mut client {
+                ClientStream::Tcp(stream) => {
+                    let (r, w) = stream.split();
+                    forward::run(r, w, upstream, &route.forward).await
+                }
+                ClientStream::Unix(stream) => {
+                    let (r, w) = stream.split();
+                    forward::run(r, w, upstream, &route.forward).await
+                }
+            };
+            drop(client);
+            match ended {
+                Ok(forward::Ended::Closed) => Ok(()),
+                Ok(forward::Ended::HandedBack { upstream, unread }) => {
+                    crate::reuse::recycle(route, upstream, unread, born).await;
+                    Ok(())
+                }
+                Err(error) => {
+                    if route.forward.reuse {
+                        route.metrics().not_reused("error");
+                    }
+                    Err(error)
+                }
             }
-            ClientStream::Unix(stream) => {
-                let (r, w) = stream.split();
-                forward::run(r, w, upstream, &route.forward).await
-            }
-        },
+        }
         Err(error) => {
             if let Some(reply) = error.outcome().reply {
                 refuse_client(&mut client, &reply).await;
@@ -254,8 +276,9 @@ async fn proxy(mut client: ClientStream, route: &RouteRuntime) -> Result<(), Con
     }
 }
 
-/// Connects and authenticates, recording how long it took or at which stage it failed.
-async fn reach_upstream(route: &RouteRuntime) -> Result<UpstreamStream, ConnError> {
+/// Connects and authenticates, recording how long it took or at which stage it failed; returns
+/// the connection and when it was made.
+async fn reach_upstream(route: &RouteRuntime) -> Result<(UpstreamStream, Instant), ConnError> {
     if let Some(pool) = &route.pool
         && let Some(ready) = pool.take(route.forward.store.version())
     {
@@ -263,7 +286,7 @@ async fn reach_upstream(route: &RouteRuntime) -> Result<UpstreamStream, ConnErro
         return Ok(ready);
     }
     let started = Instant::now();
-    let reached = route.open_upstream().await;
+    let reached = route.open_upstream().await.map(|stream| (stream, started));
     let metrics = route.metrics();
     match &reached {
         Ok(_) => {

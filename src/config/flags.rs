@@ -162,6 +162,13 @@ pub struct Flags {
         value_name = "DURATION"
     )]
     pub upstream_pool_max_age: Option<String>,
+    /// When a client leaves owing nothing, reset its upstream connection (RESET, then the
+    /// proxy's AUTH) and put it back in the pool for the next client, instead of closing it:
+    /// for applications that connect per request. Needs --upstream-pool-size; the next client
+    /// sees the same CLIENT ID [default: false].
+    #[arg(long, env = "REDIS_AUTH_PROXY_UPSTREAM_REUSE", value_name = "BOOL", num_args = 0..=1,
+          default_missing_value = "true", value_parser = clap::builder::BoolishValueParser::new())]
+    pub upstream_reuse: Option<bool>,
     /// Allow a listener on a non-loopback address without --client-password-file. Anyone who
     /// can reach it uses the proxy's token, so this is refused unless spelled out.
     #[arg(long, env = "REDIS_AUTH_PROXY_ALLOW_REMOTE_CLIENTS", value_name = "BOOL", num_args = 0..=1,

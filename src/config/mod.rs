@@ -63,6 +63,8 @@ pub struct Config {
     pub worker_threads: Option<u32>,
     pub upstream_pool_size: u32,
     pub upstream_pool_max_age: Duration,
+    /// `--upstream-reuse`.
+    pub upstream_reuse: bool,
     /// `None` for `--admin-listen off`.
     pub admin_listen: Option<SocketAddr>,
     pub ready_requires_upstream: bool,

@@ -81,6 +81,13 @@ impl Merger<'_> {
             self.errors
                 .push("--upstream-pool-max-age: must be at least 1s".into());
         }
+        let upstream_reuse = self.s.upstream_reuse.unwrap_or(false);
+        if upstream_reuse && upstream_pool_size == 0 {
+            self.errors.push(
+                "--upstream-reuse: needs --upstream-pool-size (the pool holds the connections reused)"
+                    .into(),
+            );
+        }
         let worker_threads = self.s.worker_threads;
         if worker_threads == Some(0) || worker_threads.is_some_and(|n| n > 1024) {
             self.errors
@@ -91,6 +98,7 @@ impl Merger<'_> {
             worker_threads,
             upstream_pool_size,
             upstream_pool_max_age,
+            upstream_reuse,
             routes,
             token: token?,
             token_refresh_interval,

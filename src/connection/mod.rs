@@ -249,6 +249,17 @@ impl<'a> Connection<'a> {
             && self.awaiting.is_none()
     }
 
+    /// Whether the upstream connection could serve another client once this one has left:
+    /// every request answered and counted, none cut short, nothing held, no error. RESET then
+    /// clears what the client left behind.
+    pub fn reusable(&self) -> bool {
+        self.owes_nothing()
+            && self.requests.at_boundary()
+            && self.replies.at_boundary()
+            && !self.requests_done
+            && self.outcome.is_none()
+    }
+
     /// The connection is to close once the client has what was queued for it; taken once.
     pub fn take_outcome(&mut self) -> Option<Result<(), ConnError>> {
         self.outcome.take()

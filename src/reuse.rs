@@ -1,0 +1,156 @@
+//! `--upstream-reuse`: a connection whose client left owing nothing is reset for the next
+//! client instead of closed, as pgbouncer resets a server connection between clients.
+//!
+//! RESET clears the database, RESP version, name, MULTI/WATCH, subscriptions, tracking and
+//! CLIENT REPLY state, and logs the connection out; then the proxy's own AUTH goes alone, as at
+//! connect. RESET leaves `CLIENT NO-EVICT` (Redis 7.0 and later) and `CLIENT NO-TOUCH` (7.2,
+//! Valkey) as they were, so both are turned off (a server without NO-TOUCH answers an error,
+//! which is fine: nothing to undo). Anything unexpected closes the connection instead.
+
+use crate::error::ConnError;
+use crate::handshake::{AuthTarget, authenticate_buffered};
+use crate::resp::encode_request;
+use crate::resp::reply::{FrameKind, ReplyScanner, Scan};
+use crate::server::RouteRuntime;
+use crate::upstream::UpstreamStream;
+use bytes::BytesMut;
+use std::time::Instant;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tracing::debug;
+
+/// The longest reply read while resetting; real ones are one short line.
+const MAX_REPLY: usize = 4096;
+
+/// Resets `upstream` and puts it back in the route's pool, or closes it.
+pub(crate) async fn recycle(
+    route: &RouteRuntime,
+    mut upstream: UpstreamStream,
+    mut unread: BytesMut,
+    born: Instant,
+) {
+    let metrics = route.metrics();
+    let Some(pool) = &route.pool else { return };
+    if born.elapsed() > pool.max_age {
+        metrics.not_reused("too_old");
+        return;
+    }
+    let version = route.forward.store.version();
+    match reset(route, &mut upstream, &mut unread).await {
+        Ok(()) if unread.is_empty() => match pool.put_back(upstream, version, born) {
+            Ok(()) => {
+                debug!("Reset the upstream connection for the next client");
+                metrics.reused("reused");
+            }
+            Err(_closed) => {
+                debug!("The pool is full; closing the upstream connection");
+                metrics.reused("pool_full");
+            }
+        },
+        Ok(()) => {
+            debug!("Unexpected bytes after resetting; closing the upstream connection");
+            metrics.reused("failed");
+        }
+        Err(error) => {
+            debug!(%error, "Could not reset the upstream connection; closing it");
+            metrics.reused("failed");
+        }
+    }
+}
+
+async fn reset(
+    route: &RouteRuntime,
+    upstream: &mut UpstreamStream,
+    unread: &mut BytesMut,
+) -> Result<(), ConnError> {
+    let ctx = &route.forward;
+    let reply = exchange(ctx, upstream, &[b"RESET"], unread).await?;
+    if reply != b"+RESET\r\n" {
+        return Err(unexpected(ctx, "RESET"));
+    }
+    let target = AuthTarget {
+        store: &ctx.store,
+        username: ctx.username.as_deref(),
+        upstream: &ctx.upstream,
+        timeout: ctx.auth_timeout,
+        metrics: Some(&ctx.metrics),
+    };
+    authenticate_buffered(upstream, unread, &target).await?;
+    let reply = exchange(ctx, upstream, &[b"CLIENT", b"NO-EVICT", b"off"], unread).await?;
+    if reply != b"+OK\r\n" {
+        return Err(unexpected(ctx, "CLIENT NO-EVICT off"));
+    }
+    let reply = exchange(ctx, upstream, &[b"CLIENT", b"NO-TOUCH", b"off"], unread).await?;
+    if !(reply == b"+OK\r\n" || reply.starts_with(b"-ERR")) {
+        return Err(unexpected(ctx, "CLIENT NO-TOUCH off"));
+    }
+    Ok(())
+}
+
+fn unexpected(ctx: &crate::forward::Context, what: &str) -> ConnError {
+    ConnError::AuthFailed {
+        upstream: ctx.upstream.clone(),
+        reply: format!("resetting for reuse: unexpected reply to {what}"),
+    }
+}
+
+/// `command`, within `--auth-timeout`.
+async fn exchange(
+    ctx: &crate::forward::Context,
+    upstream: &mut UpstreamStream,
+    args: &[&[u8]],
+    unread: &mut BytesMut,
+) -> Result<Vec<u8>, ConnError> {
+    tokio::time::timeout(ctx.auth_timeout, command(upstream, args, unread))
+        .await
+        .map_err(|_| ConnError::Timeout {
+            stage: crate::error::Stage::Auth,
+            after: ctx.auth_timeout,
+            upstream: ctx.upstream.clone(),
+        })?
+}
+
+/// Sends one command and returns its reply, skipping RESP3 pushes the server sent before it
+/// (a tracking invalidation the client left behind).
+async fn command(
+    upstream: &mut UpstreamStream,
+    args: &[&[u8]],
+    unread: &mut BytesMut,
+) -> Result<Vec<u8>, ConnError> {
+    upstream
+        .write_all(&encode_request(args))
+        .await
+        .map_err(ConnError::UpstreamIo)?;
+    upstream.flush().await.map_err(ConnError::UpstreamIo)?;
+    let mut scanner = ReplyScanner::new();
+    let mut scanned = 0;
+    loop {
+        while scanned < unread.len() {
+            match scanner.scan(&unread[scanned..])? {
+                Scan::Partial => scanned = unread.len(),
+                Scan::End { len, kind } => {
+                    let frame = unread.split_to(scanned + len);
+                    scanned = 0;
+                    if kind == FrameKind::Reply {
+                        return Ok(frame.to_vec());
+                    }
+                }
+            }
+        }
+        if unread.len() > MAX_REPLY {
+            return Err(ConnError::UpstreamIo(
+                std::io::ErrorKind::InvalidData.into(),
+            ));
+        }
+        unread.reserve(512);
+        if upstream
+            .read_buf(unread)
+            .await
+            .map_err(ConnError::UpstreamIo)?
+            == 0
+        {
+            return Err(ConnError::UpstreamIo(
+                std::io::ErrorKind::UnexpectedEof.into(),
+            ));
+        }
+    }
+}
