@@ -63,8 +63,8 @@ async fn reset(
     unread: &mut BytesMut,
 ) -> Result<(), ConnError> {
     let ctx = &route.forward;
-    let reply = exchange(ctx, upstream, &[b"RESET"], unread).await?;
-    if reply != b"+RESET\r\n" {
+    let reply = exchange(ctx, upstream, &[&[b"RESET"]], unread).await?;
+    if reply[0] != b"+RESET\r\n" {
         return Err(unexpected(ctx, "RESET"));
     }
     let target = AuthTarget {
@@ -75,13 +75,18 @@ async fn reset(
         metrics: Some(&ctx.metrics),
     };
     authenticate_buffered(upstream, unread, &target).await?;
-    let reply = exchange(ctx, upstream, &[b"CLIENT", b"NO-EVICT", b"off"], unread).await?;
-    if reply != b"+OK\r\n" {
-        return Err(unexpected(ctx, "CLIENT NO-EVICT off"));
-    }
-    let reply = exchange(ctx, upstream, &[b"CLIENT", b"NO-TOUCH", b"off"], unread).await?;
-    if !(reply == b"+OK\r\n" || reply.starts_with(b"-ERR")) {
-        return Err(unexpected(ctx, "CLIENT NO-TOUCH off"));
+    // What RESET leaves as it was, undone in one round trip. Servers older than a command
+    // answer an error for it, which leaves nothing to undo; NO-EVICT exists since 7.0.
+    let undo: [&[&[u8]]; 4] = [
+        &[b"CLIENT", b"NO-EVICT", b"off"],
+        &[b"CLIENT", b"NO-TOUCH", b"off"],
+        &[b"CLIENT", b"SETINFO", b"LIB-NAME", b""],
+        &[b"CLIENT", b"SETINFO", b"LIB-VER", b""],
+    ];
+    let replies = exchange(ctx, upstream, &undo, unread).await?;
+    let ok = |reply: &[u8]| reply == b"+OK\r\n";
+    if !ok(&replies[0]) || !replies[1..].iter().all(|r| ok(r) || r.starts_with(b"-ERR")) {
+        return Err(unexpected(ctx, "CLIENT NO-EVICT, NO-TOUCH or SETINFO"));
     }
     Ok(())
 }
@@ -93,14 +98,14 @@ fn unexpected(ctx: &crate::forward::Context, what: &str) -> ConnError {
     }
 }
 
-/// `command`, within `--auth-timeout`.
+/// `commands`, within `--auth-timeout`.
 async fn exchange(
     ctx: &crate::forward::Context,
     upstream: &mut UpstreamStream,
-    args: &[&[u8]],
+    commands: &[&[&[u8]]],
     unread: &mut BytesMut,
-) -> Result<Vec<u8>, ConnError> {
-    tokio::time::timeout(ctx.auth_timeout, command(upstream, args, unread))
+) -> Result<Vec<Vec<u8>>, ConnError> {
+    tokio::time::timeout(ctx.auth_timeout, pipeline(upstream, commands, unread))
         .await
         .map_err(|_| ConnError::Timeout {
             stage: crate::error::Stage::Auth,
@@ -109,18 +114,31 @@ async fn exchange(
         })?
 }
 
-/// Sends one command and returns its reply, skipping RESP3 pushes the server sent before it
-/// (a tracking invalidation the client left behind).
-async fn command(
+/// Sends commands in one write and returns their replies, skipping RESP3 pushes the server
+/// sent before them (a tracking invalidation the client left behind).
+async fn pipeline(
     upstream: &mut UpstreamStream,
-    args: &[&[u8]],
+    commands: &[&[&[u8]]],
     unread: &mut BytesMut,
-) -> Result<Vec<u8>, ConnError> {
+) -> Result<Vec<Vec<u8>>, ConnError> {
+    let bytes: Vec<u8> = commands
+        .iter()
+        .flat_map(|args| encode_request(args))
+        .collect();
     upstream
-        .write_all(&encode_request(args))
+        .write_all(&bytes)
         .await
         .map_err(ConnError::UpstreamIo)?;
     upstream.flush().await.map_err(ConnError::UpstreamIo)?;
+    let mut replies = Vec::with_capacity(commands.len());
+    while replies.len() < commands.len() {
+        replies.push(reply(upstream, unread).await?);
+    }
+    Ok(replies)
+}
+
+/// Reads the next reply, skipping pushes.
+async fn reply(upstream: &mut UpstreamStream, unread: &mut BytesMut) -> Result<Vec<u8>, ConnError> {
     let mut scanner = ReplyScanner::new();
     let mut scanned = 0;
     loop {

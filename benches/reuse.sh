@@ -1,0 +1,96 @@
+#!/usr/bin/env bash
+# Connection-per-request benchmark for --upstream-reuse: haproxy (TCP mode, TLS toward the
+# server, the client sending the token), redis-auth-proxy as by default, and redis-auth-proxy with
+# --upstream-reuse, side by side in one run against one TLS redis-server with a token.
+# `redis-benchmark -k 0 -c 50 -t ping_mbulk` opens a new connection for every request; the
+# table gives the rate and the server's CPU per client connection (from /proc/PID/stat).
+#
+# Usage: benches/reuse.sh [REPEATS] (default 3). Everything stays on 127.0.0.1.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+# shellcheck source=scripts/lib.sh
+source scripts/lib.sh
+
+repeats="${1:-3}"
+requests="${BENCH_REQUESTS:-6000}"
+scripts/install-deps.sh haproxy
+cargo build --release --quiet
+proxy_bin="$PWD/target/release/redis-auth-proxy"
+use_work_dir rap-bench-reuse
+make_certs "$work"
+token="bench-$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+printf '%s\n' "$token" > "$work/token"
+
+redis_port="$(free_port)"
+redis-server --port 0 --tls-port "$redis_port" --bind 127.0.0.1 \
+    --tls-cert-file "$work/redis.crt" --tls-key-file "$work/redis.key" \
+    --tls-ca-cert-file "$work/ca.crt" --tls-auth-clients no --maxclients 20000 \
+    --requirepass "$token" --save "" --appendonly no --dir "$work" --logfile "$work/redis.log" &
+redis_pid=$!
+pids+=($redis_pid)
+wait_for redis redis-cli --tls --cacert "$work/ca.crt" -h localhost -p "$redis_port" \
+    --user default --pass "$token" --no-auth-warning PING
+
+haproxy_port="$(free_port)"
+cat > "$work/haproxy.cfg" <<CFG
+global
+    maxconn 9000
+defaults
+    mode tcp
+    timeout connect 5s
+    timeout client 1h
+    timeout server 1h
+frontend redis
+    bind 127.0.0.1:$haproxy_port
+    default_backend tls_redis
+backend tls_redis
+    server r1 127.0.0.1:$redis_port ssl verify required ca-file $work/ca.crt sni str(localhost) verifyhost localhost
+CFG
+haproxy -f "$work/haproxy.cfg" -db &
+pids+=($!)
+start_proxy() {
+    local port="$1"; shift
+    "$proxy_bin" --listen "127.0.0.1:$port" --upstream "127.0.0.1:$redis_port" \
+        --tls-server-name localhost --tls-ca-file "$work/ca.crt" --token-file "$work/token" \
+        --admin-listen off --log-level warn "$@" &
+    pids+=($!)
+}
+proxy_port="$(free_port)"
+start_proxy "$proxy_port"
+reuse_port="$(free_port)"
+start_proxy "$reuse_port" --upstream-reuse --upstream-pool-size "${BENCH_POOL:-128}"
+wait_for haproxy redis-cli -p "$haproxy_port" -a "$token" --no-auth-warning PING
+wait_for redis-auth-proxy redis-cli -p "$proxy_port" PING
+wait_for "redis-auth-proxy (reuse)" redis-cli -p "$reuse_port" PING
+
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+hz="$(getconf CLK_TCK)"
+results="$work/results.tsv"
+for rep in $(seq 1 "$repeats"); do
+    for target in haproxy proxy reuse; do
+        case "$target" in
+            haproxy) args=(-p "$haproxy_port" -a "$token") ;;
+            proxy) args=(-p "$proxy_port") ;;
+            reuse) args=(-p "$reuse_port") ;;
+        esac
+        before="$(cpu_ticks "$redis_pid")"
+        rps="$(redis-benchmark -h 127.0.0.1 "${args[@]}" -k 0 -c 50 -n "$requests" -t ping_mbulk --csv 2>/dev/null \
+            | grep -v '^"test"' | cut -d, -f2 | tr -d '"')"
+        after="$(cpu_ticks "$redis_pid")"
+        python3 -c "print('$target\t$rep\t$rps\t%.1f' % (($after - $before) / $hz / $requests * 1e6))" >> "$results"
+    done
+done
+python3 - "$results" <<'PY'
+import statistics, sys, collections
+rows = collections.defaultdict(list)
+for line in open(sys.argv[1]):
+    target, rep, rps, cpu = line.split("\t")
+    rows[target].append((float(rps), float(cpu)))
+med = {t: (statistics.median(r for r, _ in v), statistics.median(c for _, c in v)) for t, v in rows.items()}
+h = med["haproxy"]
+print("| new connection per request (`-k 0 -c 50`, PING) | connections/s | / haproxy | server CPU per connection | / haproxy |")
+print("|---|---|---|---|---|")
+for t, name in [("haproxy", "haproxy"), ("proxy", "redis-auth-proxy"), ("reuse", "redis-auth-proxy --upstream-reuse")]:
+    r, c = med[t]
+    print(f"| {name} | {r:,.0f} | {r / h[0]:.2f} | {c:.0f} µs | {c / h[1]:.2f} |")
+PY
