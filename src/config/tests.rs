@@ -105,3 +105,18 @@ fn two_token_sources_are_refused() {
         "{message}"
     );
 }
+
+#[test]
+fn upstream_reuse_needs_a_pool_to_hold_the_connections() {
+    let reuse = Flags {
+        upstream_reuse: Some(true),
+        ..flags()
+    };
+    let error = Config::from_flags(&reuse).unwrap_err().to_string();
+    assert!(error.contains("--upstream-reuse: needs --upstream-pool-size"), "{error}");
+    let with_pool = Flags {
+        upstream_pool_size: Some(8),
+        ..reuse
+    };
+    assert!(Config::from_flags(&with_pool).unwrap().upstream_reuse);
+}
