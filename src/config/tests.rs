@@ -113,7 +113,10 @@ fn upstream_reuse_needs_a_pool_to_hold_the_connections() {
         ..flags()
     };
     let error = Config::from_flags(&reuse).unwrap_err().to_string();
-    assert!(error.contains("--upstream-reuse: needs --upstream-pool-size"), "{error}");
+    assert!(
+        error.contains("--upstream-reuse: needs --upstream-pool-size"),
+        "{error}"
+    );
     let with_pool = Flags {
         upstream_pool_size: Some(8),
         ..reuse
