@@ -67,30 +67,38 @@ cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 hz="$(getconf CLK_TCK)"
 results="$work/results.tsv"
 for rep in $(seq 1 "$repeats"); do
+  for workload in ping p2; do
     for target in haproxy proxy reuse; do
         case "$target" in
             haproxy) args=(-p "$haproxy_port" -a "$token") ;;
             proxy) args=(-p "$proxy_port") ;;
             reuse) args=(-p "$reuse_port") ;;
         esac
+        # ping: one command per connection; p2: two (SET, SET: what a PHP request might do).
+        case "$workload" in
+            ping) shape=(-t ping_mbulk); per=1 ;;
+            p2) shape=(-t set -P 2); per=2 ;;
+        esac
         before="$(cpu_ticks "$redis_pid")"
-        rps="$(redis-benchmark -h 127.0.0.1 "${args[@]}" -k 0 -c 50 -n "$requests" -t ping_mbulk --csv 2>/dev/null \
+        rps="$(redis-benchmark -h 127.0.0.1 "${args[@]}" -k 0 -c 50 -n "$requests" "${shape[@]}" --csv 2>/dev/null \
             | grep -v '^"test"' | cut -d, -f2 | tr -d '"')"
         after="$(cpu_ticks "$redis_pid")"
-        python3 -c "print('$target\t$rep\t$rps\t%.1f' % (($after - $before) / $hz / $requests * 1e6))" >> "$results"
+        python3 -c "print('$workload\t$target\t$rep\t%.1f\t%.1f' % ($rps / $per, ($after - $before) / $hz / ($requests / $per) * 1e6))" >> "$results"
     done
+  done
 done
 python3 - "$results" <<'PY'
 import statistics, sys, collections
 rows = collections.defaultdict(list)
 for line in open(sys.argv[1]):
-    target, rep, rps, cpu = line.split("\t")
-    rows[target].append((float(rps), float(cpu)))
-med = {t: (statistics.median(r for r, _ in v), statistics.median(c for _, c in v)) for t, v in rows.items()}
-h = med["haproxy"]
-print("| new connection per request (`-k 0 -c 50`, PING) | connections/s | / haproxy | server CPU per connection | / haproxy |")
-print("|---|---|---|---|---|")
-for t, name in [("haproxy", "haproxy"), ("proxy", "redis-auth-proxy"), ("reuse", "redis-auth-proxy --upstream-reuse")]:
-    r, c = med[t]
-    print(f"| {name} | {r:,.0f} | {r / h[0]:.2f} | {c:.0f} µs | {c / h[1]:.2f} |")
+    workload, target, rep, conns, cpu = line.split("\t")
+    rows[(workload, target)].append((float(conns), float(cpu)))
+med = {k: (statistics.median(r for r, _ in v), statistics.median(c for _, c in v)) for k, v in rows.items()}
+print("| workload (`-k 0 -c 50`: a new connection each time) | target | connections/s | / haproxy | server CPU per connection | / haproxy |")
+print("|---|---|---|---|---|---|")
+for workload, title in [("ping", "one PING per connection"), ("p2", "two SETs per connection (`-P 2`)")]:
+    h = med[(workload, "haproxy")]
+    for t, name in [("haproxy", "haproxy"), ("proxy", "redis-auth-proxy"), ("reuse", "redis-auth-proxy --upstream-reuse")]:
+        r, c = med[(workload, t)]
+        print(f"| {title} | {name} | {r:,.0f} | {r / h[0]:.2f} | {c:.0f} µs | {c / h[1]:.2f} |")
 PY

@@ -52,9 +52,13 @@ pub struct Context {
 pub(crate) enum Ended<U> {
     /// Both sides are closed, or closing.
     Closed,
-    /// The client left owing nothing: the upstream connection, and what was read from it and
-    /// not yet used, for `reuse`.
-    HandedBack { upstream: U, unread: BytesMut },
+    /// The client left owing nothing: the upstream connection, what was read from it and not
+    /// yet used, and whether the client set state RESET leaves as it is, for `reuse`.
+    HandedBack {
+        upstream: U,
+        unread: BytesMut,
+        sticky_state: bool,
+    },
 }
 
 /// Forwards between the client's two halves and the authenticated `upstream` until either side
@@ -103,6 +107,7 @@ where
                 return Ok(Ended::HandedBack {
                     upstream: io.upstream,
                     unread: io.from_server,
+                    sticky_state: conn.left_sticky_state(),
                 });
             }
         }

@@ -3,8 +3,9 @@
 //!
 //! RESET clears the database, RESP version, name, MULTI/WATCH, subscriptions, tracking and
 //! CLIENT REPLY state, and logs the connection out; then the proxy's own AUTH goes alone, as at
-//! connect. RESET leaves `CLIENT NO-EVICT` (Redis 7.0 and later) and `CLIENT NO-TOUCH` (7.2,
-//! Valkey) as they were, so both are turned off (a server without NO-TOUCH answers an error,
+//! connect. RESET leaves `CLIENT NO-EVICT` (Redis 7.0 and later), `CLIENT NO-TOUCH` and the
+//! `CLIENT SETINFO` library name and version (7.2, Valkey) as they were: when the client set any
+//! of them, all are undone in one round trip (a server without a command answers an error,
 //! which is fine: nothing to undo). Anything unexpected closes the connection instead.
 
 use crate::error::ConnError;
@@ -27,6 +28,7 @@ pub(crate) async fn recycle(
     mut upstream: UpstreamStream,
     mut unread: BytesMut,
     born: Instant,
+    sticky_state: bool,
 ) {
     let metrics = route.metrics();
     let Some(pool) = &route.pool else { return };
@@ -35,7 +37,7 @@ pub(crate) async fn recycle(
         return;
     }
     let version = route.forward.store.version();
-    match reset(route, &mut upstream, &mut unread).await {
+    match reset(route, &mut upstream, &mut unread, sticky_state).await {
         Ok(()) if unread.is_empty() => match pool.put_back(upstream, version, born) {
             Ok(()) => {
                 debug!("Reset the upstream connection for the next client");
@@ -61,6 +63,7 @@ async fn reset(
     route: &RouteRuntime,
     upstream: &mut UpstreamStream,
     unread: &mut BytesMut,
+    sticky_state: bool,
 ) -> Result<(), ConnError> {
     let ctx = &route.forward;
     let reply = exchange(ctx, upstream, &[&[b"RESET"]], unread).await?;
@@ -75,6 +78,9 @@ async fn reset(
         metrics: Some(&ctx.metrics),
     };
     authenticate_buffered(upstream, unread, &target).await?;
+    if !sticky_state {
+        return Ok(());
+    }
     // What RESET leaves as it was, undone in one round trip. Servers older than a command
     // answer an error for it, which leaves nothing to undo; NO-EVICT exists since 7.0.
     let undo: [&[&[u8]]; 4] = [

@@ -255,8 +255,12 @@ async fn proxy(mut client: ClientStream, route: &RouteRuntime) -> Result<(), Con
             drop(client);
             match ended {
                 Ok(forward::Ended::Closed) => Ok(()),
-                Ok(forward::Ended::HandedBack { upstream, unread }) => {
-                    crate::reuse::recycle(route, upstream, unread, born).await;
+                Ok(forward::Ended::HandedBack {
+                    upstream,
+                    unread,
+                    sticky_state,
+                }) => {
+                    crate::reuse::recycle(route, upstream, unread, born, sticky_state).await;
                     Ok(())
                 }
                 Err(error) => {

@@ -176,6 +176,8 @@ pub struct Connection<'a> {
     skip_next: bool,
     /// The last request forwarded was CLIENT CACHING, whose flag the next command consumes.
     caching_next: bool,
+    /// CLIENT NO-EVICT, NO-TOUCH or SETINFO was forwarded: state RESET does not clear.
+    sticky_state: bool,
     /// No more requests are read: QUIT was sent, or a malformed request was found.
     requests_done: bool,
     /// The current reply frame's fate and what was kept of it.
@@ -211,6 +213,7 @@ impl<'a> Connection<'a> {
             replies_suppressed: false,
             skip_next: false,
             caching_next: false,
+            sticky_state: false,
             requests_done: false,
             frame: replies::Frame::default(),
             after_attribute: false,
@@ -258,6 +261,12 @@ impl<'a> Connection<'a> {
             && self.replies.at_boundary()
             && !self.requests_done
             && self.outcome.is_none()
+    }
+
+    /// Whether the client set state that RESET leaves as it is (CLIENT NO-EVICT, NO-TOUCH,
+    /// SETINFO), which reuse must undo.
+    pub fn left_sticky_state(&self) -> bool {
+        self.sticky_state
     }
 
     /// The connection is to close once the client has what was queued for it; taken once.

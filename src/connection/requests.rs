@@ -146,6 +146,7 @@ impl Connection<'_> {
                 self.replies_suppressed = *mode != ReplyMode::On;
                 self.skip_next = *mode == ReplyMode::Skip;
             }
+            Command::ClientSticky => self.sticky_state = true,
             Command::Multi => self.in_multi = true,
             Command::EndMulti => self.in_multi = false,
             Command::Quit => self.quitting = true,

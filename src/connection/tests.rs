@@ -434,3 +434,12 @@ fn discard_with_an_argument_does_not_end_multi() {
         "still inside MULTI: the server queues the proxy's AUTH"
     );
 }
+
+#[test]
+fn state_that_reset_keeps_is_noted_for_reuse_to_undo() {
+    let mut wire = Wire::new();
+    wire.client_sends(&req(&["CLIENT", "SETNAME", "app"]));
+    assert!(!wire.conn.left_sticky_state(), "RESET clears the name");
+    wire.client_sends(&req(&["CLIENT", "NO-EVICT", "on"]));
+    assert!(wire.conn.left_sticky_state());
+}

@@ -53,6 +53,8 @@ pub enum Command {
     ClientReply(ReplyMode),
     /// `CLIENT CACHING yes|no`: applies to the next command the server runs.
     ClientCaching,
+    /// `CLIENT NO-EVICT`, `NO-TOUCH` or `SETINFO`: state that RESET leaves as it is.
+    ClientSticky,
     /// `SYNC` or `PSYNC`: the server answers with a replication stream, which is not RESP.
     Replicate,
 }
@@ -414,6 +416,12 @@ fn classify_by_args(args: &[&[u8]]) -> Command {
         })
     } else if is(name, "CLIENT") && args.get(1).is_some_and(|sub| is(sub, "CACHING")) {
         Command::ClientCaching
+    } else if is(name, "CLIENT")
+        && args
+            .get(1)
+            .is_some_and(|sub| is(sub, "NO-EVICT") || is(sub, "NO-TOUCH") || is(sub, "SETINFO"))
+    {
+        Command::ClientSticky
     } else if is(name, "CLIENT") && args.get(1).is_some_and(|sub| is(sub, "REPLY")) {
         Command::ClientReply(match args.get(2) {
             Some(mode) if is(mode, "OFF") => ReplyMode::Off,
