@@ -48,6 +48,19 @@ pub struct Context {
     pub reuse: bool,
 }
 
+impl Context {
+    /// Who the proxy authenticates as on this route, against what, within what time.
+    pub(crate) fn auth_target(&self) -> AuthTarget<'_> {
+        AuthTarget {
+            store: &self.store,
+            username: self.username.as_deref(),
+            upstream: &self.upstream,
+            timeout: self.auth_timeout,
+            metrics: Some(&self.metrics),
+        }
+    }
+}
+
 /// How a connection ended.
 pub(crate) enum Ended<U> {
     /// Both sides are closed, or closing.
@@ -314,13 +327,7 @@ where
     /// Authenticates again after RESET; the connection owes the client nothing meanwhile.
     async fn reauthenticate(&mut self, conn: &mut Connection<'_>) {
         let ctx = self.ctx;
-        let target = AuthTarget {
-            store: &ctx.store,
-            username: ctx.username.as_deref(),
-            upstream: &ctx.upstream,
-            timeout: ctx.auth_timeout,
-            metrics: Some(&ctx.metrics),
-        };
+        let target = ctx.auth_target();
         let result =
             match authenticate_buffered(&mut self.upstream, &mut self.from_server, &target).await {
                 Ok(slot) => {

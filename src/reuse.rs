@@ -9,7 +9,7 @@
 //! which is fine: nothing to undo). Anything unexpected closes the connection instead.
 
 use crate::error::ConnError;
-use crate::handshake::{AuthTarget, authenticate_buffered};
+use crate::handshake::authenticate_buffered;
 use crate::resp::encode_request;
 use crate::resp::reply::{FrameKind, ReplyScanner, Scan};
 use crate::server::RouteRuntime;
@@ -70,14 +70,7 @@ async fn reset(
     if reply[0] != b"+RESET\r\n" {
         return Err(unexpected(ctx, "RESET"));
     }
-    let target = AuthTarget {
-        store: &ctx.store,
-        username: ctx.username.as_deref(),
-        upstream: &ctx.upstream,
-        timeout: ctx.auth_timeout,
-        metrics: Some(&ctx.metrics),
-    };
-    authenticate_buffered(upstream, unread, &target).await?;
+    authenticate_buffered(upstream, unread, &ctx.auth_target()).await?;
     if !sticky_state {
         return Ok(());
     }
