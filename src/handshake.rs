@@ -9,7 +9,7 @@
 use crate::error::{ConnError, Stage};
 use crate::metrics::RouteMetrics;
 use crate::resp::encode_request;
-use crate::resp::reply::{ReplyScanner, Scan};
+use crate::resp::reply::{FrameKind, ReplyScanner, Scan};
 use crate::token::{Credentials, Slot, TokenStore};
 use bytes::BytesMut;
 use secrecy::zeroize::Zeroizing;
@@ -222,7 +222,7 @@ where
     unreachable!("attempt order always holds the current slot")
 }
 
-/// Writes one command and reads exactly one reply frame, leaving any later bytes in `buf`.
+/// Writes one command and reads its reply, leaving any later bytes in `buf`.
 pub(crate) async fn exchange<S>(
     stream: &mut S,
     command: &[u8],
@@ -237,16 +237,34 @@ where
         .await
         .map_err(ConnError::UpstreamIo)?;
     stream.flush().await.map_err(ConnError::UpstreamIo)?;
+    read_reply(stream, buf, upstream).await
+}
+
+/// Reads the next reply frame, skipping RESP3 pushes before it, and leaves any later bytes in
+/// `buf`. Replies the proxy waits for itself are one short line; a longer one is refused.
+pub(crate) async fn read_reply<S>(
+    stream: &mut S,
+    buf: &mut BytesMut,
+    upstream: &str,
+) -> Result<Vec<u8>, ConnError>
+where
+    S: AsyncRead + Unpin,
+{
     let mut scanner = ReplyScanner::new();
     let mut scanned = 0;
     loop {
-        if scanned < buf.len()
-            && let Scan::End { len, .. } = scanner.scan(&buf[scanned..])?
-        {
-            let frame = buf.split_to(scanned + len);
-            return Ok(frame.to_vec());
+        while scanned < buf.len() {
+            match scanner.scan(&buf[scanned..])? {
+                Scan::Partial => scanned = buf.len(),
+                Scan::End { len, kind } => {
+                    let frame = buf.split_to(scanned + len);
+                    scanned = 0;
+                    if kind == FrameKind::Reply {
+                        return Ok(frame.to_vec());
+                    }
+                }
+            }
         }
-        scanned = buf.len();
         if buf.len() > MAX_AUTH_REPLY {
             return Err(ConnError::AuthFailed {
                 upstream: upstream.to_owned(),

@@ -9,18 +9,14 @@
 //! which is fine: nothing to undo). Anything unexpected closes the connection instead.
 
 use crate::error::ConnError;
-use crate::handshake::authenticate_buffered;
+use crate::handshake::{authenticate_buffered, read_reply};
 use crate::resp::encode_request;
-use crate::resp::reply::{FrameKind, ReplyScanner, Scan};
 use crate::server::RouteRuntime;
 use crate::upstream::UpstreamStream;
 use bytes::BytesMut;
 use std::time::Instant;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tracing::debug;
-
-/// The longest reply read while resetting; real ones are one short line.
-const MAX_REPLY: usize = 4096;
 
 /// Resets `upstream` and puts it back in the route's pool, or closes it.
 pub(crate) async fn recycle(
@@ -104,19 +100,23 @@ async fn exchange(
     commands: &[&[&[u8]]],
     unread: &mut BytesMut,
 ) -> Result<Vec<Vec<u8>>, ConnError> {
-    tokio::time::timeout(ctx.auth_timeout, pipeline(upstream, commands, unread))
-        .await
-        .map_err(|_| ConnError::Timeout {
-            stage: crate::error::Stage::Auth,
-            after: ctx.auth_timeout,
-            upstream: ctx.upstream.clone(),
-        })?
+    tokio::time::timeout(
+        ctx.auth_timeout,
+        pipeline(upstream, &ctx.upstream, commands, unread),
+    )
+    .await
+    .map_err(|_| ConnError::Timeout {
+        stage: crate::error::Stage::Auth,
+        after: ctx.auth_timeout,
+        upstream: ctx.upstream.clone(),
+    })?
 }
 
 /// Sends commands in one write and returns their replies, skipping RESP3 pushes the server
 /// sent before them (a tracking invalidation the client left behind).
 async fn pipeline(
     upstream: &mut UpstreamStream,
+    upstream_name: &str,
     commands: &[&[&[u8]]],
     unread: &mut BytesMut,
 ) -> Result<Vec<Vec<u8>>, ConnError> {
@@ -131,43 +131,7 @@ async fn pipeline(
     upstream.flush().await.map_err(ConnError::UpstreamIo)?;
     let mut replies = Vec::with_capacity(commands.len());
     while replies.len() < commands.len() {
-        replies.push(reply(upstream, unread).await?);
+        replies.push(read_reply(upstream, unread, upstream_name).await?);
     }
     Ok(replies)
-}
-
-/// Reads the next reply, skipping pushes.
-async fn reply(upstream: &mut UpstreamStream, unread: &mut BytesMut) -> Result<Vec<u8>, ConnError> {
-    let mut scanner = ReplyScanner::new();
-    let mut scanned = 0;
-    loop {
-        while scanned < unread.len() {
-            match scanner.scan(&unread[scanned..])? {
-                Scan::Partial => scanned = unread.len(),
-                Scan::End { len, kind } => {
-                    let frame = unread.split_to(scanned + len);
-                    scanned = 0;
-                    if kind == FrameKind::Reply {
-                        return Ok(frame.to_vec());
-                    }
-                }
-            }
-        }
-        if unread.len() > MAX_REPLY {
-            return Err(ConnError::UpstreamIo(
-                std::io::ErrorKind::InvalidData.into(),
-            ));
-        }
-        unread.reserve(512);
-        if upstream
-            .read_buf(unread)
-            .await
-            .map_err(ConnError::UpstreamIo)?
-            == 0
-        {
-            return Err(ConnError::UpstreamIo(
-                std::io::ErrorKind::UnexpectedEof.into(),
-            ));
-        }
-    }
 }
