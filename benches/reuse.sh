@@ -22,30 +22,10 @@ token="bench-$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')"
 printf '%s\n' "$token" > "$work/token"
 
 redis_port="$(free_port)"
-redis-server --port 0 --tls-port "$redis_port" --bind 127.0.0.1 \
-    --tls-cert-file "$work/redis.crt" --tls-key-file "$work/redis.key" \
-    --tls-ca-cert-file "$work/ca.crt" --tls-auth-clients no --maxclients 20000 \
-    --requirepass "$token" --save "" --appendonly no --dir "$work" --logfile "$work/redis.log" &
-redis_pid=$!
-pids+=($redis_pid)
-wait_for redis redis-cli --tls --cacert "$work/ca.crt" -h localhost -p "$redis_port" \
-    --user default --pass "$token" --no-auth-warning PING
+start_tls_redis "$redis_port" --maxclients 20000
 
 haproxy_port="$(free_port)"
-cat > "$work/haproxy.cfg" <<CFG
-global
-    maxconn 9000
-defaults
-    mode tcp
-    timeout connect 5s
-    timeout client 1h
-    timeout server 1h
-frontend redis
-    bind 127.0.0.1:$haproxy_port
-    default_backend tls_redis
-backend tls_redis
-    server r1 127.0.0.1:$redis_port ssl verify required ca-file $work/ca.crt sni str(localhost) verifyhost localhost
-CFG
+haproxy_config "$haproxy_port" "$redis_port" > "$work/haproxy.cfg"
 haproxy -f "$work/haproxy.cfg" -db &
 pids+=($!)
 start_proxy() {

@@ -27,13 +27,7 @@ token="demo-$(head -c 18 /dev/urandom | od -An -tx1 | tr -d ' \n')"
 printf '%s\n' "$token" > "$work/token"
 chmod 600 "$work/token"
 redis_port="$(free_port)"
-redis-server --port 0 --tls-port "$redis_port" --bind 127.0.0.1 \
-    --tls-cert-file "$work/redis.crt" --tls-key-file "$work/redis.key" \
-    --tls-ca-cert-file "$work/ca.crt" --tls-auth-clients no \
-    --requirepass "$token" --save "" --appendonly no --dir "$work" --logfile "$work/redis.log" &
-pids+=($!)
-wait_for "redis-server" redis-cli --tls --cacert "$work/ca.crt" -h localhost -p "$redis_port" \
-    --user default --pass "$token" --no-auth-warning PING
+start_tls_redis "$redis_port"
 echo "redis-server is on localhost:$redis_port (TLS); the token is in $work/token"
 
 step "redis-auth-proxy: plain RESP on 127.0.0.1, TLS + AUTH upstream"

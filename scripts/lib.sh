@@ -1,4 +1,4 @@
-# Shell helpers shared by scripts/demo.sh and benches/e2e.sh. Source it; it defines functions
+# Shell helpers shared by scripts/demo.sh, scripts/redis-suite.sh and the benchmarks. Source it; it defines functions
 # only. Everything it starts stays on 127.0.0.1.
 
 # A loopback port nothing listens on right now.
@@ -34,6 +34,41 @@ make_certs() {
     printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\n' > "$dir/san.ext"
     openssl x509 -req -in "$dir/redis.csr" -CA "$dir/ca.crt" -CAkey "$dir/ca.key" -CAcreateserial \
         -days 1 -extfile "$dir/san.ext" -out "$dir/redis.crt" 2>/dev/null
+}
+
+# start_tls_redis PORT [REDIS-SERVER ARGS...]: a redis-server on 127.0.0.1:PORT with TLS only
+# (the certificates of make_certs in $work) and $token as its password; waits until it answers.
+# Its PID is added to $pids and left in $redis_pid.
+start_tls_redis() {
+    local port="$1"; shift
+    redis-server --port 0 --tls-port "$port" --bind 127.0.0.1 \
+        --tls-cert-file "$work/redis.crt" --tls-key-file "$work/redis.key" \
+        --tls-ca-cert-file "$work/ca.crt" --tls-auth-clients no \
+        --requirepass "$token" --save "" --appendonly no --dir "$work" \
+        --logfile "$work/redis.log" "$@" &
+    redis_pid=$!
+    pids+=("$redis_pid")
+    wait_for "redis-server" redis-cli --tls --cacert "$work/ca.crt" -h localhost -p "$port" \
+        --user default --pass "$token" --no-auth-warning PING
+}
+
+# haproxy_config PORT REDIS_PORT: haproxy in TCP mode on 127.0.0.1:PORT, originating TLS to the
+# server and verifying it for localhost, as the benchmarks compare it.
+haproxy_config() {
+    cat <<CFG
+global
+    maxconn 9000
+defaults
+    mode tcp
+    timeout connect 5s
+    timeout client 1h
+    timeout server 1h
+frontend redis
+    bind 127.0.0.1:$1
+    default_backend tls_redis
+backend tls_redis
+    server r1 127.0.0.1:$2 ssl verify required ca-file $work/ca.crt sni str(localhost) verifyhost localhost
+CFG
 }
 
 # use_work_dir PREFIX: makes a temporary directory $work; on exit every PID added to $pids is
