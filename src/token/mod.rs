@@ -6,6 +6,7 @@
 //! ElastiCache ROTATE window new connections do not each pay for a rejected AUTH first.
 
 mod aws;
+pub mod iam;
 mod env;
 mod file;
 mod parse;
