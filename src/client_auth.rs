@@ -61,6 +61,7 @@ impl ClientPasswords {
                 username: None,
                 current: crate::secret::Token::new(password.to_owned()),
                 previous: None,
+                expires: None,
             }),
         }
     }

@@ -14,10 +14,11 @@ const EXIT_CONFIG: u8 = 78;
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let command = cli.command.unwrap_or(CliCommand::Run(cli.flags));
-    if let CliCommand::Health(flags) = &command {
-        return health(flags);
-    }
-    let (CliCommand::Run(flags) | CliCommand::Check(flags) | CliCommand::Health(flags)) = &command;
+    let flags = match &command {
+        CliCommand::Health(flags) => return health(flags),
+        CliCommand::IamToken(flags) => return iam_token(flags),
+        CliCommand::Run(flags) | CliCommand::Check(flags) => flags,
+    };
     let config = match Config::from_flags(flags) {
         Ok(config) => config,
         Err(error) => {
@@ -120,6 +121,31 @@ fn health(flags: &Flags) -> ExitCode {
         }
         Err(reason) => {
             println!("{reason}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `iam-token`: print one IAM token on stdout; exit 1 if none can be signed.
+fn iam_token(flags: &Flags) -> ExitCode {
+    let source = match config::iam_source(flags) {
+        Ok(source) => source,
+        Err(error) => {
+            eprintln!("redis-auth-proxy: {error}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    match runtime.block_on(source.load(false)) {
+        Ok(credentials) => {
+            println!("{}", credentials.current.expose());
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("redis-auth-proxy iam-token: {error}");
             ExitCode::FAILURE
         }
     }

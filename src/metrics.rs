@@ -50,6 +50,7 @@ pub fn install() -> &'static PrometheusHandle {
             .install_recorder()
             .expect("the metrics recorder is installed once");
         describe();
+        iam::describe();
         gauge!(BUILD_INFO, "version" => env!("CARGO_PKG_VERSION")).set(1.0);
         handle
     })
@@ -106,7 +107,7 @@ fn describe() {
     );
     describe_counter!(
         TOKEN_RELOADS,
-        "Token source reads, by source (file, env, secretsmanager) and result (changed, unchanged, failed)."
+        "Token source reads, by source (file, env, secretsmanager, iam) and result (changed, unchanged, failed)."
     );
     describe_gauge!(
         TOKEN_LAST_CHANGE,
@@ -281,6 +282,8 @@ pub fn token_reload(source: &'static str, result: &'static str) {
     }
 }
 
+pub mod iam;
+
 /// The upstream connection pool (`--upstream-pool-size`).
 pub mod pool {
     use super::{POOL_EVICTIONS, POOL_READY, POOL_TAKES};
@@ -299,7 +302,7 @@ pub mod pool {
     }
 }
 
-fn unix_now() -> f64 {
+pub(crate) fn unix_now() -> f64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap_or(Duration::ZERO)

@@ -43,6 +43,10 @@ pub enum CliCommand {
     /// Validate the config, load the token, then connect, handshake, AUTH and PING every
     /// route's upstream once. Prints one line per route; exits 1 if any fails.
     Check(Flags),
+    /// Print one IAM token for the --iam-* settings and --username, for
+    /// `redis-cli --user USER --pass "$(redis-auth-proxy iam-token ...)"` or to check
+    /// permissions. Exits 1 if no token can be signed.
+    IamToken(Flags),
     /// Ask the local admin endpoint (--admin-listen) whether the proxy is ready: exit 0 if it
     /// is, 1 if not. For container health checks in images without curl.
     Health(Flags),
@@ -127,6 +131,43 @@ pub struct Flags {
     /// field is the ACL user when --username is not given.
     #[arg(long, env = "REDIS_AUTH_PROXY_TOKEN_JSON_KEY", value_name = "KEY")]
     pub token_json_key: Option<String>,
+    /// Authenticate with IAM tokens signed for this service: elasticache or memorydb. The
+    /// AWS credentials come from the SDK's default chain (environment, profile, IRSA web
+    /// identity, ECS task role or EKS Pod Identity, instance profile); --username is the IAM
+    /// user id. See docs/iam.md.
+    #[arg(long, env = "REDIS_AUTH_PROXY_IAM_SERVICE", value_name = "SERVICE")]
+    pub iam_service: Option<String>,
+    /// With --iam-service: the replication group id, Serverless cache name or MemoryDB cluster
+    /// name the token is for (lowercased).
+    #[arg(long, env = "REDIS_AUTH_PROXY_IAM_CACHE_NAME", value_name = "NAME")]
+    pub iam_cache_name: Option<String>,
+    /// With --iam-service elasticache: the cache is an ElastiCache Serverless cache
+    /// [default: false].
+    #[arg(long, env = "REDIS_AUTH_PROXY_IAM_SERVERLESS", value_name = "BOOL", num_args = 0..=1,
+          default_missing_value = "true", value_parser = clap::builder::BoolishValueParser::new())]
+    pub iam_serverless: Option<bool>,
+    /// With --iam-service: the cache's AWS region [default: the AWS configuration's region,
+    /// AWS_REGION or the profile's].
+    #[arg(long, env = "REDIS_AUTH_PROXY_IAM_REGION", value_name = "REGION")]
+    pub iam_region: Option<String>,
+    /// With --iam-service: authenticate each live upstream connection again this often, in
+    /// band, when it is quiet, so the server's cut of IAM connections does not come;
+    /// jittered down by up to 10% [default: 11h]. Must be below --iam-connection-lifetime.
+    #[arg(
+        long,
+        env = "REDIS_AUTH_PROXY_IAM_REAUTH_INTERVAL",
+        value_name = "DURATION"
+    )]
+    pub iam_reauth_interval: Option<String>,
+    /// With --iam-service: how long the server keeps an IAM connection after its last AUTH;
+    /// a connection that found no quiet moment to authenticate again is closed shortly before
+    /// [default: 12h, as ElastiCache and MemoryDB do].
+    #[arg(
+        long,
+        env = "REDIS_AUTH_PROXY_IAM_CONNECTION_LIFETIME",
+        value_name = "DURATION"
+    )]
+    pub iam_connection_lifetime: Option<String>,
     /// Time allowed for DNS, TCP connect and TLS handshake to the upstream [default: 5s].
     #[arg(
         long,

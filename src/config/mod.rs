@@ -8,11 +8,13 @@
 
 mod file;
 mod flags;
+mod iam;
 #[cfg(test)]
 mod tests;
 mod validate;
 
 pub use flags::{Cli, CliCommand, EXIT_CODES_HELP, Flags};
+pub use iam::iam_source;
 
 use crate::listener::ListenAddr;
 use crate::token::TokenSource;
@@ -49,6 +51,8 @@ pub struct Route {
 pub struct Config {
     pub routes: Vec<Route>,
     pub token: TokenSource,
+    /// With IAM: re-authenticating live connections before the server cuts them.
+    pub renewal: Option<Renewal>,
     /// How often a Secrets Manager source is re-read.
     pub token_refresh_interval: Duration,
     pub username: Option<String>,
@@ -74,6 +78,15 @@ pub struct Config {
     pub log_format: LogFormat,
 }
 
+/// `--iam-reauth-interval` and `--iam-connection-lifetime`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Renewal {
+    /// Authenticate a live connection again this often (less jitter), when it is quiet.
+    pub every: Duration,
+    /// The server drops a connection this long after its last AUTH.
+    pub lifetime: Duration,
+}
+
 /// How log lines are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LogFormat {
@@ -89,15 +102,7 @@ pub struct ConfigError(pub Vec<String>);
 impl Config {
     /// Merges flags (already merged with their environment twins by clap) with the file.
     pub fn from_flags(flags: &Flags) -> Result<Config, ConfigError> {
-        let mut errors = Vec::new();
-        let file = match &flags.config {
-            Some(path) => file::read_file(path).unwrap_or_else(|e| {
-                errors.push(e);
-                file::FileConfig::default()
-            }),
-            None => file::FileConfig::default(),
-        };
-        let merged = flags.clone().or(file.settings.clone());
+        let (merged, file, mut errors) = read(flags);
         let config = validate::Merger {
             s: &merged,
             flags,
@@ -111,6 +116,21 @@ impl Config {
             _ => Err(ConfigError(errors)),
         }
     }
+}
+
+/// Flags (already merged with their environment twins) over the config file's settings;
+/// a file that cannot be read is the first error.
+fn read(flags: &Flags) -> (Flags, file::FileConfig, Vec<String>) {
+    let mut errors = Vec::new();
+    let file = match &flags.config {
+        Some(path) => file::read_file(path).unwrap_or_else(|e| {
+            errors.push(e);
+            file::FileConfig::default()
+        }),
+        None => file::FileConfig::default(),
+    };
+    let merged = flags.clone().or(file.settings.clone());
+    (merged, file, errors)
 }
 
 /// `IP:PORT`, or `off` for no admin listener.

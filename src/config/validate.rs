@@ -20,6 +20,8 @@ pub(super) struct Merger<'a> {
 impl Merger<'_> {
     pub(super) fn merge(&mut self) -> Option<Config> {
         let token = self.token_source();
+        let iam = matches!(token, Some(TokenSource::Iam(_)));
+        let renewal = self.renewal(iam);
         let connect_timeout = self.duration(
             "--connect-timeout",
             self.s.connect_timeout.as_ref(),
@@ -101,6 +103,7 @@ impl Merger<'_> {
             upstream_reuse,
             routes,
             token: token?,
+            renewal,
             token_refresh_interval,
             username: self.s.username.clone(),
             connect_timeout,
@@ -209,11 +212,14 @@ impl Merger<'_> {
                 TokenSource::SecretsManager(SecretsManagerSource::new(id, json_key)),
             ));
         }
+        if let Some(source) = self.iam_source() {
+            chosen.push(("--iam-service", source));
+        }
         match chosen.len() {
             1 => chosen.pop().map(|(_, source)| source),
             0 => {
                 self.errors.push(
-                    "no token source: set --token-file, --token-env or --token-secret-id (or their REDIS_AUTH_PROXY_* variables, or [token] in --config)".into(),
+                    "no token source: set --token-file, --token-env, --token-secret-id or --iam-service (or their REDIS_AUTH_PROXY_* variables, or [token] in --config)".into(),
                 );
                 None
             }
@@ -385,7 +391,7 @@ impl Merger<'_> {
         })
     }
 
-    fn duration(&mut self, flag: &str, value: Option<&String>, default: Duration) -> Duration {
+    pub(super) fn duration(&mut self, flag: &str, value: Option<&String>, default: Duration) -> Duration {
         match value.map(|v| parse_duration(v)) {
             None => default,
             Some(Ok(d)) => d,

@@ -99,6 +99,19 @@ impl SecretsManagerSource {
 }
 
 async fn build_client(secret_id: &str) -> Client {
+    let sdk = sdk_config().await;
+    let mut config = aws_sdk_secretsmanager::config::Builder::from(&sdk);
+    if sdk.region().is_none()
+        && let Some(region) = region_from_arn(secret_id)
+    {
+        config = config.region(Region::new(region.to_owned()));
+    }
+    Client::from_conf(config.build())
+}
+
+/// The AWS SDK's configuration from the standard chain (credentials, region, endpoint URLs),
+/// with ring through rustls and timeouts on every call.
+pub(super) async fn sdk_config() -> aws_config::SdkConfig {
     use aws_smithy_http_client::tls::{Provider, rustls_provider::CryptoMode};
     let http = aws_smithy_http_client::Builder::new()
         .tls_provider(Provider::Rustls(CryptoMode::Ring))
@@ -108,18 +121,11 @@ async fn build_client(secret_id: &str) -> Client {
         .operation_attempt_timeout(Duration::from_secs(5))
         .operation_timeout(Duration::from_secs(15))
         .build();
-    let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
+    aws_config::defaults(aws_config::BehaviorVersion::latest())
         .http_client(http)
         .timeout_config(timeouts)
         .load()
-        .await;
-    let mut config = aws_sdk_secretsmanager::config::Builder::from(&sdk);
-    if sdk.region().is_none()
-        && let Some(region) = region_from_arn(secret_id)
-    {
-        config = config.region(Region::new(region.to_owned()));
-    }
-    Client::from_conf(config.build())
+        .await
 }
 
 /// `arn:aws:secretsmanager:<region>:<account>:secret:<name>` → `<region>`.

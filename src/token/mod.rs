@@ -14,6 +14,7 @@ pub mod refresh;
 
 pub use aws::SecretsManagerSource;
 pub use env::EnvSource;
+pub use iam::{IamSettings, IamSource};
 pub use file::{FileSource, read_credentials};
 pub use parse::parse_credentials;
 pub use refresh::Refresher;
@@ -34,6 +35,9 @@ pub struct Credentials {
     pub current: Token,
     /// The token before it, still valid during a ROTATE window.
     pub previous: Option<Token>,
+    /// When the current token stops working (an IAM token); `None` for tokens that do not
+    /// expire.
+    pub expires: Option<std::time::SystemTime>,
 }
 
 /// Which of the two stored tokens a connection used.
@@ -104,6 +108,7 @@ pub enum TokenSource {
     File(FileSource),
     Env(EnvSource),
     SecretsManager(SecretsManagerSource),
+    Iam(IamSource),
 }
 
 impl TokenSource {
@@ -113,6 +118,25 @@ impl TokenSource {
             TokenSource::File(source) => source.load().await,
             TokenSource::Env(source) => source.load(),
             TokenSource::SecretsManager(source) => source.load().await,
+            TokenSource::Iam(source) => source.load(false).await,
+        }
+    }
+
+    /// Reads the source after the server refused its tokens: an IAM source then fetches
+    /// credentials anew instead of signing with those it holds.
+    pub async fn load_fresh(&self) -> Result<Credentials, TokenError> {
+        match self {
+            TokenSource::Iam(source) => source.load(true).await,
+            other => other.load().await,
+        }
+    }
+
+    /// When the source wants reading next, if it decides that itself (IAM: before the token
+    /// or its credentials near their end); otherwise its `Polling` says.
+    pub fn due_in(&self) -> Option<Duration> {
+        match self {
+            TokenSource::Iam(source) => source.due_in(),
+            _ => None,
         }
     }
 
@@ -122,6 +146,7 @@ impl TokenSource {
             TokenSource::File(_) => "file",
             TokenSource::Env(_) => "env",
             TokenSource::SecretsManager(_) => "secretsmanager",
+            TokenSource::Iam(_) => "iam",
         }
     }
 
@@ -143,6 +168,12 @@ impl TokenSource {
                 confirm_changes: false,
                 remote: true,
             },
+            // Scheduled by `due_in`; `every` bounds the backoff after failures.
+            TokenSource::Iam(_) => refresh::Polling {
+                every: Some(iam::RESIGN_EVERY / 5),
+                confirm_changes: false,
+                remote: true,
+            },
         }
     }
 
@@ -152,6 +183,7 @@ impl TokenSource {
             TokenSource::File(source) => source.describe(),
             TokenSource::Env(source) => source.describe(),
             TokenSource::SecretsManager(source) => source.describe(),
+            TokenSource::Iam(source) => source.describe(),
         }
     }
 }
@@ -297,6 +329,7 @@ mod tests {
             username: None,
             current: Token::new(current.into()),
             previous: previous.map(|p| Token::new(p.into())),
+            expires: None,
         }
     }
 

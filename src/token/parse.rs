@@ -33,6 +33,7 @@ fn parse_lines(text: &str, source_name: &str) -> Result<Credentials, TokenError>
         username: None,
         current: Token::new(current.to_owned()),
         previous: previous.map(|p| Token::new(p.to_owned())),
+        expires: None,
     })
 }
 
@@ -74,6 +75,7 @@ fn parse_json(text: &str, key: &str, source_name: &str) -> Result<Credentials, T
         username,
         current: Token::new(token.to_owned()),
         previous: None,
+        expires: None,
     })
 }
 

@@ -104,10 +104,7 @@ impl Refresher {
 
     pub async fn run(mut self, stop: CancellationToken) {
         let target = Arc::clone(&self.target);
-        let mut next = self
-            .polling
-            .every
-            .map(|every| Instant::now() + self.delay(every));
+        let mut next = self.next_load();
         loop {
             let wake = async {
                 match next {
@@ -131,11 +128,17 @@ impl Refresher {
             }
             self.reload(trigger).await;
             target.finished();
-            next = self
-                .polling
-                .every
-                .map(|every| Instant::now() + self.delay(every));
+            next = self.next_load();
         }
+    }
+
+    /// When to load next: when the source says (IAM), unless failing; else on its schedule.
+    fn next_load(&mut self) -> Option<Instant> {
+        let wait = match self.source.due_in() {
+            Some(due) if self.failures == 0 => Some(due),
+            _ => self.polling.every.map(|every| self.delay(every)),
+        };
+        wait.map(|wait| Instant::now() + wait)
     }
 
     /// Keeps requested reloads at least `MIN_REQUESTED_GAP` apart.
@@ -164,7 +167,14 @@ impl Refresher {
     }
 
     async fn reload(&mut self, trigger: Trigger) {
-        let result = match tokio::time::timeout(LOAD_TIMEOUT, self.source.load()).await {
+        let source = &self.source;
+        let load = async move {
+            match trigger {
+                Trigger::Schedule => source.load().await,
+                Trigger::Request => source.load_fresh().await,
+            }
+        };
+        let result = match tokio::time::timeout(LOAD_TIMEOUT, load).await {
             Ok(result) => result,
             Err(_) => Err(TokenError::Timeout {
                 source_name: self.source.describe(),

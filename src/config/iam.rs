@@ -1,0 +1,120 @@
+//! The `--iam-*` settings: the token source they make, and the in-band re-authentication an
+//! IAM connection needs before the server's cut.
+
+use super::validate::Merger;
+use super::{ConfigError, Flags, Renewal};
+use crate::token::iam::Service;
+use crate::token::{IamSettings, IamSource, TokenSource};
+use std::time::Duration;
+
+const DEFAULT_REAUTH_INTERVAL: Duration = Duration::from_secs(11 * 3600);
+/// ElastiCache and MemoryDB disconnect an IAM connection 12 hours after its last AUTH.
+const DEFAULT_CONNECTION_LIFETIME: Duration = Duration::from_secs(12 * 3600);
+
+impl Merger<'_> {
+    /// The IAM token source, when `--iam-service` is set; its companions alone are an error.
+    pub(super) fn iam_source(&mut self) -> Option<TokenSource> {
+        let s = self.s;
+        let Some(service) = s.iam_service.as_deref() else {
+            let companions = [
+                ("--iam-cache-name", s.iam_cache_name.is_some()),
+                ("--iam-serverless", s.iam_serverless.is_some()),
+                ("--iam-region", s.iam_region.is_some()),
+                ("--iam-reauth-interval", s.iam_reauth_interval.is_some()),
+                ("--iam-connection-lifetime", s.iam_connection_lifetime.is_some()),
+            ];
+            for (flag, _) in companions.iter().filter(|(_, set)| *set) {
+                self.errors.push(format!("{flag}: needs --iam-service"));
+            }
+            return None;
+        };
+        let service = match service {
+            "elasticache" => Service::ElastiCache,
+            "memorydb" => Service::MemoryDb,
+            other => {
+                self.errors.push(format!(
+                    "--iam-service: expected elasticache or memorydb, got {other:?}"
+                ));
+                Service::ElastiCache
+            }
+        };
+        let cache_name = s.iam_cache_name.clone().unwrap_or_default();
+        if cache_name.is_empty() || cache_name.contains(['/', ':', ' ']) {
+            self.errors.push(
+                "--iam-cache-name: the replication group id, Serverless cache name or MemoryDB cluster name (no port, no scheme) is needed with --iam-service".into(),
+            );
+        }
+        let serverless = s.iam_serverless.unwrap_or(false);
+        if serverless && service == Service::MemoryDb {
+            self.errors
+                .push("--iam-serverless: only ElastiCache has Serverless caches".into());
+        }
+        let user_id = s.username.clone().unwrap_or_default();
+        if user_id.is_empty() {
+            self.errors
+                .push("--username: the IAM user id is needed with --iam-service".into());
+        } else if user_id != user_id.to_ascii_lowercase() {
+            self.errors.push(
+                "--username: IAM user ids are lowercase (ElastiCache and MemoryDB store them so)"
+                    .into(),
+            );
+        }
+        if s.token_json_key.is_some() {
+            self.errors
+                .push("--token-json-key: not used with --iam-service".into());
+        }
+        Some(TokenSource::Iam(IamSource::new(IamSettings {
+            service,
+            cache_name,
+            user_id,
+            serverless,
+            region: s.iam_region.clone().filter(|r| !r.is_empty()),
+        })))
+    }
+
+    /// How often IAM connections authenticate again, and the server's cut they must beat.
+    pub(super) fn renewal(&mut self, iam: bool) -> Option<Renewal> {
+        let interval = self.s.iam_reauth_interval.clone();
+        let lifetime = self.s.iam_connection_lifetime.clone();
+        let every = self.duration(
+            "--iam-reauth-interval",
+            interval.as_ref(),
+            DEFAULT_REAUTH_INTERVAL,
+        );
+        let lifetime = self.duration(
+            "--iam-connection-lifetime",
+            lifetime.as_ref(),
+            DEFAULT_CONNECTION_LIFETIME,
+        );
+        if every < Duration::from_secs(1) {
+            self.errors
+                .push("--iam-reauth-interval: must be at least 1s".into());
+        } else if every >= lifetime {
+            self.errors.push(
+                "--iam-reauth-interval: must be below --iam-connection-lifetime (12h by default)"
+                    .into(),
+            );
+        }
+        iam.then_some(Renewal { every, lifetime })
+    }
+}
+
+/// The IAM token source alone, for `iam-token`: the listeners and upstream are not needed.
+pub fn iam_source(flags: &Flags) -> Result<IamSource, ConfigError> {
+    let (merged, file, mut errors) = super::read(flags);
+    let source = Merger {
+        s: &merged,
+        flags,
+        file: &file.settings,
+        routes: &[],
+        errors: &mut errors,
+    }
+    .iam_source();
+    match source {
+        Some(TokenSource::Iam(source)) if errors.is_empty() => Ok(source),
+        None => Err(ConfigError(vec![
+            "--iam-service: needed by iam-token (with --iam-cache-name and --username)".into(),
+        ])),
+        _ => Err(ConfigError(errors)),
+    }
+}
