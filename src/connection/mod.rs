@@ -26,6 +26,7 @@
 //! `CLIENT REPLY SKIP`) says where RESET's effects end, and is kept from the client. After SYNC
 //! or PSYNC the replies are a replication stream and pass unscanned.
 
+mod renewal;
 mod replies;
 mod requests;
 #[cfg(test)]
@@ -132,6 +133,9 @@ enum Mark {
         error: ConnError,
         after_marker: bool,
     },
+    /// Reply `at` answers the proxy's own AUTH sent to renew an IAM connection: kept from the
+    /// client.
+    Renewal { at: u64 },
 }
 
 /// Where the connection waits on something other than the client's next request.
@@ -145,6 +149,9 @@ enum Awaiting {
     ResetReply,
     /// RESET took effect; the proxy must authenticate again before anything else is sent.
     Reauthentication,
+    /// The proxy's own AUTH renewing the connection was sent; the client's requests wait for
+    /// its reply.
+    Renewal,
 }
 
 /// One proxied connection's state, both directions.
@@ -189,6 +196,8 @@ pub struct Connection<'a> {
     marker: Option<Bytes>,
     /// Set once the connection is to close, after the client has what is queued for it.
     outcome: Option<Result<(), ConnError>>,
+    /// Whether the server accepted the last renewal AUTH, until taken.
+    renewed: Option<bool>,
 }
 
 impl<'a> Connection<'a> {
@@ -219,6 +228,7 @@ impl<'a> Connection<'a> {
             after_attribute: false,
             marker: None,
             outcome: None,
+            renewed: None,
         }
     }
 
@@ -233,7 +243,10 @@ impl<'a> Connection<'a> {
     /// Whether the client's requests wait on a reply still to come: the server must then be
     /// read even while the client is slow to take what it was sent, or neither would move.
     pub fn awaits_server(&self) -> bool {
-        matches!(self.awaiting, Some(Awaiting::ResetReply | Awaiting::Quiet))
+        matches!(
+            self.awaiting,
+            Some(Awaiting::ResetReply | Awaiting::Quiet | Awaiting::Renewal)
+        )
     }
 
     /// Whether the proxy must authenticate the connection again (after RESET) before going on;

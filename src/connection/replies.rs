@@ -22,6 +22,8 @@ enum Fate {
     ResetReply,
     /// Held back until it ends: it may be the error naming the marker command after RESET.
     MaybeMarker,
+    /// Kept from the client: it answers the proxy's AUTH renewing the connection.
+    Renewal,
 }
 
 /// The reply frame in progress: its fate, and what is kept of it to settle that.
@@ -50,7 +52,7 @@ impl Connection<'_> {
             }
             if self.replies.at_boundary() {
                 self.begin_frame(input[pos]);
-                if self.frame.fate == Fate::MaybeMarker {
+                if matches!(self.frame.fate, Fate::MaybeMarker | Fate::Renewal) {
                     actions.pass_to_client(pass_from..pos);
                 }
             }
@@ -126,7 +128,7 @@ impl Connection<'_> {
                 // Settled by the marker's error, in `end_frame`.
                 Mark::Fail { .. } => false,
                 // Settled by its reply, in `end_frame`.
-                Mark::Reset { .. } => false,
+                Mark::Reset { .. } | Mark::Renewal { .. } => false,
             };
             if !due {
                 return false;
@@ -141,7 +143,7 @@ impl Connection<'_> {
                     self.outcome = Some(Err(error));
                     return true;
                 }
-                Some(Mark::Reset { .. }) | None => return false,
+                Some(Mark::Reset { .. } | Mark::Renewal { .. }) | None => return false,
             }
         }
         false
@@ -161,6 +163,11 @@ impl Connection<'_> {
             {
                 Fate::ResetReply
             }
+            Some(Mark::Renewal { at })
+                if self.reply_mode == Replies::Counted && *at == self.answered =>
+            {
+                Fate::Renewal
+            }
             Some(Mark::Reset { marker: true, .. })
             | Some(Mark::Fail {
                 after_marker: true, ..
@@ -178,6 +185,13 @@ impl Connection<'_> {
                 self.frame
                     .head
                     .extend_from_slice(&bytes[..bytes.len().min(room)]);
+            }
+            Fate::Renewal => {
+                let room = b"+OK\r\n".len().saturating_sub(self.frame.head.len());
+                self.frame
+                    .head
+                    .extend_from_slice(&bytes[..bytes.len().min(room)]);
+                *pass_from = end;
             }
             Fate::MaybeMarker => {
                 self.frame.head.extend_from_slice(bytes);
@@ -223,6 +237,7 @@ impl Connection<'_> {
                 return;
             }
             Fate::MaybeMarker => actions.client.push(ToClient::Send(Bytes::from(head))),
+            Fate::Renewal => self.renewal_answered(head == b"+OK\r\n"),
         }
         if self.reply_mode == Replies::Counted {
             self.answered += 1;

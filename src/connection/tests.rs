@@ -4,6 +4,7 @@
 
 mod model;
 mod modes;
+mod renewal;
 
 use super::*;
 use crate::client_auth::{ClientPasswords, NOAUTH, WRONGPASS};
