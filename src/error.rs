@@ -71,6 +71,10 @@ pub enum ConnError {
     ClientWrongPassword,
     #[error("idle for {0:?} (--idle-timeout)")]
     IdleTimeout(Duration),
+    #[error(
+        "closed before the server's cut of IAM connections: never quiet long enough to authenticate again (--iam-connection-lifetime)"
+    )]
+    LifetimeReached,
 }
 
 /// What a failure means: the reply to send (if the client can still take one), a bounded label
@@ -127,6 +131,7 @@ impl ConnError {
             ConnError::UpstreamProtocol(_) => ("upstream_protocol", Level::WARN),
             ConnError::ClientWrongPassword => ("client_auth", Level::DEBUG),
             ConnError::IdleTimeout(_) => ("idle_timeout", Level::DEBUG),
+            ConnError::LifetimeReached => ("iam_lifetime", Level::WARN),
         };
         let reply = match self {
             // Protocol errors are worded exactly as Redis words them.
@@ -136,7 +141,10 @@ impl ConnError {
                 None
             }
             // Already answered in order (WRONGPASS), or closed silently as Redis's `timeout` does.
-            ConnError::ClientWrongPassword | ConnError::IdleTimeout(_) => None,
+            // The server would have closed it a little later, without a word either.
+            ConnError::ClientWrongPassword
+            | ConnError::IdleTimeout(_)
+            | ConnError::LifetimeReached => None,
             other => Some(format!("ERR redis-auth-proxy: {other}")),
         };
         Outcome {

@@ -9,6 +9,7 @@
 //! wait forever. Bytes passed on are slices of the buffer they were read into, never copies.
 
 mod outbox;
+mod timers;
 
 use crate::client_auth::ClientPasswords;
 use crate::connection::{Actions, Connection, Rules, ToClient, ToServer};
@@ -23,7 +24,7 @@ use std::sync::Arc;
 use std::task::{Context as TaskContext, Poll, ready};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::time::{Instant, Sleep};
+use timers::{Alarm, Idle, Renewer};
 use tokio_util::io::poll_read_buf;
 use tracing::{debug, warn};
 
@@ -46,6 +47,8 @@ pub struct Context {
     /// `--upstream-reuse`: hand the upstream connection back when the client leaves owing
     /// nothing.
     pub reuse: bool,
+    /// With IAM: authenticate live connections again before the server cuts them.
+    pub renewal: Option<crate::config::Renewal>,
 }
 
 impl Context {
@@ -75,12 +78,13 @@ pub(crate) enum Ended<U> {
 }
 
 /// Forwards between the client's two halves and the authenticated `upstream` until either side
-/// ends.
+/// ends. `authenticated_at`: when the server last accepted the proxy's AUTH on `upstream`.
 pub(crate) async fn run<R, W, U>(
     client_r: R,
     client_w: W,
     upstream: U,
     ctx: &Context,
+    authenticated_at: std::time::Instant,
 ) -> Result<Ended<U>, ConnError>
 where
     R: AsyncRead + Unpin,
@@ -111,6 +115,9 @@ where
         client_eof: false,
         upstream_shut: false,
         idle: ctx.idle_timeout.map(Idle::new),
+        renewer: ctx
+            .renewal
+            .map(|policy| Renewer::new(policy, authenticated_at.into())),
     };
     loop {
         match std::future::poll_fn(|cx| io.poll_turn(&mut conn, cx)).await {
@@ -152,6 +159,7 @@ struct Io<'c, R, W, U> {
     client_eof: bool,
     upstream_shut: bool,
     idle: Option<Idle>,
+    renewer: Option<Renewer>,
 }
 
 impl<R, W, U> Io<'_, R, W, U>
@@ -179,6 +187,9 @@ where
             if conn.needs_reauthentication() && self.to_server.is_empty() {
                 return Poll::Ready(Turn::Reauthenticate);
             }
+            if self.renew_if_due(conn) {
+                continue;
+            }
             if self.client_eof && !self.upstream_shut && self.to_server.is_empty() {
                 if self.ctx.reuse && conn.reusable() {
                     if self.to_client.is_empty() {
@@ -205,7 +216,14 @@ where
             {
                 return Poll::Ready(Turn::Done(Err(ConnError::IdleTimeout(idle.timeout))));
             }
-            return Poll::Pending;
+            match self.renewer.as_mut().and_then(|renewer| renewer.poll(cx)) {
+                Some(Alarm::Due) => continue,
+                Some(Alarm::Cut) => {
+                    self.ctx.metrics.closed_at_lifetime();
+                    return Poll::Ready(Turn::Done(Err(ConnError::LifetimeReached)));
+                }
+                None => return Poll::Pending,
+            }
         }
     }
 
@@ -260,6 +278,32 @@ where
             }
         }
         Ok(moved)
+    }
+
+    /// With IAM: settles a renewal answered, and starts one when due and the connection is
+    /// quiet with nothing left to write upstream. True if one was started.
+    fn renew_if_due(&mut self, conn: &mut Connection<'_>) -> bool {
+        let Some(renewer) = &mut self.renewer else {
+            return false;
+        };
+        if let Some(accepted) = conn.take_renewal() {
+            renewer.answered(accepted);
+            self.ctx.metrics.reauthenticated(accepted);
+            if !accepted {
+                warn!("The server refused the token renewing the connection; fetching a new one");
+                self.ctx.store.request_reload();
+            }
+        }
+        if !renewer.wants_renewal() || !self.to_server.is_empty() || conn.is_closing() {
+            return false;
+        }
+        self.actions.clear();
+        if !conn.renew(&mut self.actions) {
+            return false;
+        }
+        renewer.sent();
+        // Only `ToServer::Auth`, which cannot fail while the store holds a token.
+        self.queue(&Bytes::new()).is_ok()
     }
 
     fn wants_requests(&self, conn: &Connection<'_>) -> bool {
@@ -363,40 +407,5 @@ where
 fn reserve(buf: &mut BytesMut) {
     if buf.capacity() - buf.len() < READ_SIZE / 4 {
         buf.reserve(READ_SIZE);
-    }
-}
-
-/// `--idle-timeout`: when bytes last moved.
-struct Idle {
-    timeout: Duration,
-    last: Instant,
-    sleep: Pin<Box<Sleep>>,
-}
-
-impl Idle {
-    fn new(timeout: Duration) -> Self {
-        Idle {
-            timeout,
-            last: Instant::now(),
-            sleep: Box::pin(tokio::time::sleep(timeout)),
-        }
-    }
-
-    fn touch(&mut self) {
-        self.last = Instant::now();
-    }
-
-    /// True once idle for the timeout with nothing owed; Redis never times out a client that
-    /// awaits a reply (BLPOP) or is subscribed.
-    fn poll_expired(&mut self, cx: &mut TaskContext<'_>, owes_nothing: bool) -> bool {
-        while self.sleep.as_mut().poll(cx).is_ready() {
-            let idle_for = self.last.elapsed();
-            if idle_for >= self.timeout && owes_nothing {
-                return true;
-            }
-            let wait = self.timeout.checked_sub(idle_for).unwrap_or(self.timeout);
-            self.sleep.as_mut().reset(Instant::now() + wait);
-        }
-        false
     }
 }

@@ -6,6 +6,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
+use crate::token::TokenStore;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// How recent an upstream AUTH must be for `--ready-requires-upstream`.
@@ -28,6 +29,8 @@ pub struct Health {
     probes: OnceLock<Vec<Arc<dyn UpstreamProbe>>>,
     /// Unix millis of the last successful upstream AUTH, per route.
     last_auth: Vec<AtomicU64>,
+    /// The tokens, whose expiry (IAM) readiness checks.
+    store: OnceLock<Arc<TokenStore>>,
 }
 
 impl std::fmt::Debug for Health {
@@ -45,6 +48,7 @@ impl Health {
             starting_reason: Mutex::new("starting".into()),
             probes: OnceLock::new(),
             last_auth: (0..routes).map(|_| AtomicU64::new(0)).collect(),
+            store: OnceLock::new(),
         })
     }
 
@@ -53,10 +57,11 @@ impl Health {
     }
 
     /// Token loaded, listeners serving. `probes` (one per route) enable the upstream condition.
-    pub fn ready(&self, probes: Option<Vec<Arc<dyn UpstreamProbe>>>) {
+    pub fn ready(&self, store: Arc<TokenStore>, probes: Option<Vec<Arc<dyn UpstreamProbe>>>) {
         if let Some(probes) = probes {
             let _ = self.probes.set(probes);
         }
+        let _ = self.store.set(store);
         self.phase.store(READY, Ordering::Release);
     }
 
@@ -85,9 +90,27 @@ impl Health {
         if self.phase.load(Ordering::Acquire) == DRAINING {
             return Err("draining: shutting down".into());
         }
+        self.token_alive()?;
         match self.probes.get() {
             Some(probes) => self.upstream_fresh(probes).await,
             None => Ok(()),
+        }
+    }
+
+    /// A token that expires (IAM) must not have: it expires when no credentials could be had to
+    /// sign the next one.
+    fn token_alive(&self) -> Result<(), String> {
+        let expires = self
+            .store
+            .get()
+            .and_then(|store| store.credentials())
+            .and_then(|credentials| credentials.expires);
+        match expires {
+            Some(expires) if expires <= SystemTime::now() => Err(
+                "the IAM token expired and no new one could be signed (no AWS credentials: see the log)"
+                    .into(),
+            ),
+            _ => Ok(()),
         }
     }
 

@@ -330,7 +330,7 @@ impl Lifecycle {
                 .map(|route| Arc::clone(route) as Arc<dyn health::UpstreamProbe>)
                 .collect()
         });
-        self.health.ready(probes);
+        self.health.ready(Arc::clone(&store), probes);
         info!(token.source = config.token.kind(), token.from = %config.token.describe(), "Ready");
         tokio::select! {
             () = shutdown => info!("Shutdown signal received"),

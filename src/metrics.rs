@@ -237,6 +237,16 @@ impl RouteMetrics {
         counter!(NOT_REUSED, "route" => self.route.clone(), "reason" => reason).increment(1);
     }
 
+    /// With IAM: a live connection authenticated again in band, or refused.
+    pub fn reauthenticated(&self, accepted: bool) {
+        iam::reauthenticated(&self.route, if accepted { "ok" } else { "rejected" });
+    }
+
+    /// With IAM: a connection closed before the server's cut.
+    pub fn closed_at_lifetime(&self) {
+        iam::closed_at_lifetime(&self.route);
+    }
+
     pub fn intercepted(&self, command: &'static str) {
         counter!(INTERCEPTED, "route" => self.route.clone(), "command" => command).increment(1);
     }

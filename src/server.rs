@@ -59,6 +59,9 @@ impl RouteRuntime {
                 config.upstream_pool_max_age,
             )
         });
+        if config.renewal.is_some() {
+            crate::metrics::iam::register(&name);
+        }
         RouteRuntime {
             pool,
             index,
@@ -73,6 +76,7 @@ impl RouteRuntime {
                 client_passwords,
                 idle_timeout: config.idle_timeout,
                 reuse: config.upstream_reuse,
+                renewal: config.renewal,
             },
             health,
         }
@@ -245,11 +249,11 @@ async fn proxy(mut client: ClientStream, route: &RouteRuntime) -> Result<(), Con
             let ended = match &mut client {
                 ClientStream::Tcp(stream) => {
                     let (r, w) = stream.split();
-                    forward::run(r, w, upstream, &route.forward).await
+                    forward::run(r, w, upstream, &route.forward, born).await
                 }
                 ClientStream::Unix(stream) => {
                     let (r, w) = stream.split();
-                    forward::run(r, w, upstream, &route.forward).await
+                    forward::run(r, w, upstream, &route.forward, born).await
                 }
             };
             drop(client);
