@@ -2,11 +2,11 @@
 //! `--ready-requires-upstream`, whether every route authenticated upstream recently. `server`
 //! reports into it, `admin` reads it.
 
+use crate::token::TokenStore;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
-use crate::token::TokenStore;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// How recent an upstream AUTH must be for `--ready-requires-upstream`.

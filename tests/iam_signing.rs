@@ -93,7 +93,10 @@ fn tokens_match_botocore_for_elasticache_serverless_memorydb_and_a_session_token
     }
     drop(stdin);
     let output = python.wait_with_output().unwrap();
-    assert!(output.status.success(), "presign.py failed (is botocore installed?)");
+    assert!(
+        output.status.success(),
+        "presign.py failed (is botocore installed?)"
+    );
     let theirs: Vec<String> = String::from_utf8(output.stdout)
         .unwrap()
         .lines()
@@ -108,8 +111,13 @@ fn tokens_match_botocore_for_elasticache_serverless_memorydb_and_a_session_token
             None,
             "test",
         );
-        let request =
-            TokenRequest::new(case.service, case.cache, case.user, case.serverless, case.region);
+        let request = TokenRequest::new(
+            case.service,
+            case.cache,
+            case.user,
+            case.serverless,
+            case.region,
+        );
         let time = SystemTime::UNIX_EPOCH + Duration::from_secs(case.time);
         let ours = request.sign(&credentials, time).unwrap();
         // Parameter order may differ between implementations; names, values and the

@@ -21,7 +21,10 @@ impl Merger<'_> {
                 ("--iam-serverless", s.iam_serverless.is_some()),
                 ("--iam-region", s.iam_region.is_some()),
                 ("--iam-reauth-interval", s.iam_reauth_interval.is_some()),
-                ("--iam-connection-lifetime", s.iam_connection_lifetime.is_some()),
+                (
+                    "--iam-connection-lifetime",
+                    s.iam_connection_lifetime.is_some(),
+                ),
             ];
             for (flag, _) in companions.iter().filter(|(_, set)| *set) {
                 self.errors.push(format!("{flag}: needs --iam-service"));

@@ -391,7 +391,12 @@ impl Merger<'_> {
         })
     }
 
-    pub(super) fn duration(&mut self, flag: &str, value: Option<&String>, default: Duration) -> Duration {
+    pub(super) fn duration(
+        &mut self,
+        flag: &str,
+        value: Option<&String>,
+        default: Duration,
+    ) -> Duration {
         match value.map(|v| parse_duration(v)) {
             None => default,
             Some(Ok(d)) => d,

@@ -6,16 +6,16 @@
 //! ElastiCache ROTATE window new connections do not each pay for a rejected AUTH first.
 
 mod aws;
-pub mod iam;
 mod env;
 mod file;
+pub mod iam;
 mod parse;
 pub mod refresh;
 
 pub use aws::SecretsManagerSource;
 pub use env::EnvSource;
-pub use iam::{IamSettings, IamSource};
 pub use file::{FileSource, read_credentials};
+pub use iam::{IamSettings, IamSource};
 pub use parse::parse_credentials;
 pub use refresh::Refresher;
 

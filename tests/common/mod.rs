@@ -5,6 +5,7 @@
 
 #![allow(dead_code)]
 
+pub mod iam;
 pub mod rng;
 
 use redis_auth_proxy::config::{Config, Flags};
@@ -724,7 +725,12 @@ pub struct ProxyProcess {
 impl ProxyProcess {
     /// Starts the proxy toward `redis`'s TLS port with `args` added, and waits until it is ready.
     pub fn start(redis: &RedisServer, args: &[&str], env: &[(&str, String)]) -> Self {
-        let proxy = Self::spawn(redis, args, env);
+        Self::start_to(&redis.tls_addr(), args, env)
+    }
+
+    /// Starts the proxy toward `upstream` (HOST:PORT, TLS) and waits until it is ready.
+    pub fn start_to(upstream: &str, args: &[&str], env: &[(&str, String)]) -> Self {
+        let proxy = Self::spawn_to(upstream, args, env);
         eventually("the proxy is ready", || proxy.log().contains("Ready"));
         proxy
     }
@@ -734,8 +740,12 @@ impl ProxyProcess {
     /// the log). Ports come from `free_port`, so another test may take one first: then it
     /// tries again with new ports.
     pub fn spawn(redis: &RedisServer, args: &[&str], env: &[(&str, String)]) -> Self {
+        Self::spawn_to(&redis.tls_addr(), args, env)
+    }
+
+    pub fn spawn_to(upstream: &str, args: &[&str], env: &[(&str, String)]) -> Self {
         for _ in 0..5 {
-            let mut proxy = Self::spawn_once(redis, args, env);
+            let mut proxy = Self::spawn_once(upstream, args, env);
             let deadline = Instant::now() + PATIENCE;
             loop {
                 if proxy.log().contains("Admin endpoints listening") {
@@ -760,7 +770,7 @@ impl ProxyProcess {
         panic!("no free ports for the proxy after 5 tries");
     }
 
-    fn spawn_once(redis: &RedisServer, args: &[&str], env: &[(&str, String)]) -> Self {
+    fn spawn_once(upstream: &str, args: &[&str], env: &[(&str, String)]) -> Self {
         let dir = tempfile::Builder::new()
             .prefix("rap-proc-")
             .tempdir()
@@ -776,7 +786,7 @@ impl ProxyProcess {
             .arg("--admin-listen")
             .arg(format!("127.0.0.1:{admin}"))
             .arg("--upstream")
-            .arg(redis.tls_addr())
+            .arg(upstream)
             .arg("--tls-ca-file")
             .arg(&certs().ca)
             .args(args)

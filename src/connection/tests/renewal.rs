@@ -31,7 +31,11 @@ fn a_quiet_connection_is_renewed_and_the_client_sees_nothing_of_it() {
     assert_eq!(wire.conn.take_renewal(), Some(true));
     assert_eq!(wire.take_server(), set);
     wire.server_sends(b"+OK\r\n");
-    assert_eq!(wire.take_client(), b"+OK\r\n", "only SET's answer reaches the client");
+    assert_eq!(
+        wire.take_client(),
+        b"+OK\r\n",
+        "only SET's answer reaches the client"
+    );
     assert!(wire.conn.owes_nothing());
 }
 

@@ -105,7 +105,12 @@ impl IamSource {
         };
         let (credentials, fetched_at) = match (step, held_credentials) {
             (Step::Sign, Some(credentials)) => {
-                let fetched_at = self.state.lock().expect("iam state").held.map(|h| h.fetched_at);
+                let fetched_at = self
+                    .state
+                    .lock()
+                    .expect("iam state")
+                    .held
+                    .map(|h| h.fetched_at);
                 (credentials, fetched_at.unwrap_or(now))
             }
             _ => (self.fetch(aws).await?, now),

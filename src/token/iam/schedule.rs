@@ -63,7 +63,9 @@ impl Held {
         if let Some(fetch_at) = self.fetch_at() {
             at = at.min(fetch_at);
         }
-        at.duration_since(now).unwrap_or(Duration::ZERO).max(MIN_WAIT)
+        at.duration_since(now)
+            .unwrap_or(Duration::ZERO)
+            .max(MIN_WAIT)
     }
 }
 
@@ -151,7 +153,10 @@ mod tests {
                     }
                 }
                 let left = h.token_expires().duration_since(now).unwrap();
-                assert!(left >= secs(life / 2).min(FETCH_AHEAD), "life {life}: {left:?}");
+                assert!(
+                    left >= secs(life / 2).min(FETCH_AHEAD),
+                    "life {life}: {left:?}"
+                );
             }
         }
     }

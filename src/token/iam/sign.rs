@@ -97,8 +97,9 @@ impl TokenRequest {
         let url = self.url();
         // The payload hash is that of the empty body, not UNSIGNED-PAYLOAD: the service checks
         // it so.
-        let signable = SignableRequest::new("GET", &url, std::iter::empty(), SignableBody::Bytes(b""))
-            .map_err(|e| SignError(e.to_string()))?;
+        let signable =
+            SignableRequest::new("GET", &url, std::iter::empty(), SignableBody::Bytes(b""))
+                .map_err(|e| SignError(e.to_string()))?;
         let (instructions, _) = sign(signable, &params)
             .map_err(|e| SignError(e.to_string()))?
             .into_parts();
@@ -155,7 +156,10 @@ mod tests {
         );
         let token = request.sign(&credentials, at(VECTOR_TIME)).unwrap();
         let token = token.expose();
-        assert!(token.starts_with("my-cache/?Action=connect&User=user123"), "{token}");
+        assert!(
+            token.starts_with("my-cache/?Action=connect&User=user123"),
+            "{token}"
+        );
         assert_eq!(param(token, "ResourceType"), Some("ServerlessCache"));
         assert_eq!(param(token, "X-Amz-Expires"), Some("900"));
         assert_eq!(param(token, "X-Amz-SignedHeaders"), Some("host"));
@@ -173,20 +177,40 @@ mod tests {
     #[test]
     fn a_session_token_is_signed_into_the_query() {
         let plain = AwsCredentials::new("AKIDEXAMPLE", "secret", None, None, "test");
-        let session =
-            AwsCredentials::new("AKIDEXAMPLE", "secret", Some("session/+=".into()), None, "test");
-        let request =
-            TokenRequest::new(Service::MemoryDb, "My-Cluster", "App-User", false, "us-east-1");
+        let session = AwsCredentials::new(
+            "AKIDEXAMPLE",
+            "secret",
+            Some("session/+=".into()),
+            None,
+            "test",
+        );
+        let request = TokenRequest::new(
+            Service::MemoryDb,
+            "My-Cluster",
+            "App-User",
+            false,
+            "us-east-1",
+        );
         let without = request.sign(&plain, at(VECTOR_TIME)).unwrap();
         let with = request.sign(&session, at(VECTOR_TIME)).unwrap();
-        assert!(with.expose().starts_with("my-cluster/?Action=connect&User=app-user&X-Amz"));
-        assert_eq!(param(with.expose(), "X-Amz-Security-Token"), Some("session%2F%2B%3D"));
+        assert!(
+            with.expose()
+                .starts_with("my-cluster/?Action=connect&User=app-user&X-Amz")
+        );
+        assert_eq!(
+            param(with.expose(), "X-Amz-Security-Token"),
+            Some("session%2F%2B%3D")
+        );
         assert_eq!(param(without.expose(), "X-Amz-Security-Token"), None);
         assert_ne!(
             param(with.expose(), "X-Amz-Signature"),
             param(without.expose(), "X-Amz-Signature")
         );
-        assert!(param(with.expose(), "X-Amz-Credential").unwrap().contains("memorydb"));
+        assert!(
+            param(with.expose(), "X-Amz-Credential")
+                .unwrap()
+                .contains("memorydb")
+        );
     }
 
     #[test]

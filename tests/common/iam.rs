@@ -1,0 +1,515 @@
+//! A stand-in for ElastiCache's IAM check, and a container-credentials endpoint feeding it.
+//!
+//! `Credentials` hands out AWS credentials over HTTP as ECS and EKS Pod Identity do
+//! (`AWS_CONTAINER_CREDENTIALS_FULL_URI`), new at every fetch and living a set time.
+//! `IamFront` is a TLS front that checks every AUTH token with its own SigV4 verifier (not the
+//! proxy's signing code) against the secret of the access key it names, refuses expired or
+//! wrong tokens with the server's WRONGPASS, relays everything else to a real redis-server,
+//! and, like ElastiCache, cuts a connection a set time after its last AUTH.
+
+use super::{RedisServer, certs};
+use hmac::{Hmac, KeyInit, Mac};
+use redis_protocol::resp2::types::BytesFrame;
+use sha2::{Digest, Sha256};
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// The password of the ACL user the front logs in as once a token checks out.
+const REAL_PASSWORD: &str = "iam-user-real-password-0123";
+pub const REGION: &str = "eu-west-1";
+pub const CACHE: &str = "test-cache";
+pub const USER: &str = "iam-user";
+
+/// Credentials issued, by access key.
+#[derive(Clone)]
+struct Issued {
+    secret: String,
+    session_token: String,
+    expires: SystemTime,
+}
+
+#[derive(Default)]
+pub struct Ledger {
+    issued: Mutex<HashMap<String, Issued>>,
+    pub fetches: AtomicU64,
+    /// The endpoint answers 500 while set.
+    pub failing: AtomicBool,
+    pub accepted: AtomicU64,
+    pub refused: AtomicU64,
+    /// Access keys whose tokens were accepted.
+    pub keys_used: Mutex<Vec<String>>,
+    /// Connections the front cut for having gone too long without AUTH.
+    pub cuts: AtomicU64,
+    /// Per front connection, the AUTHs it accepted.
+    pub auths_per_connection: Mutex<Vec<u64>>,
+}
+
+impl Ledger {
+    /// Every secret the endpoint handed out: secret keys and session tokens.
+    pub fn secrets(&self) -> Vec<String> {
+        let issued = self.issued.lock().unwrap();
+        issued
+            .values()
+            .flat_map(|i| [i.secret.clone(), i.session_token.clone()])
+            .collect()
+    }
+
+    /// Makes every credential issued so far invalid, as a revoked role session is.
+    pub fn revoke_all(&self) {
+        let mut issued = self.issued.lock().unwrap();
+        for credentials in issued.values_mut() {
+            credentials.expires = UNIX_EPOCH;
+        }
+    }
+}
+
+/// The endpoint and the front, on their own runtime.
+pub struct IamStandIn {
+    pub ledger: Arc<Ledger>,
+    pub front: SocketAddr,
+    pub credentials_url: String,
+    pub authorization_file: tempfile::NamedTempFile,
+    _runtime: tokio::runtime::Runtime,
+}
+
+impl IamStandIn {
+    /// Credentials living `credentials_life`; the front cuts connections `cut_after` their
+    /// last AUTH (`None`: never).
+    pub fn start(
+        redis: &RedisServer,
+        credentials_life: Duration,
+        cut_after: Option<Duration>,
+    ) -> Self {
+        redis.admin(&[
+            "ACL",
+            "SETUSER",
+            USER,
+            "on",
+            &format!(">{REAL_PASSWORD}"),
+            "~*",
+            "&*",
+            "+@all",
+        ]);
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let ledger = Arc::new(Ledger::default());
+        let authorization = format!("pod-identity-token-{}", super::free_port());
+        let mut authorization_file = tempfile::NamedTempFile::new().unwrap();
+        std::io::Write::write_all(&mut authorization_file, authorization.as_bytes()).unwrap();
+        let http = runtime
+            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+            .unwrap();
+        let credentials_url = format!("http://{}/v1/credentials", http.local_addr().unwrap());
+        runtime.spawn(serve_credentials(
+            http,
+            Arc::clone(&ledger),
+            credentials_life,
+            authorization,
+        ));
+        let front = runtime
+            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+            .unwrap();
+        let front_addr = front.local_addr().unwrap();
+        let upstream = SocketAddr::from(([127, 0, 0, 1], redis.plain_port));
+        runtime.spawn(serve_front(front, upstream, Arc::clone(&ledger), cut_after));
+        IamStandIn {
+            ledger,
+            front: front_addr,
+            credentials_url,
+            authorization_file,
+            _runtime: runtime,
+        }
+    }
+
+    /// The proxy's environment: credentials from the container endpoint, nothing else.
+    pub fn env(&self) -> Vec<(&'static str, String)> {
+        vec![
+            (
+                "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+                self.credentials_url.clone(),
+            ),
+            (
+                "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE",
+                self.authorization_file.path().display().to_string(),
+            ),
+            ("AWS_EC2_METADATA_DISABLED", "true".into()),
+            ("AWS_CONFIG_FILE", "/nonexistent".into()),
+            ("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent".into()),
+        ]
+    }
+
+    /// The proxy's IAM flags for this stand-in.
+    pub fn args(&self) -> Vec<String> {
+        [
+            "--iam-service",
+            "elasticache",
+            "--iam-cache-name",
+            CACHE,
+            "--username",
+            USER,
+            "--iam-region",
+            REGION,
+            "--tls-server-name",
+            "localhost",
+        ]
+        .map(str::to_owned)
+        .to_vec()
+    }
+}
+
+async fn serve_credentials(
+    listener: tokio::net::TcpListener,
+    ledger: Arc<Ledger>,
+    life: Duration,
+    authorization: String,
+) {
+    loop {
+        let Ok((mut stream, _)) = listener.accept().await else {
+            return;
+        };
+        let ledger = Arc::clone(&ledger);
+        let authorization = authorization.clone();
+        tokio::spawn(async move {
+            let mut request = Vec::new();
+            let mut buf = [0u8; 4096];
+            while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                match stream.read(&mut buf).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => request.extend_from_slice(&buf[..n]),
+                }
+            }
+            let request = String::from_utf8_lossy(&request).to_ascii_lowercase();
+            let authorised = request.contains(&format!(
+                "authorization: {}",
+                authorization.to_ascii_lowercase()
+            ));
+            let (status, body) = if ledger.failing.load(Ordering::SeqCst) {
+                ("500 Internal Server Error", "{}".to_owned())
+            } else if !authorised {
+                ("403 Forbidden", "{}".to_owned())
+            } else {
+                ("200 OK", issue(&ledger, life))
+            };
+            let response = format!(
+                "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            let _ = stream.write_all(response.as_bytes()).await;
+        });
+    }
+}
+
+fn issue(ledger: &Ledger, life: Duration) -> String {
+    let n = ledger.fetches.fetch_add(1, Ordering::SeqCst);
+    let mut rng = super::rng::Rng((n ^ u64::from(std::process::id()) ^ nanos()) | 1);
+    let mut word = |len: usize| -> String {
+        (0..len)
+            .map(|_| char::from(b'A' + (rng.below(26) as u8)))
+            .collect()
+    };
+    let key = format!("ASIA{n:04}{}", word(12));
+    let issued = Issued {
+        secret: word(40),
+        session_token: format!("{}/{}+{}=", word(30), word(30), word(20)),
+        expires: SystemTime::now() + life,
+    };
+    let body = serde_json::json!({
+        "AccessKeyId": key,
+        "SecretAccessKey": issued.secret,
+        "Token": issued.session_token,
+        "Expiration": rfc3339(issued.expires),
+        "RoleArn": "arn:aws:iam::123456789012:role/test",
+    });
+    ledger.issued.lock().unwrap().insert(key, issued);
+    body.to_string()
+}
+
+fn nanos() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos()
+        .into()
+}
+
+/// `YYYY-MM-DDTHH:MM:SSZ`.
+pub fn rfc3339(at: SystemTime) -> String {
+    let secs = at.duration_since(UNIX_EPOCH).unwrap().as_secs();
+    let (days, rest) = (secs / 86_400, secs % 86_400);
+    // Howard Hinnant's civil_from_days.
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        rest / 3600,
+        rest / 60 % 60,
+        rest % 60
+    )
+}
+
+async fn serve_front(
+    listener: tokio::net::TcpListener,
+    upstream: SocketAddr,
+    ledger: Arc<Ledger>,
+    cut_after: Option<Duration>,
+) {
+    let certs = certs();
+    let chain = rustls_pki_types::CertificateDer::pem_file_iter(&certs.cert)
+        .unwrap()
+        .collect::<Result<Vec<_>, _>>()
+        .unwrap();
+    let key = rustls_pki_types::PrivateKeyDer::from_pem_file(&certs.key).unwrap();
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(chain, key)
+    .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            return;
+        };
+        let acceptor = acceptor.clone();
+        let ledger = Arc::clone(&ledger);
+        tokio::spawn(async move {
+            let Ok(client) = acceptor.accept(stream).await else {
+                return;
+            };
+            let Ok(server) = tokio::net::TcpStream::connect(upstream).await else {
+                return;
+            };
+            front_connection(client, server, ledger, cut_after).await;
+        });
+    }
+}
+
+use rustls_pki_types::pem::PemObject;
+
+async fn front_connection(
+    client: tokio_rustls::server::TlsStream<tokio::net::TcpStream>,
+    server: tokio::net::TcpStream,
+    ledger: Arc<Ledger>,
+    cut_after: Option<Duration>,
+) {
+    let index = {
+        let mut per = ledger.auths_per_connection.lock().unwrap();
+        per.push(0);
+        per.len() - 1
+    };
+    let (mut client_r, mut client_w) = tokio::io::split(client);
+    let (mut server_r, mut server_w) = server.into_split();
+    let replies = tokio::spawn(async move {
+        let _ = tokio::io::copy(&mut server_r, &mut client_w).await;
+        let _ = client_w.shutdown().await;
+    });
+    let mut buf = bytes::BytesMut::new();
+    let mut last_auth = tokio::time::Instant::now();
+    let far = Duration::from_secs(100 * 365 * 86_400);
+    loop {
+        let cut = tokio::time::sleep_until(last_auth + cut_after.unwrap_or(far));
+        let read = tokio::select! {
+            read = client_r.read_buf(&mut buf) => read,
+            () = cut => {
+                ledger.cuts.fetch_add(1, Ordering::SeqCst);
+                break;
+            }
+        };
+        match read {
+            Ok(0) | Err(_) => break,
+            Ok(_) => {}
+        }
+        while let Ok(Some((frame, _, raw))) =
+            redis_protocol::resp2::decode::decode_bytes_mut(&mut buf)
+        {
+            let out = match check_auth(&frame, &ledger) {
+                Some(true) => {
+                    last_auth = tokio::time::Instant::now();
+                    ledger.auths_per_connection.lock().unwrap()[index] += 1;
+                    auth(USER, REAL_PASSWORD)
+                }
+                Some(false) => auth(USER, "not-the-password"),
+                None => raw.to_vec(),
+            };
+            if server_w.write_all(&out).await.is_err() {
+                break;
+            }
+        }
+    }
+    replies.abort();
+}
+
+fn auth(user: &str, password: &str) -> Vec<u8> {
+    format!(
+        "*3\r\n$4\r\nAUTH\r\n${}\r\n{user}\r\n${}\r\n{password}\r\n",
+        user.len(),
+        password.len()
+    )
+    .into_bytes()
+}
+
+/// `Some(valid)` for `AUTH user token`; `None` for anything else.
+fn check_auth(frame: &BytesFrame, ledger: &Ledger) -> Option<bool> {
+    let BytesFrame::Array(parts) = frame else {
+        return None;
+    };
+    let word = |i: usize| match parts.get(i) {
+        Some(BytesFrame::BulkString(b)) => Some(String::from_utf8_lossy(b).into_owned()),
+        _ => None,
+    };
+    if !word(0)?.eq_ignore_ascii_case("auth") || parts.len() != 3 {
+        return None;
+    }
+    let valid = word(1)? == USER && verify(&word(2)?, ledger).is_ok();
+    let counter = if valid {
+        &ledger.accepted
+    } else {
+        &ledger.refused
+    };
+    counter.fetch_add(1, Ordering::SeqCst);
+    Some(valid)
+}
+
+/// Checks a token the way the service does; `Err` says why not.
+pub fn verify(token: &str, ledger: &Ledger) -> Result<(), String> {
+    let (host, query) = token.split_once("/?").ok_or("no /?")?;
+    let mut params = BTreeMap::new();
+    for pair in query.split('&') {
+        let (k, v) = pair.split_once('=').ok_or("k=v")?;
+        params.insert(k.to_owned(), decode(v));
+    }
+    let get = |k: &str| params.get(k).cloned().ok_or(format!("no {k}"));
+    (host == CACHE).then_some(()).ok_or("host")?;
+    (get("Action")? == "connect" && get("User")? == USER)
+        .then_some(())
+        .ok_or("action/user")?;
+    (get("X-Amz-Algorithm")? == "AWS4-HMAC-SHA256")
+        .then_some(())
+        .ok_or("algorithm")?;
+    (get("X-Amz-SignedHeaders")? == "host")
+        .then_some(())
+        .ok_or("signed headers")?;
+    let expires: u64 = get("X-Amz-Expires")?.parse().map_err(|_| "expires")?;
+    (expires <= 900).then_some(()).ok_or("expires > 900")?;
+    let credential = get("X-Amz-Credential")?;
+    let scope: Vec<&str> = credential.split('/').collect();
+    let [key, date, region, service, "aws4_request"] = scope[..] else {
+        return Err("credential scope".into());
+    };
+    (region == REGION && service == "elasticache")
+        .then_some(())
+        .ok_or("scope")?;
+    let issued = ledger
+        .issued
+        .lock()
+        .unwrap()
+        .get(key)
+        .cloned()
+        .ok_or("unknown key")?;
+    let now = SystemTime::now();
+    (issued.expires > now)
+        .then_some(())
+        .ok_or("credentials expired")?;
+    (get("X-Amz-Security-Token")? == issued.session_token)
+        .then_some(())
+        .ok_or("session token")?;
+    let amz_date = get("X-Amz-Date")?;
+    let signed_at = parse_amz_date(&amz_date).ok_or("date")?;
+    (now < signed_at + Duration::from_secs(expires))
+        .then_some(())
+        .ok_or("token expired")?;
+    let canonical_query: Vec<String> = params
+        .iter()
+        .filter(|(k, _)| *k != "X-Amz-Signature")
+        .map(|(k, v)| format!("{}={}", encode(k), encode(v)))
+        .collect();
+    let empty_hash = hex(&Sha256::digest(b""));
+    let canonical = format!(
+        "GET\n/\n{}\nhost:{host}\n\nhost\n{empty_hash}",
+        canonical_query.join("&")
+    );
+    let to_sign = format!(
+        "AWS4-HMAC-SHA256\n{amz_date}\n{date}/{region}/{service}/aws4_request\n{}",
+        hex(&Sha256::digest(canonical.as_bytes()))
+    );
+    let mut signing_key = hmac(format!("AWS4{}", issued.secret).as_bytes(), date.as_bytes());
+    for part in [region, service, "aws4_request"] {
+        signing_key = hmac(&signing_key, part.as_bytes());
+    }
+    let expected = hex(&hmac(&signing_key, to_sign.as_bytes()));
+    (get("X-Amz-Signature")? == expected)
+        .then_some(())
+        .ok_or("signature")?;
+    ledger.keys_used.lock().unwrap().push(key.to_owned());
+    Ok(())
+}
+
+fn hmac(key: &[u8], data: &[u8]) -> Vec<u8> {
+    let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(key).unwrap();
+    mac.update(data);
+    mac.finalize().into_bytes().to_vec()
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn encode(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+fn decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' && i + 3 <= bytes.len() {
+            out.push(u8::from_str_radix(&text[i + 1..i + 3], 16).unwrap_or(b'?'));
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// `YYYYMMDDTHHMMSSZ`.
+pub fn parse_amz_date(text: &str) -> Option<SystemTime> {
+    let n = |r: std::ops::Range<usize>| text.get(r)?.parse::<i64>().ok();
+    let (y, m, d) = (n(0..4)?, n(4..6)?, n(6..8)?);
+    let (hh, mm, ss) = (n(9..11)?, n(11..13)?, n(13..15)?);
+    // days_from_civil.
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    let secs = days * 86_400 + hh * 3600 + mm * 60 + ss;
+    Some(UNIX_EPOCH + Duration::from_secs(secs as u64))
+}
