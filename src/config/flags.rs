@@ -7,8 +7,9 @@ use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 
 /// Shown at the end of `--help`.
-pub const EXIT_CODES_HELP: &str = "Exit codes:\n  0   stopped by SIGTERM or SIGINT; `check` passed\n  \
-1   could not start (token source, listener, TLS files), or a `check` route failed\n  \
+pub const EXIT_CODES_HELP: &str = "Exit codes:\n  0   stopped by SIGTERM or SIGINT; `check` passed; `iam-token` printed a token\n  \
+1   could not start (token source, listener, TLS files), a `check` route failed, or\n      \
+`iam-token` could not sign (no AWS credentials or region)\n  \
 2   command-line syntax error\n  78  invalid configuration (every problem is listed)\n\n\
 See docs/configuration.md for the config file and token formats, docs/clients.md for the\n\
 errors clients can see, docs/operations.md for metrics and probes.";

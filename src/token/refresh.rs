@@ -4,7 +4,7 @@
 //! A refresher reloads its source on the source's own schedule (`Polling`: a file every
 //! 250 ms, confirming a change by reading it twice; Secrets Manager every
 //! `--token-refresh-interval`, jittered, backing off after failures; an environment variable
-//! never), and when its target asks (SIGHUP, or a server that rejected both tokens; rate
+//! never; IAM when its `due_in` says, backing off after failures), and when its target asks (SIGHUP, or a server that rejected both tokens; rate
 //! limited, so a burst of failing connections costs one reload). A failed or empty read never
 //! replaces good credentials.
 
