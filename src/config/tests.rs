@@ -123,3 +123,76 @@ fn upstream_reuse_needs_a_pool_to_hold_the_connections() {
     };
     assert!(Config::from_flags(&with_pool).unwrap().upstream_reuse);
 }
+
+fn iam_flags() -> Flags {
+    Flags {
+        upstream: Some("cache.example.com:6379".into()),
+        iam_service: Some("elasticache".into()),
+        iam_cache_name: Some("My-Group".into()),
+        username: Some("app-user".into()),
+        ..Flags::default()
+    }
+}
+
+#[test]
+fn iam_settings_make_an_iam_source_with_renewal_every_eleven_hours_by_default() {
+    let config = Config::from_flags(&iam_flags()).unwrap();
+    assert_eq!(config.token.kind(), "iam");
+    assert_eq!(
+        config.renewal,
+        Some(Renewal {
+            every: Duration::from_secs(11 * 3600),
+            lifetime: Duration::from_secs(12 * 3600),
+        })
+    );
+    let other = Config::from_flags(&flags()).unwrap();
+    assert_eq!(other.renewal, None, "only IAM connections renew");
+}
+
+#[test]
+fn iam_settings_are_checked_together_naming_their_flags() {
+    let bad = Flags {
+        iam_service: Some("dynamodb".into()),
+        iam_cache_name: None,
+        username: Some("App-User".into()),
+        iam_reauth_interval: Some("13h".into()),
+        token_file: Some("/run/secrets/token".into()),
+        ..iam_flags()
+    };
+    let errors = Config::from_flags(&bad).unwrap_err().0.join("\n");
+    for expected in [
+        "--iam-service: expected elasticache or memorydb",
+        "--iam-cache-name:",
+        "--username: IAM user ids are lowercase",
+        "--iam-reauth-interval: must be below --iam-connection-lifetime",
+        "--token-file and --iam-service are both set",
+    ] {
+        assert!(errors.contains(expected), "{expected:?} missing from:\n{errors}");
+    }
+}
+
+#[test]
+fn iam_companions_without_the_service_are_refused() {
+    let errors = Config::from_flags(&Flags {
+        iam_serverless: Some(true),
+        iam_reauth_interval: Some("1h".into()),
+        ..flags()
+    })
+    .unwrap_err()
+    .0
+    .join("\n");
+    assert!(errors.contains("--iam-serverless: needs --iam-service"), "{errors}");
+    assert!(errors.contains("--iam-reauth-interval: needs --iam-service"), "{errors}");
+}
+
+#[test]
+fn iam_needs_the_user_id() {
+    let errors = Config::from_flags(&Flags {
+        username: None,
+        ..iam_flags()
+    })
+    .unwrap_err()
+    .0
+    .join("\n");
+    assert!(errors.contains("--username: the IAM user id is needed"), "{errors}");
+}
