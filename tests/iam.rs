@@ -293,3 +293,61 @@ fn iam_token_prints_a_token_the_service_accepts_for_redis_cli() {
     ]);
     assert_eq!(String::from_utf8_lossy(&pong.stdout).trim(), "PONG");
 }
+
+#[test]
+fn credentials_from_web_identity_through_sts_sign_accepted_tokens() {
+    let redis = RedisServer::start();
+    let stand_in = IamStandIn::start(&redis, Duration::from_secs(3600), None);
+    let moto = common::MotoServer::start();
+    let mut identity = tempfile::NamedTempFile::new().unwrap();
+    std::io::Write::write_all(&mut identity, b"eyJhbGciOiJSUzI1NiJ9.service-account-token")
+        .unwrap();
+    let env = [
+        (
+            "AWS_WEB_IDENTITY_TOKEN_FILE",
+            identity.path().display().to_string(),
+        ),
+        (
+            "AWS_ROLE_ARN",
+            "arn:aws:iam::123456789012:role/my-app-redis-iam".into(),
+        ),
+        ("AWS_ROLE_SESSION_NAME", "redis-auth-proxy-test".into()),
+        ("AWS_ENDPOINT_URL_STS", moto.endpoint()),
+        ("AWS_REGION", "us-east-1".into()),
+        ("AWS_EC2_METADATA_DISABLED", "true".into()),
+        ("AWS_CONFIG_FILE", "/nonexistent".into()),
+        ("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent".into()),
+    ];
+    let args = stand_in.args();
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let proxy = ProxyProcess::start_to(&stand_in.front.to_string(), &args, &env);
+    // The proxy exchanged the web identity token with STS at start; the stand-in learns what
+    // STS handed out, as ElastiCache would from IAM.
+    let moto_addr: std::net::SocketAddr = moto
+        .endpoint()
+        .trim_start_matches("http://")
+        .parse()
+        .unwrap();
+    let (status, body) = http(moto_addr, "GET", "/moto-api/data.json");
+    assert_eq!(status, 200);
+    let data: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let roles = data["sts"]["AssumedRole"]
+        .as_array()
+        .expect("an assumed role");
+    assert!(!roles.is_empty(), "the proxy asked STS for credentials");
+    for role in roles {
+        let field = |name: &str| role[name].as_str().unwrap().to_owned();
+        stand_in.ledger.learn(
+            &field("access_key_id"),
+            &field("secret_access_key"),
+            &field("session_token"),
+        );
+    }
+    let mut client = proxy.client();
+    let pong: String = redis::cmd("PING").query(&mut client).unwrap();
+    assert_eq!(pong, "PONG");
+    assert_eq!(stand_in.ledger.refused.load(Ordering::SeqCst), 0);
+    let used = stand_in.ledger.keys_used.lock().unwrap().clone();
+    assert_eq!(used.len(), 1);
+    assert!(roles.iter().any(|r| r["access_key_id"] == used[0].as_str()));
+}

@@ -167,7 +167,10 @@ fn iam_settings_are_checked_together_naming_their_flags() {
         "--iam-reauth-interval: must be below --iam-connection-lifetime",
         "--token-file and --iam-service are both set",
     ] {
-        assert!(errors.contains(expected), "{expected:?} missing from:\n{errors}");
+        assert!(
+            errors.contains(expected),
+            "{expected:?} missing from:\n{errors}"
+        );
     }
 }
 
@@ -181,8 +184,14 @@ fn iam_companions_without_the_service_are_refused() {
     .unwrap_err()
     .0
     .join("\n");
-    assert!(errors.contains("--iam-serverless: needs --iam-service"), "{errors}");
-    assert!(errors.contains("--iam-reauth-interval: needs --iam-service"), "{errors}");
+    assert!(
+        errors.contains("--iam-serverless: needs --iam-service"),
+        "{errors}"
+    );
+    assert!(
+        errors.contains("--iam-reauth-interval: needs --iam-service"),
+        "{errors}"
+    );
 }
 
 #[test]
@@ -194,5 +203,8 @@ fn iam_needs_the_user_id() {
     .unwrap_err()
     .0
     .join("\n");
-    assert!(errors.contains("--username: the IAM user id is needed"), "{errors}");
+    assert!(
+        errors.contains("--username: the IAM user id is needed"),
+        "{errors}"
+    );
 }
