@@ -1,5 +1,6 @@
-//! The real connection fed random request and reply streams split at random points, checked
-//! against what a client of a direct connection would see. Seeded: a failure names its seed.
+//! The real connection fed random request and reply streams split at random points, with IAM
+//! renewals slipped in wherever the connection allows one, checked against what a client of a
+//! direct connection would see. Seeded: a failure names its seed.
 
 use super::*;
 use crate::resp::reply::{FrameKind, ReplyScanner, Scan};
@@ -126,7 +127,8 @@ fn frames(stream: &[u8]) -> (Vec<Vec<u8>>, Vec<Vec<u8>>) {
     (replies, pushes)
 }
 
-fn run_case(seed: u64) {
+/// Runs one case; returns how many IAM renewals it slipped in.
+fn run_case(seed: u64) -> usize {
     let mut rng = Rng(seed);
     let exchanges: Vec<Exchange> = (0..1 + rng.below(30))
         .map(|i| exchange(&mut rng, i))
@@ -152,13 +154,27 @@ fn run_case(seed: u64) {
     let (mut sent, mut next) = (0, 0);
     let mut out = Vec::new();
     let mut steps = 0;
+    // IAM renewals the proxy slipped in: where each AUTH went in the server's stream.
+    let mut renewals: Vec<usize> = Vec::new();
     while sent < client_bytes.len() || next < script.len() || !out.is_empty() {
         steps += 1;
         assert!(steps < 100_000, "seed {seed}: no progress");
         if wire.conn.needs_reauthentication() {
             wire.reauthenticated(Ok(()));
         }
-        while next < script.len() && script[next].0.is_none_or(|by| wire.server.len() >= by) {
+        if rng.below(4) == 0 && wire.renew() {
+            renewals.push(wire.server.len() - PROXY_AUTH.len());
+            out.extend_from_slice(b"+OK\r\n");
+        }
+        if let Some(accepted) = wire.conn.take_renewal() {
+            assert!(accepted, "seed {seed}: a renewal's answer was not its +OK");
+        }
+        let extra = renewals.len() * PROXY_AUTH.len();
+        while next < script.len()
+            && script[next]
+                .0
+                .is_none_or(|by| wire.server.len() - extra >= by)
+        {
             out.extend_from_slice(&script[next].1);
             next += 1;
         }
@@ -177,6 +193,10 @@ fn run_case(seed: u64) {
     }
 
     let forwarded: Vec<u8> = exchanges.iter().flat_map(|e| e.forwarded.clone()).collect();
+    for at in renewals.iter().rev() {
+        assert_eq!(&wire.server[*at..*at + PROXY_AUTH.len()], PROXY_AUTH);
+        wire.server.drain(*at..*at + PROXY_AUTH.len());
+    }
     assert!(
         wire.server == forwarded,
         "seed {seed}: the server got other bytes"
@@ -195,11 +215,13 @@ fn run_case(seed: u64) {
         wire.conn.owes_nothing(),
         "seed {seed}: something still owed"
     );
+    renewals.len()
 }
 
 #[test]
 fn random_streams_split_anywhere_reach_each_side_as_on_a_direct_connection() {
-    for seed in 1..=400u64 {
-        run_case(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15));
-    }
+    let renewals: usize = (1..=400u64)
+        .map(|seed| run_case(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15)))
+        .sum();
+    assert!(renewals > 100, "only {renewals} renewals were tried");
 }

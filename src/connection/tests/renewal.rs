@@ -4,7 +4,7 @@
 use super::*;
 
 impl Wire {
-    fn renew(&mut self) -> bool {
+    pub(super) fn renew(&mut self) -> bool {
         let sent = self.conn.renew(&mut self.actions);
         self.apply(&[]);
         self.pump();
