@@ -24,8 +24,8 @@ fn metrics(proxy: &ProxyProcess) -> String {
 #[test]
 fn the_stand_in_reads_both_date_formats_alike() {
     let at = UNIX_EPOCH + Duration::from_secs(1_722_600_710);
-    assert_eq!(iam::rfc3339(at), "2024-08-02T12:11:50Z");
-    assert_eq!(iam::parse_amz_date("20240802T121150Z"), Some(at));
+    assert_eq!(iam::sigv4::rfc3339(at), "2024-08-02T12:11:50Z");
+    assert_eq!(iam::sigv4::parse_amz_date("20240802T121150Z"), Some(at));
 }
 
 #[test]
@@ -263,15 +263,15 @@ fn iam_token_prints_a_token_the_service_accepts_for_redis_cli() {
         String::from_utf8_lossy(&output.stderr)
     );
     let token = String::from_utf8(output.stdout).unwrap().trim().to_owned();
-    iam::verify(&token, &stand_in.ledger).unwrap();
+    iam::sigv4::verify(&token, &stand_in.ledger).unwrap();
     // The stand-in is no rubber stamp: a token changed anywhere fails its check.
     let tampered = token.replace("User=iam-user", "User=iam-usex");
-    assert!(iam::verify(&tampered, &stand_in.ledger).is_err());
+    assert!(iam::sigv4::verify(&tampered, &stand_in.ledger).is_err());
     let at = token.find("X-Amz-Signature=").unwrap() + "X-Amz-Signature=".len();
     let flipped = if &token[at..=at] == "0" { "1" } else { "0" };
     let forged = format!("{}{flipped}{}", &token[..at], &token[at + 1..]);
     assert_eq!(
-        iam::verify(&forged, &stand_in.ledger),
+        iam::sigv4::verify(&forged, &stand_in.ledger),
         Err("signature".into())
     );
     let port = stand_in.front.port().to_string();

@@ -100,6 +100,23 @@ impl Merger<'_> {
         }
         iam.then_some(Renewal { every, lifetime })
     }
+
+    /// A pooled connection is not renewed while it waits, so it must not wait an interval.
+    pub(super) fn check_pool_for_renewal(
+        &mut self,
+        renewal: Option<Renewal>,
+        pool_size: u32,
+        pool_max_age: Duration,
+    ) {
+        if let Some(renewal) = renewal
+            && pool_size > 0
+            && pool_max_age >= renewal.every
+        {
+            self.errors.push(
+                "--upstream-pool-max-age: must be below --iam-reauth-interval (a pooled IAM connection is not renewed while it waits)".into(),
+            );
+        }
+    }
 }
 
 /// The IAM token source alone, for `iam-token`: the listeners and upstream are not needed.

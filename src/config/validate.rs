@@ -83,6 +83,7 @@ impl Merger<'_> {
             self.errors
                 .push("--upstream-pool-max-age: must be at least 1s".into());
         }
+        self.check_pool_for_renewal(renewal, upstream_pool_size, upstream_pool_max_age);
         let upstream_reuse = self.s.upstream_reuse.unwrap_or(false);
         if upstream_reuse && upstream_pool_size == 0 {
             self.errors.push(

@@ -197,3 +197,50 @@ impl IamSource {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_output_shows_the_settings_but_no_credential_or_token() {
+        let source = IamSource::new(IamSettings {
+            service: Service::ElastiCache,
+            cache_name: "my-cache".into(),
+            user_id: "app-user".into(),
+            serverless: false,
+            region: Some("eu-west-1".into()),
+        });
+        let secret = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY";
+        let session = "session-token-secret-part";
+        let credentials =
+            AwsCredentials::new("AKIDEXAMPLE", secret, Some(session.into()), None, "t");
+        let request = TokenRequest::new(
+            Service::ElastiCache,
+            "my-cache",
+            "app-user",
+            false,
+            "eu-west-1",
+        );
+        let token = request.sign(&credentials, SystemTime::now()).unwrap();
+        let signature = token
+            .expose()
+            .rsplit_once("X-Amz-Signature=")
+            .unwrap()
+            .1
+            .to_owned();
+        {
+            let mut state = source.state.lock().unwrap();
+            state.credentials = Some(credentials.clone());
+            state.token = Some(token.clone());
+        }
+        let shown = format!("{source:?} {credentials:?} {token:?}");
+        assert!(
+            shown.contains("my-cache") && shown.contains("app-user"),
+            "{shown}"
+        );
+        for hidden in [secret, session, &signature[..16]] {
+            assert!(!shown.contains(hidden), "{hidden} shown in {shown}");
+        }
+    }
+}
