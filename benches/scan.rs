@@ -104,6 +104,7 @@ fn connection_core(bencher: Bencher, value_len: usize) {
         client_passwords: None,
         username: None,
         metrics: &metrics,
+        cluster: None,
     };
     let mut actions = Actions::default();
     bencher

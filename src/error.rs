@@ -75,6 +75,8 @@ pub enum ConnError {
         "closed before the server's cut of IAM connections: never quiet long enough to authenticate again (--iam-connection-lifetime)"
     )]
     LifetimeReached,
+    #[error("{0}")]
+    Cluster(crate::cluster::ClusterError),
 }
 
 /// What a failure means: the reply to send (if the client can still take one), a bounded label
@@ -132,6 +134,7 @@ impl ConnError {
             ConnError::ClientWrongPassword => ("client_auth", Level::DEBUG),
             ConnError::IdleTimeout(_) => ("idle_timeout", Level::DEBUG),
             ConnError::LifetimeReached => ("iam_lifetime", Level::WARN),
+            ConnError::Cluster(_) => ("cluster_topology", Level::WARN),
         };
         let reply = match self {
             // Protocol errors are worded exactly as Redis words them.
@@ -141,6 +144,8 @@ impl ConnError {
                 None
             }
             // Already answered in order (WRONGPASS), or closed silently as Redis's `timeout` does.
+            // Already answered in the reply's place.
+            ConnError::Cluster(_) => None,
             // The server would have closed it a little later, without a word either.
             ConnError::ClientWrongPassword
             | ConnError::IdleTimeout(_)

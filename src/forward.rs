@@ -12,6 +12,7 @@ mod outbox;
 mod timers;
 
 use crate::client_auth::ClientPasswords;
+use crate::cluster::rewrite::Rewriter;
 use crate::connection::{Actions, Connection, Rules, ToClient, ToServer};
 use crate::error::{ConnError, Stage};
 use crate::handshake::{AuthTarget, auth_command, authenticate_buffered};
@@ -49,6 +50,8 @@ pub struct Context {
     pub reuse: bool,
     /// With IAM: authenticate live connections again before the server cuts them.
     pub renewal: Option<crate::config::Renewal>,
+    /// `--cluster`: the node table, and the node this route leads to.
+    pub(crate) cluster: Option<crate::cluster::ClusterLink>,
 }
 
 impl Context {
@@ -98,6 +101,10 @@ where
         client_passwords: ctx.client_passwords.as_deref(),
         username: ctx.username.as_deref().or(source_user),
         metrics: &ctx.metrics,
+        cluster: ctx.cluster.as_ref().map(|link| Rewriter {
+            nodes: &*link.table,
+            this_node: &link.this_node,
+        }),
     };
     let mut conn = Connection::new(rules);
     let mut io = Io {

@@ -25,6 +25,7 @@
 pub mod admin;
 pub mod check;
 pub mod client_auth;
+pub mod cluster;
 pub mod config;
 pub mod connection;
 pub mod error;
@@ -179,7 +180,7 @@ pub fn routes(
                 error,
             })?
             .counting_handshakes(&route.name);
-            Ok(Arc::new(RouteRuntime::new(
+            let mut runtime = RouteRuntime::new(
                 index,
                 route.name.clone(),
                 connector,
@@ -187,9 +188,39 @@ pub fn routes(
                 client_passwords.cloned(),
                 config,
                 Arc::clone(health),
-            )))
+            );
+            if route.cluster {
+                runtime.forward.cluster =
+                    Some(cluster_link(route, config, store, client_passwords, health));
+            }
+            Ok(Arc::new(runtime))
         })
         .collect()
+}
+
+/// A cluster route's node table; its nodes' listeners are made like the route's own.
+fn cluster_link(
+    route: &config::Route,
+    config: &Config,
+    store: &Arc<TokenStore>,
+    client_passwords: Option<&Arc<ClientPasswords>>,
+    health: &Arc<Health>,
+) -> cluster::ClusterLink {
+    let template = cluster::table::NodeTemplate {
+        route: route.name.clone(),
+        config: config.clone(),
+        tls: route.tls.clone(),
+        store: Arc::clone(store),
+        client_passwords: client_passwords.cloned(),
+        health: Arc::clone(health),
+    };
+    cluster::ClusterLink {
+        table: cluster::NodeTable::new(template, config.cluster_ports.clone()),
+        this_node: cluster::NodeAddr {
+            host: route.upstream.host.clone(),
+            port: route.upstream.port,
+        },
+    }
 }
 
 /// Serves `listeners` until `shutdown` completes (or `/quitquitquit` is posted), then drains.
@@ -316,6 +347,13 @@ impl Lifecycle {
                 tracker: connections.tracker.clone(),
                 limit: Arc::clone(&limit),
             };
+            if let Some(link) = &route.forward.cluster {
+                let own = listener.local_addr().and_then(|addr| match addr {
+                    listener::ListenAddr::Tcp(addr) => Some(addr.port()),
+                    _ => None,
+                });
+                link.table.start(serving.clone(), &link.this_node, own);
+            }
             tokio::spawn(server::keep_pool_filled(
                 Arc::clone(&route),
                 self.stop.clone(),

@@ -51,6 +51,7 @@ pub fn install() -> &'static PrometheusHandle {
             .expect("the metrics recorder is installed once");
         describe();
         iam::describe();
+        cluster::describe();
         gauge!(BUILD_INFO, "version" => env!("CARGO_PKG_VERSION")).set(1.0);
         handle
     })
@@ -237,6 +238,11 @@ impl RouteMetrics {
         counter!(NOT_REUSED, "route" => self.route.clone(), "reason" => reason).increment(1);
     }
 
+    /// The name this route's metrics carry.
+    pub fn route(&self) -> &str {
+        &self.route
+    }
+
     /// With IAM: a live connection authenticated again in band, or refused.
     pub fn reauthenticated(&self, accepted: bool) {
         iam::reauthenticated(&self.route, if accepted { "ok" } else { "rejected" });
@@ -292,6 +298,7 @@ pub fn token_reload(source: &'static str, result: &'static str) {
     }
 }
 
+pub mod cluster;
 pub mod iam;
 
 /// The upstream connection pool (`--upstream-pool-size`).

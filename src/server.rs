@@ -77,6 +77,7 @@ impl RouteRuntime {
                 idle_timeout: config.idle_timeout,
                 reuse: config.upstream_reuse,
                 renewal: config.renewal,
+                cluster: None,
             },
             health,
         }
@@ -154,6 +155,7 @@ pub(crate) async fn keep_pool_filled(route: Arc<RouteRuntime>, stop: Cancellatio
 }
 
 /// How a route's accept loop is told to stop, and what its connections share with the others.
+#[derive(Clone)]
 pub(crate) struct Serving {
     pub accepting: CancellationToken,
     pub close: CancellationToken,

@@ -91,6 +91,7 @@ fn the_connection_core_allocates_nothing_for_pass_through_traffic() {
         client_passwords: None,
         username: None,
         metrics: &metrics,
+        cluster: None,
     };
     let mut conn = Connection::new(rules);
     let mut actions = Actions::default();

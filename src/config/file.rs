@@ -33,6 +33,7 @@ pub(super) struct FileRoute {
     pub(super) no_tls: Option<bool>,
     pub(super) tls_ca_file: Option<PathBuf>,
     pub(super) tls_server_name: Option<String>,
+    pub(super) cluster: Option<bool>,
 }
 
 /// Reads and parses the file; unknown keys are errors, named with the file.

@@ -169,6 +169,17 @@ pub struct Flags {
         value_name = "DURATION"
     )]
     pub iam_connection_lifetime: Option<String>,
+    /// The upstream is a Redis Cluster, ElastiCache (cluster mode, or Serverless) or MemoryDB:
+    /// every node gets a local listener, and CLUSTER SLOTS / SHARDS / NODES / REPLICAS replies
+    /// and -MOVED / -ASK / -REDIRECT errors name those listeners (docs/cluster.md)
+    /// [default: false].
+    #[arg(long, env = "REDIS_AUTH_PROXY_CLUSTER", value_name = "BOOL", num_args = 0..=1,
+          default_missing_value = "true", value_parser = clap::builder::BoolishValueParser::new())]
+    pub cluster: Option<bool>,
+    /// Loopback ports for the cluster nodes' listeners, LOW-HIGH; a node keeps its port while
+    /// the process lives [default: 7001-7100].
+    #[arg(long, env = "REDIS_AUTH_PROXY_CLUSTER_PORTS", value_name = "LOW-HIGH")]
+    pub cluster_ports: Option<String>,
     /// Time allowed for DNS, TCP connect and TLS handshake to the upstream [default: 5s].
     #[arg(
         long,

@@ -6,6 +6,7 @@
 //! Every problem is collected and reported together, each naming its flag. A token is never a
 //! value here: the config names where it comes from.
 
+mod cluster;
 mod file;
 mod flags;
 mod iam;
@@ -44,6 +45,8 @@ pub struct Route {
     pub upstream: UpstreamAddr,
     /// `None` for `--no-tls`.
     pub tls: Option<TlsSettings>,
+    /// `--cluster`: every node of the cluster gets a local listener.
+    pub cluster: bool,
 }
 
 /// The validated configuration.
@@ -51,6 +54,8 @@ pub struct Route {
 pub struct Config {
     pub routes: Vec<Route>,
     pub token: TokenSource,
+    /// `--cluster-ports`: where cluster nodes' listeners go.
+    pub cluster_ports: std::ops::RangeInclusive<u16>,
     /// With IAM: re-authenticating live connections before the server cuts them.
     pub renewal: Option<Renewal>,
     /// How often a Secrets Manager source is re-read.

@@ -91,6 +91,7 @@ impl Merger<'_> {
                     .into(),
             );
         }
+        let cluster_ports = self.cluster_ports();
         let worker_threads = self.s.worker_threads;
         if worker_threads == Some(0) || worker_threads.is_some_and(|n| n > 1024) {
             self.errors
@@ -105,6 +106,7 @@ impl Merger<'_> {
             routes,
             token: token?,
             renewal,
+            cluster_ports,
             token_refresh_interval,
             username: self.s.username.clone(),
             connect_timeout,
@@ -280,6 +282,7 @@ impl Merger<'_> {
                 no_tls: None,
                 tls_ca_file: None,
                 tls_server_name: None,
+                cluster: None,
             };
             return self
                 .route(&route, "", "default", versions)
@@ -356,6 +359,12 @@ impl Merger<'_> {
             }
         };
         let upstream = upstream?;
+        let cluster = self
+            .flags
+            .cluster
+            .or(table.cluster)
+            .or(self.file.cluster)
+            .unwrap_or(false);
         let no_tls = self
             .flags
             .no_tls
@@ -389,6 +398,7 @@ impl Merger<'_> {
             listen: listen?,
             upstream,
             tls,
+            cluster,
         })
     }
 

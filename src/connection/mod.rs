@@ -26,6 +26,7 @@
 //! `CLIENT REPLY SKIP`) says where RESET's effects end, and is kept from the client. After SYNC
 //! or PSYNC the replies are a replication stream and pass unscanned.
 
+mod cluster;
 mod renewal;
 mod replies;
 mod requests;
@@ -33,6 +34,8 @@ mod requests;
 mod tests;
 
 use crate::client_auth::ClientPasswords;
+use crate::cluster::Topology;
+use crate::cluster::rewrite::Rewriter;
 use crate::error::ConnError;
 use crate::metrics::RouteMetrics;
 use crate::resp::reply::ReplyScanner;
@@ -54,6 +57,8 @@ pub struct Rules<'a> {
     /// this user is answered by the proxy; one naming another user goes to the server.
     pub username: Option<&'a str>,
     pub metrics: &'a RouteMetrics,
+    /// `--cluster`: replies naming nodes are rewritten to name local listeners.
+    pub cluster: Option<Rewriter<'a>>,
 }
 
 /// Bytes for the server, in order.
@@ -136,6 +141,8 @@ enum Mark {
     /// Reply `at` answers the proxy's own AUTH sent to renew an IAM connection: kept from the
     /// client.
     Renewal { at: u64 },
+    /// Reply `at` answers a cluster topology request: rewritten to name local listeners.
+    Rewrite { at: u64, kind: Topology },
 }
 
 /// Where the connection waits on something other than the client's next request.

@@ -2,6 +2,7 @@
 //! between replies.
 
 use super::{Actions, Awaiting, Connection, Mark, Replies, ToClient};
+use crate::cluster::{ClusterError, Topology};
 use crate::error::ConnError;
 use crate::resp::reply::{FrameKind, Scan};
 use bytes::Bytes;
@@ -9,8 +10,11 @@ use bytes::Bytes;
 /// How a RESP3 tracking invalidation push begins.
 const INVALIDATION: &[u8] = b">2\r\n$10\r\ninvalidate\r\n";
 
-/// The most of a reply held back to see whether it is the marker; longer replies are not.
+/// The most of a reply held back to see whether it is the marker or a redirect; longer
+/// replies are not.
 const MAX_INSPECT: usize = 512;
+/// The largest topology reply rewritten (CLUSTER NODES of a 1,000-node cluster is ~200 KB).
+const MAX_TOPOLOGY: usize = 16 << 20;
 
 /// What happens to the reply frame in progress.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -24,6 +28,10 @@ enum Fate {
     MaybeMarker,
     /// Kept from the client: it answers the proxy's AUTH renewing the connection.
     Renewal,
+    /// Held whole and rewritten: it answers a cluster topology request.
+    Rewrite(Topology),
+    /// Held back until it ends (cluster mode): an error that may be a redirect to rewrite.
+    MaybeRedirect,
 }
 
 /// The reply frame in progress: its fate, and what is kept of it to settle that.
@@ -52,7 +60,7 @@ impl Connection<'_> {
             }
             if self.replies.at_boundary() {
                 self.begin_frame(input[pos]);
-                if matches!(self.frame.fate, Fate::MaybeMarker | Fate::Renewal) {
+                if self.frame.fate != Fate::Pass && self.frame.fate != Fate::ResetReply {
                     actions.pass_to_client(pass_from..pos);
                 }
             }
@@ -128,7 +136,7 @@ impl Connection<'_> {
                 // Settled by the marker's error, in `end_frame`.
                 Mark::Fail { .. } => false,
                 // Settled by its reply, in `end_frame`.
-                Mark::Reset { .. } | Mark::Renewal { .. } => false,
+                Mark::Reset { .. } | Mark::Renewal { .. } | Mark::Rewrite { .. } => false,
             };
             if !due {
                 return false;
@@ -143,7 +151,9 @@ impl Connection<'_> {
                     self.outcome = Some(Err(error));
                     return true;
                 }
-                Some(Mark::Reset { .. } | Mark::Renewal { .. }) | None => return false,
+                Some(Mark::Reset { .. } | Mark::Renewal { .. } | Mark::Rewrite { .. }) | None => {
+                    return false;
+                }
             }
         }
         false
@@ -168,10 +178,16 @@ impl Connection<'_> {
             {
                 Fate::Renewal
             }
+            Some(Mark::Rewrite { at, kind })
+                if self.reply_mode == Replies::Counted && *at == self.answered =>
+            {
+                Fate::Rewrite(*kind)
+            }
             Some(Mark::Reset { marker: true, .. })
             | Some(Mark::Fail {
                 after_marker: true, ..
             }) if uncounted_error => Fate::MaybeMarker,
+            _ if first == b'-' && self.rules.cluster.is_some() => Fate::MaybeRedirect,
             _ => Fate::Pass,
         };
     }
@@ -193,7 +209,15 @@ impl Connection<'_> {
                     .extend_from_slice(&bytes[..bytes.len().min(room)]);
                 *pass_from = end;
             }
-            Fate::MaybeMarker => {
+            Fate::Rewrite(_) => {
+                self.frame.head.extend_from_slice(bytes);
+                *pass_from = end;
+                if self.frame.head.len() > MAX_TOPOLOGY {
+                    let error = ClusterError::Malformed(format!("over {MAX_TOPOLOGY} bytes"));
+                    self.outcome = Some(Err(ConnError::Cluster(error)));
+                }
+            }
+            Fate::MaybeMarker | Fate::MaybeRedirect => {
                 self.frame.head.extend_from_slice(bytes);
                 *pass_from = end;
                 if self.frame.head.len() > MAX_INSPECT {
@@ -238,6 +262,11 @@ impl Connection<'_> {
             }
             Fate::MaybeMarker => actions.client.push(ToClient::Send(Bytes::from(head))),
             Fate::Renewal => self.renewal_answered(head == b"+OK\r\n"),
+            Fate::Rewrite(kind) => {
+                self.marks.pop_front();
+                self.rewritten(kind, &head, actions);
+            }
+            Fate::MaybeRedirect => self.redirect(head, actions),
         }
         if self.reply_mode == Replies::Counted {
             self.answered += 1;

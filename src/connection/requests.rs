@@ -154,6 +154,18 @@ impl Connection<'_> {
                 self.switch_replies(Replies::Uncounted);
             }
             Command::Replicate => self.switch_replies(Replies::Raw),
+            // Inside MULTI the reply is +QUEUED and the topology comes in EXEC's array, which
+            // is not rewritten (docs/cluster.md).
+            Command::ClusterTopology(kind)
+                if self.rules.cluster.is_some()
+                    && self.request_mode == Replies::Counted
+                    && !self.in_multi =>
+            {
+                self.marks.push_back(Mark::Rewrite {
+                    at: self.sent,
+                    kind: *kind,
+                });
+            }
             Command::Reset if self.request_mode != Replies::Raw => {
                 actions.pass_to_server(*pass_from..pos);
                 *pass_from = pos;

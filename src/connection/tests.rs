@@ -23,6 +23,7 @@ fn rules(passwords: Option<&'static ClientPasswords>) -> Rules<'static> {
         client_passwords: passwords,
         username: None,
         metrics: metrics(),
+        cluster: None,
     }
 }
 

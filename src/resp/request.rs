@@ -57,6 +57,9 @@ pub enum Command {
     ClientSticky,
     /// `SYNC` or `PSYNC`: the server answers with a replication stream, which is not RESP.
     Replicate,
+    /// `CLUSTER SLOTS`, `SHARDS`, `NODES`, `REPLICAS id` or `SLAVES id`: the reply names nodes,
+    /// rewritten in cluster mode.
+    ClusterTopology(crate::cluster::Topology),
 }
 
 impl Command {
@@ -198,7 +201,7 @@ impl RequestScanner {
         } else {
             None
         };
-        if name.is_some_and(needs_whole_request) {
+        if name.is_some_and(|name| needs_whole_request(name, count)) {
             return self.inspect_multibulk(buf, count as u64);
         }
         let command = name.map_or(Command::Other, |name| classify_by_name(name, count));
@@ -314,11 +317,11 @@ fn strchr(needle: u8, haystack: &[u8]) -> Option<usize> {
         .filter(|&at| haystack[at] == needle)
 }
 
-/// Commands whose arguments decide what the proxy does.
-fn needs_whole_request(name: &[u8]) -> bool {
-    ["AUTH", "HELLO", "CLIENT"]
-        .iter()
-        .any(|n| name.eq_ignore_ascii_case(n.as_bytes()))
+/// Commands whose arguments decide what the proxy does (a CLUSTER topology request has at
+/// most three words; longer ones, as ADDSLOTS with thousands, pass as they stream).
+fn needs_whole_request(name: &[u8], count: i64) -> bool {
+    let is = |n: &str| name.eq_ignore_ascii_case(n.as_bytes());
+    is("AUTH") || is("HELLO") || is("CLIENT") || (is("CLUSTER") && count <= 3)
 }
 
 /// Classifies a request by its name and number of words (name included).
@@ -422,6 +425,8 @@ fn classify_by_args(args: &[&[u8]]) -> Command {
             .is_some_and(|sub| is(sub, "NO-EVICT") || is(sub, "NO-TOUCH") || is(sub, "SETINFO"))
     {
         Command::ClientSticky
+    } else if let Some(topology) = cluster_topology(args) {
+        Command::ClusterTopology(topology)
     } else if is(name, "CLIENT") && args.get(1).is_some_and(|sub| is(sub, "REPLY")) {
         Command::ClientReply(match args.get(2) {
             Some(mode) if is(mode, "OFF") => ReplyMode::Off,
@@ -430,6 +435,29 @@ fn classify_by_args(args: &[&[u8]]) -> Command {
         })
     } else {
         classify_by_name(name, args.len() as i64)
+    }
+}
+
+/// `CLUSTER SLOTS|SHARDS|NODES` and `CLUSTER REPLICAS|SLAVES <id>`, with their exact arity.
+fn cluster_topology(args: &[&[u8]]) -> Option<crate::cluster::Topology> {
+    use crate::cluster::Topology;
+    let is = |arg: &[u8], n: &str| arg.eq_ignore_ascii_case(n.as_bytes());
+    match args {
+        [name, sub] if is(name, "CLUSTER") => {
+            if is(sub, "SLOTS") {
+                Some(Topology::Slots)
+            } else if is(sub, "SHARDS") {
+                Some(Topology::Shards)
+            } else if is(sub, "NODES") {
+                Some(Topology::Nodes)
+            } else {
+                None
+            }
+        }
+        [name, sub, _] if is(name, "CLUSTER") && (is(sub, "REPLICAS") || is(sub, "SLAVES")) => {
+            Some(Topology::Replicas)
+        }
+        _ => None,
     }
 }
 

@@ -1,0 +1,76 @@
+//! Cluster mode (`--cluster`): every node the cluster announces gets a listener of its own on
+//! 127.0.0.1, and the replies that name nodes are rewritten to name those listeners, so that a
+//! cluster client never leaves the sidecar. Each client connection stays 1:1 with a connection
+//! to one node, as on every other listener.
+//!
+//! `rewrite` turns topology replies and redirects into their local form (pure); `value`
+//! decodes and encodes the few replies rewritten; `table` keeps the node table and opens each
+//! node's listener before the reply naming it reaches the client.
+
+pub mod rewrite;
+pub(crate) mod table;
+pub(crate) mod value;
+
+pub(crate) use table::NodeTable;
+
+use std::fmt;
+use std::sync::Arc;
+
+/// A cluster route's connection: the node table, and the node this connection is to.
+#[derive(Clone)]
+pub(crate) struct ClusterLink {
+    pub(crate) table: Arc<NodeTable>,
+    pub(crate) this_node: NodeAddr,
+}
+
+/// A node as the cluster announces it: a hostname or an IP, and its client (TLS) port.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct NodeAddr {
+    pub host: String,
+    pub port: u16,
+}
+
+impl fmt::Display for NodeAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.host.contains(':') {
+            write!(f, "[{}]:{}", self.host, self.port)
+        } else {
+            write!(f, "{}:{}", self.host, self.port)
+        }
+    }
+}
+
+/// The commands whose replies name nodes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Topology {
+    Slots,
+    Shards,
+    Nodes,
+    /// `CLUSTER REPLICAS` and its old name `CLUSTER SLAVES`.
+    Replicas,
+}
+
+/// Where nodes are served locally.
+pub trait NodeMap: Send + Sync {
+    /// The loopback port serving `node` (also known by `id` when the reply names it), its
+    /// listener open before this returns.
+    fn local_port(&self, node: &NodeAddr, id: Option<&[u8]>) -> Result<u16, ClusterError>;
+}
+
+/// Why a reply naming nodes could not be rewritten.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ClusterError {
+    /// The server's reply is not what Redis sends: the connection closes.
+    #[error("malformed cluster topology reply from the server: {0}")]
+    Malformed(String),
+    /// Answered in the reply's place; the connection goes on.
+    #[error("no local port left for cluster node {node}: --cluster-ports {range} is full")]
+    Exhausted { node: String, range: String },
+    /// Answered in the reply's place; the connection goes on.
+    #[error("cannot listen for cluster node {node} on 127.0.0.1:{port}: {reason}")]
+    Listen {
+        node: String,
+        port: u16,
+        reason: String,
+    },
+}
