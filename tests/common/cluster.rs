@@ -1,0 +1,196 @@
+//! A real Redis Cluster on loopback for the cluster-mode tests: three primaries and three
+//! replicas, TLS only (`tls-cluster`, `tls-replication`), `requirepass` and `masterauth`,
+//! created with `redis-cli --cluster create`, announced by IP or by hostname (`localhost`).
+
+use super::{PATIENCE, TOKEN_A, certs, server_binary};
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// How the nodes tell clients where they are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Announce {
+    Ip,
+    /// `cluster-announce-hostname localhost`, `cluster-preferred-endpoint-type hostname`.
+    Hostname,
+}
+
+pub struct Cluster {
+    children: Vec<Child>,
+    /// The nodes' TLS ports, primaries first as created.
+    pub ports: Vec<u16>,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for child in &mut self.children {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Six ports whose bus ports (+10000) are free too, all at most 55535.
+fn cluster_ports() -> Vec<u16> {
+    let mut seed =
+        std::process::id() as u64 * 7919 + Instant::now().elapsed().subsec_nanos() as u64;
+    loop {
+        seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        let base = 20_000 + (seed >> 33) as u16 % 25_000;
+        let ports: Vec<u16> = (0..6).map(|i| base + i * 7).collect();
+        let free = ports.iter().all(|&p| {
+            TcpListener::bind(("127.0.0.1", p)).is_ok()
+                && TcpListener::bind(("127.0.0.1", p + 10_000)).is_ok()
+        });
+        if free {
+            return ports;
+        }
+    }
+}
+
+impl Cluster {
+    pub fn start(announce: Announce) -> Self {
+        for _ in 0..3 {
+            if let Some(cluster) = Self::try_start(announce) {
+                return cluster;
+            }
+        }
+        panic!("the cluster did not form after three tries");
+    }
+
+    fn try_start(announce: Announce) -> Option<Self> {
+        let dir = tempfile::Builder::new()
+            .prefix("rap-cluster-")
+            .tempdir()
+            .unwrap();
+        let ports = cluster_ports();
+        let children = ports
+            .iter()
+            .map(|&port| spawn_node(dir.path(), port, announce))
+            .collect();
+        let cluster = Cluster {
+            children,
+            ports,
+            _dir: dir,
+        };
+        cluster.wait_until(|| {
+            cluster
+                .ports
+                .iter()
+                .all(|&p| cluster.cli(p, &["PING"]).contains("PONG"))
+        });
+        let mut create: Vec<String> = vec!["--cluster".into(), "create".into()];
+        create.extend(cluster.ports.iter().map(|p| format!("127.0.0.1:{p}")));
+        create.extend(["--cluster-replicas", "1", "--cluster-yes"].map(String::from));
+        let create: Vec<&str> = create.iter().map(String::as_str).collect();
+        let output = cluster.cli_output(&create);
+        if !output.status.success() {
+            eprintln!(
+                "cluster create failed: {}",
+                String::from_utf8_lossy(&output.stdout)
+            );
+            return None;
+        }
+        cluster.wait_until(|| cluster.healthy());
+        Some(cluster)
+    }
+
+    /// Every node sees the cluster ok, every primary has its replica online.
+    pub fn healthy(&self) -> bool {
+        self.ports.iter().all(|&p| {
+            self.cli(p, &["CLUSTER", "INFO"])
+                .contains("cluster_state:ok")
+        }) && self
+            .cli(self.ports[0], &["CLUSTER", "SHARDS"])
+            .matches("online")
+            .count()
+            >= 6
+    }
+
+    pub fn wait_until(&self, mut condition: impl FnMut() -> bool) {
+        let deadline = Instant::now() + PATIENCE * 4;
+        while !condition() {
+            assert!(
+                Instant::now() < deadline,
+                "the cluster did not get there in time"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// `redis-cli` to one node over TLS with the password; its stdout.
+    pub fn cli(&self, port: u16, args: &[&str]) -> String {
+        let mut all = vec!["-p".to_string(), port.to_string()];
+        all.extend(args.iter().map(|a| a.to_string()));
+        let all: Vec<&str> = all.iter().map(String::as_str).collect();
+        String::from_utf8_lossy(&self.cli_output(&all).stdout).into_owned()
+    }
+
+    pub fn cli_output(&self, args: &[&str]) -> Output {
+        Command::new("redis-cli")
+            .args(["--tls", "--cacert"])
+            .arg(&certs().ca)
+            .args(["-h", "127.0.0.1", "-a", TOKEN_A, "--no-auth-warning"])
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("redis-cli")
+    }
+}
+
+fn spawn_node(dir: &Path, port: u16, announce: Announce) -> Child {
+    let certs = certs();
+    let node_dir = dir.join(port.to_string());
+    std::fs::create_dir_all(&node_dir).unwrap();
+    let mut command = Command::new(server_binary());
+    command
+        .args([
+            "--port",
+            "0",
+            "--bind",
+            "127.0.0.1",
+            "--tls-port",
+            &port.to_string(),
+        ])
+        .arg("--tls-cert-file")
+        .arg(&certs.cert)
+        .arg("--tls-key-file")
+        .arg(&certs.key)
+        .arg("--tls-ca-cert-file")
+        .arg(&certs.ca)
+        .args([
+            "--tls-auth-clients",
+            "no",
+            "--tls-cluster",
+            "yes",
+            "--tls-replication",
+            "yes",
+        ])
+        .args(["--cluster-enabled", "yes", "--cluster-node-timeout", "3000"])
+        .arg("--cluster-config-file")
+        .arg(node_dir.join("nodes.conf"))
+        .args(["--requirepass", TOKEN_A, "--masterauth", TOKEN_A])
+        .args(["--save", "", "--appendonly", "no"])
+        .arg("--dir")
+        .arg(&node_dir)
+        .arg("--logfile")
+        .arg(node_dir.join("log"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    if announce == Announce::Hostname {
+        command.args([
+            "--cluster-announce-hostname",
+            "localhost",
+            "--cluster-preferred-endpoint-type",
+            "hostname",
+        ]);
+    }
+    command
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {} (is it installed?): {e}", server_binary()))
+}
