@@ -2,16 +2,19 @@
 # Installs what the demo, the tests and the benchmarks run against: redis-server, redis-tools
 # (redis-cli, redis-benchmark) and openssl from Debian, plus any Debian packages named as
 # arguments. With --with-moto it also installs moto (a local AWS Secrets Manager) from PyPI;
-# with --with-valkey, valkey-server 8 from Debian's backports (the suite runs against it too).
+# with --with-valkey, valkey-server 8 from Debian's backports (the suite runs against it too);
+# with --with-clients, the client libraries the cluster tests drive (redis-py from PyPI).
 set -euo pipefail
 
 with_moto=false
 with_valkey=false
+with_clients=false
 packages=(redis-server redis-tools openssl)
 for arg in "$@"; do
     case "$arg" in
         --with-moto) with_moto=true ;;
         --with-valkey) with_valkey=true ;;
+        --with-clients) with_clients=true ;;
         *) packages+=("$arg") ;;
     esac
 done
@@ -58,4 +61,9 @@ fi
 if $with_moto && ! python3 -c "import moto.server, flask, flask_cors" 2>/dev/null; then
     echo "Installing moto (a local Secrets Manager for the tests)" >&2
     python3 -m pip install -q --disable-pip-version-check 'moto[secretsmanager]' flask flask-cors
+fi
+
+if $with_clients && ! python3 -c "import redis.cluster" 2>/dev/null; then
+    echo "Installing redis-py (a cluster client for the tests)" >&2
+    python3 -m pip install -q --disable-pip-version-check 'redis>=7.4,<9'
 fi

@@ -8,7 +8,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # prometheus brings promtool, which checks the /metrics exposition.
-scripts/install-deps.sh --with-moto --with-valkey prometheus iproute2 util-linux
+scripts/install-deps.sh --with-moto --with-valkey --with-clients prometheus iproute2 util-linux
 command -v redis-server >/dev/null || { echo "redis-server is missing" >&2; exit 1; }
 command -v valkey-server >/dev/null || { echo "valkey-server is missing" >&2; exit 1; }
 

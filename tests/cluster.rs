@@ -97,3 +97,149 @@ fn redis_cli_follows_redirects_through_the_proxy_to_nodes_announced_by_ip() {
 fn redis_cli_follows_redirects_through_the_proxy_to_nodes_announced_by_hostname() {
     redis_cli_follows_redirects_through_the_proxy(Announce::Hostname);
 }
+
+fn redis_py(args: &[&str]) -> Command {
+    let mut command = Command::new("python3");
+    command
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/cluster/redis_py.py"
+        ))
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    command
+}
+
+#[test]
+fn redis_py_blocks_subscribes_and_runs_transactions_through_the_proxy() {
+    let cluster = Cluster::start(Announce::Ip);
+    let token = TokenFile::new(TOKEN_A);
+    let proxy = proxy(&cluster, &token, &[]);
+    let output = redis_py(&["features", "127.0.0.1", &proxy.port.to_string()])
+        .output()
+        .expect("python3 with redis-py (scripts/install-deps.sh --with-clients)");
+    assert_eq!(
+        String::from_utf8_lossy(&output.stdout).trim(),
+        "ok",
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// The id of the node on `port`.
+fn node_id(cluster: &Cluster, port: u16) -> String {
+    cluster.cli(port, &["CLUSTER", "MYID"]).trim().to_owned()
+}
+
+#[derive(serde::Deserialize, Debug)]
+struct LoadResult {
+    ops: u64,
+    errors: u64,
+    /// Shown when the test fails.
+    #[allow(dead_code)]
+    first_errors: Vec<String>,
+}
+
+#[test]
+fn a_live_reshard_and_a_failover_cost_redis_py_no_more_errors_than_direct() {
+    let cluster = Cluster::start(Announce::Ip);
+    let token = TokenFile::new(TOKEN_A);
+    let proxy = proxy(&cluster, &token, &[]);
+    let stop = tempfile::tempdir().unwrap();
+    let stop_file = stop.path().join("stop").display().to_string();
+    let seed = cluster.ports[0].to_string();
+    let ca = common::certs().ca.display().to_string();
+    let through = redis_py(&["load", "127.0.0.1", &proxy.port.to_string(), &stop_file])
+        .spawn()
+        .unwrap();
+    let direct = redis_py(&[
+        "load",
+        "127.0.0.1",
+        &seed,
+        &stop_file,
+        "--tls",
+        &ca,
+        "--password",
+        TOKEN_A,
+    ])
+    .spawn()
+    .unwrap();
+
+    common::eventually("both clients are writing", || {
+        cli(proxy.port, &["-c", "GET", "load:50"]).trim() == "50"
+            && cluster
+                .cli_output(&["-c", "-p", &seed, "DBSIZE"])
+                .status
+                .success()
+    });
+    // Move 300 slots from the first primary to the second while both clients write.
+    let (from, to) = (
+        node_id(&cluster, cluster.ports[0]),
+        node_id(&cluster, cluster.ports[1]),
+    );
+    let reshard = cluster.cli_output(&[
+        "--cluster",
+        "reshard",
+        &format!("127.0.0.1:{seed}"),
+        "--cluster-from",
+        &from,
+        "--cluster-to",
+        &to,
+        "--cluster-slots",
+        "300",
+        "--cluster-yes",
+    ]);
+    assert!(
+        reshard.status.success(),
+        "{}",
+        String::from_utf8_lossy(&reshard.stdout)
+    );
+    // Then the third primary's replica takes over.
+    let third = node_id(&cluster, cluster.ports[2]);
+    let replica_of_third = || -> Option<u16> {
+        let nodes = cluster.cli(cluster.ports[0], &["CLUSTER", "NODES"]);
+        nodes
+            .lines()
+            .find(|line| line.contains(&format!("slave {third}")))
+            .and_then(|line| line.split(' ').nth(1))
+            .and_then(|addr| addr.split(['@', ':']).nth(1))
+            .and_then(|port| port.parse().ok())
+    };
+    cluster.wait_until(|| replica_of_third().is_some());
+    let replica_port = replica_of_third().unwrap();
+    assert_eq!(
+        cluster.cli(replica_port, &["CLUSTER", "FAILOVER"]).trim(),
+        "OK"
+    );
+    cluster.wait_until(|| cluster.cli(replica_port, &["ROLE"]).starts_with("master"));
+    cluster.wait_until(|| cluster.healthy());
+
+    std::fs::write(&stop_file, "").unwrap();
+    let result = |child: std::process::Child| -> LoadResult {
+        let output = child.wait_with_output().unwrap();
+        serde_json::from_slice(&output.stdout)
+            .unwrap_or_else(|_| panic!("{}", String::from_utf8_lossy(&output.stderr)))
+    };
+    let (through, direct) = (result(through), result(direct));
+    eprintln!("through the proxy: {through:?}\ndirect: {direct:?}");
+    assert!(
+        through.ops > 200 && direct.ops > 200,
+        "{through:?} {direct:?}"
+    );
+    assert!(
+        through.errors <= direct.errors,
+        "through the proxy {through:?}, direct {direct:?}"
+    );
+    let exposition = http(proxy.admin_addr(), "GET", "/metrics").1;
+    let redirects = sample(
+        &exposition,
+        "redis_auth_proxy_cluster_redirects_rewritten_total",
+        &[],
+    );
+    assert!(
+        redirects >= 1.0,
+        "the reshard and failover sent redirects through the proxy"
+    );
+}

@@ -34,13 +34,16 @@ impl Drop for Cluster {
 
 /// Six ports whose bus ports (+10000) are free too, all at most 55535.
 fn cluster_ports() -> Vec<u16> {
-    let mut seed =
-        std::process::id() as u64 * 7919 + Instant::now().elapsed().subsec_nanos() as u64;
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    let mut seed = std::process::id() as u64 * 7919 + u64::from(nanos);
     loop {
         seed = seed
             .wrapping_mul(6364136223846793005)
             .wrapping_add(1442695040888963407);
-        let base = 20_000 + (seed >> 33) as u16 % 25_000;
+        // Below Linux's ephemeral range (32768 on), bus ports included.
+        let base = 20_000 + (seed >> 33) as u16 % 2_700;
         let ports: Vec<u16> = (0..6).map(|i| base + i * 7).collect();
         let free = ports.iter().all(|&p| {
             TcpListener::bind(("127.0.0.1", p)).is_ok()
@@ -83,6 +86,13 @@ impl Cluster {
                 .iter()
                 .all(|&p| cluster.cli(p, &["PING"]).contains("PONG"))
         });
+        // Another test may have taken a port between the check and the bind: every node
+        // answering must be one of ours.
+        let dir = cluster._dir.path().display().to_string();
+        let ours = |p: u16| cluster.cli(p, &["CONFIG", "GET", "dir"]).contains(&dir);
+        if !cluster.ports.iter().all(|&p| ours(p)) {
+            return None;
+        }
         let mut create: Vec<String> = vec!["--cluster".into(), "create".into()];
         create.extend(cluster.ports.iter().map(|p| format!("127.0.0.1:{p}")));
         create.extend(["--cluster-replicas", "1", "--cluster-yes"].map(String::from));
