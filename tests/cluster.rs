@@ -11,17 +11,17 @@ use std::process::{Command, Stdio};
 const CLUSTER_PORTS: &str = "41000-41999";
 
 fn proxy(cluster: &Cluster, token: &TokenFile, extra: &[&str]) -> ProxyProcess {
-    let upstream = format!("127.0.0.1:{}", cluster.ports[0]);
+    proxy_to(&format!("127.0.0.1:{}", cluster.ports[0]), token, extra)
+}
+
+fn proxy_to(upstream: &str, token: &TokenFile, extra: &[&str]) -> ProxyProcess {
     let token_path = token.path.display().to_string();
-    let mut args = vec![
-        "--cluster",
-        "--cluster-ports",
-        CLUSTER_PORTS,
-        "--token-file",
-        &token_path,
-    ];
+    let mut args = vec!["--cluster", "--token-file", &token_path];
+    if !extra.contains(&"--cluster-ports") {
+        args.extend(["--cluster-ports", CLUSTER_PORTS]);
+    }
     args.extend(extra);
-    ProxyProcess::start_to(&upstream, &args, &[])
+    ProxyProcess::start_to(upstream, &args, &[])
 }
 
 /// `redis-cli` to the proxy in plain RESP, with no password.
@@ -51,7 +51,13 @@ fn names_no_real_node(cluster: &Cluster, text: &str) {
 fn redis_cli_follows_redirects_through_the_proxy(announce: Announce) {
     let cluster = Cluster::start(announce);
     let token = TokenFile::new(TOKEN_A);
-    let proxy = proxy(&cluster, &token, &[]);
+    // The configured endpoint as the cluster announces it: that node is the route's own
+    // listener (ElastiCache Serverless names its endpoint in CLUSTER SLOTS).
+    let host = match announce {
+        Announce::Ip => "127.0.0.1",
+        Announce::Hostname => "localhost",
+    };
+    let proxy = proxy_to(&format!("{host}:{}", cluster.ports[0]), &token, &[]);
     for i in 0..200 {
         let key = format!("key-{i}");
         assert_eq!(
@@ -79,6 +85,12 @@ fn redis_cli_follows_redirects_through_the_proxy(announce: Announce) {
             names_no_real_node(&cluster, &out);
         }
     }
+    let slots = cli(proxy.port, &["CLUSTER", "SLOTS"]);
+    assert!(
+        slots.lines().any(|line| line == proxy.port.to_string()),
+        "the configured endpoint is the route's own port {}:\n{slots}",
+        proxy.port
+    );
     let moved = cli(proxy.port, &["GET", "key-0"]) + &cli(proxy.port, &["GET", "key-1"]);
     names_no_real_node(&cluster, &moved);
     let exposition = http(proxy.admin_addr(), "GET", "/metrics").1;
@@ -241,5 +253,32 @@ fn a_live_reshard_and_a_failover_cost_redis_py_no_more_errors_than_direct() {
     assert!(
         redirects >= 1.0,
         "the reshard and failover sent redirects through the proxy"
+    );
+}
+
+#[test]
+fn a_full_port_range_is_answered_with_a_clear_error_and_the_connection_goes_on() {
+    let cluster = Cluster::start(Announce::Ip);
+    let token = TokenFile::new(TOKEN_A);
+    // One port for six nodes (and none at all if something else holds it).
+    let proxy = proxy(&cluster, &token, &["--cluster-ports", "42999-42999"]);
+    let out = cli(proxy.port, &["CLUSTER", "SLOTS"]);
+    assert!(
+        out.contains("no local port left for cluster node 127.0.0.1:"),
+        "{out}"
+    );
+    assert!(out.contains("--cluster-ports 42999-42999 is full"), "{out}");
+    let mut client = common::Raw::connect(proxy.addr());
+    client.command(&["CLUSTER", "SLOTS"]);
+    assert!(client.reply().contains("is full"));
+    client.command(&["PING"]);
+    assert_eq!(client.reply(), "PONG", "the connection goes on");
+    let exposition = http(proxy.admin_addr(), "GET", "/metrics").1;
+    assert!(
+        sample(
+            &exposition,
+            "redis_auth_proxy_cluster_ports_exhausted_total",
+            &[]
+        ) >= 1.0
     );
 }

@@ -2,6 +2,7 @@
 //! `Connection` as `forward` does (bytes not taken are offered again, ranges become bytes) and
 //! records what each side would receive.
 
+mod cluster;
 mod model;
 mod modes;
 mod renewal;

@@ -1,0 +1,83 @@
+//! Cluster mode in the core: topology replies and redirects rewritten in their place, every
+//! other reply untouched, and a malformed topology reply ending only its connection.
+
+use super::*;
+use crate::cluster::rewrite::Rewriter;
+use crate::cluster::{ClusterError, NodeAddr, NodeMap};
+
+/// Node `host:port` is served on `port + 1000`.
+struct Shifted;
+
+impl NodeMap for Shifted {
+    fn local_port(&self, node: &NodeAddr, _id: Option<&[u8]>) -> Result<u16, ClusterError> {
+        Ok(node.port + 1000)
+    }
+}
+
+fn cluster_wire() -> Wire {
+    let this: &'static NodeAddr = Box::leak(Box::new(NodeAddr {
+        host: "cfg.example".into(),
+        port: 6379,
+    }));
+    Wire::with(Rules {
+        cluster: Some(Rewriter {
+            nodes: &Shifted,
+            this_node: this,
+        }),
+        ..rules(None)
+    })
+}
+
+#[test]
+fn a_moved_error_among_other_replies_is_rewritten_in_its_place() {
+    let mut wire = cluster_wire();
+    let (get, set) = (req(&["GET", "a"]), req(&["SET", "b", "1"]));
+    wire.client_sends(&cat(&[&get, &set, &get]));
+    wire.server_sends(b"$1\r\nx\r\n-MOVED 3999 10.0.0.7:6380\r\n-WRONGTYPE Operation\r\n");
+    assert_eq!(
+        wire.take_client(),
+        b"$1\r\nx\r\n-MOVED 3999 127.0.0.1:7380\r\n-WRONGTYPE Operation\r\n"
+    );
+    assert!(wire.conn.owes_nothing());
+}
+
+#[test]
+fn a_topology_reply_split_anywhere_is_rewritten_whole() {
+    let reply = b"*1\r\n*3\r\n:0\r\n:16383\r\n*3\r\n$8\r\n10.0.0.1\r\n:6379\r\n$2\r\nid\r\n";
+    let expected = b"*1\r\n*3\r\n:0\r\n:16383\r\n*3\r\n$9\r\n127.0.0.1\r\n:7379\r\n$2\r\nid\r\n";
+    for cut in 1..reply.len() {
+        let mut wire = cluster_wire();
+        wire.client_sends(&req(&["cluster", "slots"]));
+        wire.server_sends(&reply[..cut]);
+        assert!(
+            wire.take_client().is_empty(),
+            "held until whole (cut {cut})"
+        );
+        wire.server_sends(&reply[cut..]);
+        assert_eq!(wire.take_client(), expected, "cut {cut}");
+    }
+}
+
+#[test]
+fn without_cluster_mode_nothing_is_rewritten() {
+    let mut wire = Wire::new();
+    wire.client_sends(&req(&["GET", "a"]));
+    wire.server_sends(b"-MOVED 3999 10.0.0.7:6380\r\n");
+    assert_eq!(wire.take_client(), b"-MOVED 3999 10.0.0.7:6380\r\n");
+}
+
+#[test]
+fn a_malformed_topology_reply_ends_the_connection_with_a_clear_error() {
+    let mut wire = cluster_wire();
+    wire.client_sends(&req(&["CLUSTER", "SHARDS"]));
+    wire.server_sends(b"*1\r\n:12\r\n");
+    let client = String::from_utf8(wire.take_client()).unwrap();
+    assert!(
+        client.starts_with("-ERR redis-auth-proxy: malformed cluster topology reply"),
+        "{client}"
+    );
+    assert!(matches!(
+        wire.conn.take_outcome(),
+        Some(Err(ConnError::Cluster(ClusterError::Malformed(_))))
+    ));
+}
