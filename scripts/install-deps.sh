@@ -3,7 +3,8 @@
 # (redis-cli, redis-benchmark) and openssl from Debian, plus any Debian packages named as
 # arguments. With --with-moto it also installs moto (a local AWS Secrets Manager) from PyPI;
 # with --with-valkey, valkey-server 8 from Debian's backports (the suite runs against it too);
-# with --with-clients, the client libraries the cluster tests drive (redis-py from PyPI).
+# with --with-clients, the client libraries the cluster tests drive (redis-py from PyPI, ioredis
+# from npm into tests/cluster/node_modules, as tests/cluster/package-lock.json pins it).
 set -euo pipefail
 
 with_moto=false
@@ -66,4 +67,9 @@ fi
 if $with_clients && ! python3 -c "import redis.cluster" 2>/dev/null; then
     echo "Installing redis-py (a cluster client for the tests)" >&2
     python3 -m pip install -q --disable-pip-version-check 'redis>=7.4,<9'
+fi
+
+if $with_clients && [ ! -d "$(dirname "$0")/../tests/cluster/node_modules/ioredis" ]; then
+    echo "Installing ioredis (a cluster client for the tests)" >&2
+    (cd "$(dirname "$0")/../tests/cluster" && npm ci --no-audit --no-fund --loglevel=error)
 fi

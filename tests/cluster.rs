@@ -282,3 +282,25 @@ fn a_full_port_range_is_answered_with_a_clear_error_and_the_connection_goes_on()
         ) >= 1.0
     );
 }
+
+#[test]
+fn ioredis_cluster_writes_and_reads_through_the_proxy() {
+    let cluster = Cluster::start(Announce::Hostname);
+    let token = TokenFile::new(TOKEN_A);
+    let proxy = proxy(&cluster, &token, &[]);
+    let output = Command::new("node")
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/cluster/ioredis.js"
+        ))
+        .args(["127.0.0.1", &proxy.port.to_string()])
+        .stdin(Stdio::null())
+        .output()
+        .expect("node with ioredis (scripts/install-deps.sh --with-clients)");
+    assert_eq!(
+        String::from_utf8_lossy(&output.stdout).trim(),
+        "ok",
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
