@@ -7,7 +7,9 @@
 //! - `handshake` authenticates that connection with a token from the `token` store;
 //! - `forward` then carries the client's requests up and the replies down, using `resp` to
 //!   find request and reply boundaries, and answers or rewrites AUTH, HELLO AUTH and RESET,
-//!   checking the client's own password against `client_auth` when one is configured.
+//!   checking the client's own password against `client_auth` when one is configured;
+//! - with `--cluster`, `cluster` gives every node a listener of its own and rewrites the replies
+//!   that name nodes to name those listeners.
 //!
 //! `config` turns flags, environment and file into a `Config`; `secret` holds the one type
 //! that may carry a token; `error` maps every failure to a reply and a log level; `metrics`

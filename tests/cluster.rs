@@ -304,3 +304,60 @@ fn ioredis_cluster_writes_and_reads_through_the_proxy() {
         String::from_utf8_lossy(&output.stderr)
     );
 }
+
+/// The local port a `-MOVED slot 127.0.0.1:port` reply names.
+fn moved_port(reply: &str) -> u16 {
+    assert!(reply.contains("MOVED"), "{reply}");
+    assert!(reply.contains(" 127.0.0.1:"), "{reply}");
+    reply.trim().rsplit(':').next().unwrap().parse().unwrap()
+}
+
+#[test]
+fn redirects_inside_multi_and_to_a_blocked_client_name_local_listeners() {
+    let cluster = Cluster::start(Announce::Ip);
+    let token = TokenFile::new(TOKEN_A);
+    let proxy = proxy(&cluster, &token, &[]);
+    // A key the seed node does not own.
+    let key = (0..)
+        .map(|i| format!("elsewhere-{i}"))
+        .find(|key| cli(proxy.port, &["GET", key]).contains("MOVED"))
+        .unwrap();
+    let mut client = common::Raw::connect(proxy.addr());
+    client.command(&["MULTI"]);
+    assert_eq!(client.reply(), "OK");
+    client.command(&["SET", &key, "v"]);
+    let moved = client.reply();
+    let owner = moved_port(&moved);
+    names_no_real_node(&cluster, &moved);
+    client.command(&["EXEC"]);
+    assert!(client.reply().contains("EXECABORT"));
+
+    // A client blocked on the owner's listener, then the key's slot moves to another primary.
+    let slot = cli(proxy.port, &["CLUSTER", "KEYSLOT", &key])
+        .trim()
+        .to_owned();
+    let mut blocked = common::Raw::connect(([127, 0, 0, 1], owner).into());
+    blocked.command(&["BLPOP", &key, "0"]);
+    let owner_port = cluster.ports[..3]
+        .iter()
+        .copied()
+        .find(|&p| !cluster.cli(p, &["GET", &key]).contains("MOVED"))
+        .expect("the owning primary");
+    let target = cluster.ports[..3]
+        .iter()
+        .copied()
+        .find(|&p| p != owner_port)
+        .unwrap();
+    let target_id = cluster.cli(target, &["CLUSTER", "MYID"]).trim().to_owned();
+    common::eventually("the blocked client is blocked", || {
+        cluster
+            .cli(owner_port, &["CLIENT", "LIST"])
+            .contains("cmd=blpop")
+    });
+    for &port in &cluster.ports[..3] {
+        cluster.cli(port, &["CLUSTER", "SETSLOT", &slot, "NODE", &target_id]);
+    }
+    let moved = blocked.reply();
+    assert_ne!(moved_port(&moved), owner, "{moved}");
+    names_no_real_node(&cluster, &moved);
+}
