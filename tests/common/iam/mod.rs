@@ -9,7 +9,7 @@
 
 pub mod sigv4;
 
-use super::{RedisServer, certs};
+use super::RedisServer;
 use redis_protocol::resp2::types::BytesFrame;
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -255,21 +255,7 @@ async fn serve_front(
     ledger: Arc<Ledger>,
     cut_after: Option<Duration>,
 ) {
-    let certs = certs();
-    let chain = rustls_pki_types::CertificateDer::pem_file_iter(&certs.cert)
-        .unwrap()
-        .collect::<Result<Vec<_>, _>>()
-        .unwrap();
-    let key = rustls_pki_types::PrivateKeyDer::from_pem_file(&certs.key).unwrap();
-    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_no_client_auth()
-    .with_single_cert(chain, key)
-    .unwrap();
-    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let acceptor = super::tls_acceptor();
     loop {
         let Ok((stream, _)) = listener.accept().await else {
             return;
@@ -287,8 +273,6 @@ async fn serve_front(
         });
     }
 }
-
-use rustls_pki_types::pem::PemObject;
 
 async fn front_connection(
     client: tokio_rustls::server::TlsStream<tokio::net::TcpStream>,
