@@ -208,3 +208,55 @@ fn iam_needs_the_user_id() {
         "{errors}"
     );
 }
+
+#[test]
+fn cluster_mode_is_a_route_setting_with_a_port_range() {
+    let config = Config::from_flags(&Flags {
+        cluster: Some(true),
+        cluster_ports: Some("20000-20009".into()),
+        ..flags()
+    })
+    .unwrap();
+    assert!(config.routes[0].cluster);
+    assert_eq!(config.cluster_ports, 20000..=20009);
+    let default = Config::from_flags(&flags()).unwrap();
+    assert!(!default.routes[0].cluster);
+    assert_eq!(default.cluster_ports, 7001..=7100);
+}
+
+#[test]
+fn a_route_table_can_turn_cluster_mode_on_for_itself() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("proxy.toml");
+    std::fs::write(
+        &path,
+        "[token]\nfile = \"/run/secrets/token\"\n\n\
+         [[route]]\nname = \"cache\"\nlisten = \"127.0.0.1:6379\"\nupstream = \"cfg.example:6379\"\ncluster = true\n\n\
+         [[route]]\nname = \"plain\"\nlisten = \"127.0.0.1:6380\"\nupstream = \"single.example:6379\"\n",
+    )
+    .unwrap();
+    let config = Config::from_flags(&Flags {
+        config: Some(path),
+        ..Flags::default()
+    })
+    .unwrap();
+    let cluster: Vec<bool> = config.routes.iter().map(|r| r.cluster).collect();
+    assert_eq!(cluster, [true, false]);
+}
+
+#[test]
+fn a_bad_cluster_port_range_names_the_flag() {
+    for bad in ["7100-7001", "0-10", "7001", "a-b"] {
+        let errors = Config::from_flags(&Flags {
+            cluster_ports: Some(bad.into()),
+            ..flags()
+        })
+        .unwrap_err()
+        .0
+        .join("\n");
+        assert!(
+            errors.contains("--cluster-ports: expected LOW-HIGH"),
+            "{bad}: {errors}"
+        );
+    }
+}
