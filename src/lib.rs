@@ -192,37 +192,17 @@ pub fn routes(
                 Arc::clone(health),
             );
             if route.cluster {
-                runtime.forward.cluster =
-                    Some(cluster_link(route, config, store, client_passwords, health));
+                runtime.forward.cluster = Some(cluster::ClusterLink::new(
+                    route,
+                    config,
+                    store,
+                    client_passwords,
+                    health,
+                ));
             }
             Ok(Arc::new(runtime))
         })
         .collect()
-}
-
-/// A cluster route's node table; its nodes' listeners are made like the route's own.
-fn cluster_link(
-    route: &config::Route,
-    config: &Config,
-    store: &Arc<TokenStore>,
-    client_passwords: Option<&Arc<ClientPasswords>>,
-    health: &Arc<Health>,
-) -> cluster::ClusterLink {
-    let template = cluster::table::NodeTemplate {
-        route: route.name.clone(),
-        config: config.clone(),
-        tls: route.tls.clone(),
-        store: Arc::clone(store),
-        client_passwords: client_passwords.cloned(),
-        health: Arc::clone(health),
-    };
-    cluster::ClusterLink {
-        table: cluster::NodeTable::new(template, config.cluster_ports.clone()),
-        this_node: cluster::NodeAddr {
-            host: route.upstream.host.clone(),
-            port: route.upstream.port,
-        },
-    }
 }
 
 /// Serves `listeners` until `shutdown` completes (or `/quitquitquit` is posted), then drains.

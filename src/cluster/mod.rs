@@ -23,6 +23,33 @@ pub(crate) struct ClusterLink {
     pub(crate) this_node: NodeAddr,
 }
 
+impl ClusterLink {
+    /// A cluster route's node table; its nodes' listeners are made like the route's own.
+    pub(crate) fn new(
+        route: &crate::config::Route,
+        config: &crate::config::Config,
+        store: &Arc<crate::token::TokenStore>,
+        client_passwords: Option<&Arc<crate::client_auth::ClientPasswords>>,
+        health: &Arc<crate::health::Health>,
+    ) -> ClusterLink {
+        let template = table::NodeTemplate {
+            route: route.name.clone(),
+            config: config.clone(),
+            tls: route.tls.clone(),
+            store: Arc::clone(store),
+            client_passwords: client_passwords.cloned(),
+            health: Arc::clone(health),
+        };
+        ClusterLink {
+            table: NodeTable::new(template, config.cluster_ports.clone()),
+            this_node: NodeAddr {
+                host: route.upstream.host.clone(),
+                port: route.upstream.port,
+            },
+        }
+    }
+}
+
 /// A node as the cluster announces it: a hostname or an IP, and its client (TLS) port.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct NodeAddr {

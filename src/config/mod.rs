@@ -12,6 +12,7 @@ mod flags;
 mod iam;
 #[cfg(test)]
 mod tests;
+mod token;
 mod validate;
 
 pub use flags::{Cli, CliCommand, EXIT_CODES_HELP, Flags};

@@ -2,7 +2,6 @@
 
 use super::file::FileRoute;
 use super::*;
-use crate::token::{EnvSource, FileSource, SecretsManagerSource};
 use crate::upstream::TlsVersion;
 
 /// Turns settings into a `Config`, collecting every problem.
@@ -177,67 +176,6 @@ impl Merger<'_> {
                     "--log-format: expected text or json, got {other:?}"
                 ));
                 LogFormat::Text
-            }
-        }
-    }
-
-    fn token_source(&mut self) -> Option<TokenSource> {
-        let file_path = self.s.token_file.clone();
-        let env_var = self.s.token_env.clone();
-        let json_key = self.s.token_json_key.clone();
-        let secret_id = self.s.token_secret_id.clone();
-        let mut chosen: Vec<(&str, TokenSource)> = Vec::new();
-        if let Some(path) = file_path {
-            chosen.push((
-                "--token-file",
-                TokenSource::File(FileSource::token(path, json_key.clone())),
-            ));
-        }
-        if let Some(var) = env_var {
-            if var.is_empty() {
-                self.errors.push("--token-env: empty variable name".into());
-            }
-            chosen.push((
-                "--token-env",
-                TokenSource::Env(EnvSource {
-                    var,
-                    json_key: json_key.clone(),
-                }),
-            ));
-        }
-        if let Some(id) = secret_id {
-            if id.is_empty() {
-                self.errors
-                    .push("--token-secret-id: empty secret id".into());
-            }
-            chosen.push((
-                "--token-secret-id",
-                TokenSource::SecretsManager(SecretsManagerSource::new(id, json_key)),
-            ));
-        }
-        if let Some(source) = self.iam_source() {
-            chosen.push(("--iam-service", source));
-        }
-        match chosen.len() {
-            1 => chosen.pop().map(|(_, source)| source),
-            0 => {
-                self.errors.push(
-                    "no token source: set --token-file, --token-env, --token-secret-id or --iam-service (or their REDIS_AUTH_PROXY_* variables, or [token] in --config)".into(),
-                );
-                None
-            }
-            _ => {
-                let names: Vec<&str> = chosen.iter().map(|(name, _)| *name).collect();
-                let verb = if names.len() == 2 {
-                    "are both set"
-                } else {
-                    "are all set"
-                };
-                self.errors.push(format!(
-                    "{} {verb}; choose one token source",
-                    names.join(" and ")
-                ));
-                None
             }
         }
     }

@@ -127,3 +127,38 @@ impl Renewer {
         Some(Alarm::Due)
     }
 }
+
+impl<R, W, U> super::Io<'_, R, W, U>
+where
+    R: tokio::io::AsyncRead + Unpin,
+    W: tokio::io::AsyncWrite + Unpin,
+    U: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    /// With IAM: settles a renewal answered, and starts one when due and the connection is
+    /// quiet with nothing left to write upstream. True if one was started.
+    pub(super) fn renew_if_due(&mut self, conn: &mut crate::connection::Connection<'_>) -> bool {
+        let Some(renewer) = &mut self.renewer else {
+            return false;
+        };
+        if let Some(accepted) = conn.take_renewal() {
+            renewer.answered(accepted);
+            self.ctx.metrics.reauthenticated(accepted);
+            if !accepted {
+                tracing::warn!(
+                    "The server refused the token renewing the connection; fetching a new one"
+                );
+                self.ctx.store.request_reload();
+            }
+        }
+        if !renewer.wants_renewal() || !self.to_server.is_empty() || conn.is_closing() {
+            return false;
+        }
+        self.actions.clear();
+        if !conn.renew(&mut self.actions) {
+            return false;
+        }
+        renewer.sent();
+        // Only `ToServer::Auth`, which cannot fail while the store holds a token.
+        self.queue(&bytes::Bytes::new()).is_ok()
+    }
+}
