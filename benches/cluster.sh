@@ -17,8 +17,7 @@ cargo build --release --quiet
 proxy_bin="$PWD/target/release/redis-auth-proxy"
 use_work_dir rap-bench-cluster
 make_certs "$work"
-token="bench-$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')"
-printf '%s\n' "$token" > "$work/token"
+make_token
 tls=(--tls --cacert "$work/ca.crt")
 
 # Three nodes whose cluster bus ports (+10000) are free too.

@@ -33,8 +33,7 @@ n() { python3 -c "print(max(1, int($1 * $scale)))"; }
 
 # --- certificates, server, token -------------------------------------------------------------
 make_certs "$work"
-token="bench-$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')"
-printf '%s\n' "$token" > "$work/token"
+make_token
 
 redis_port="$(free_port)"
 start_tls_redis "$redis_port" --maxclients 20000

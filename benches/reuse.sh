@@ -18,8 +18,7 @@ cargo build --release --quiet
 proxy_bin="$PWD/target/release/redis-auth-proxy"
 use_work_dir rap-bench-reuse
 make_certs "$work"
-token="bench-$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')"
-printf '%s\n' "$token" > "$work/token"
+make_token
 
 redis_port="$(free_port)"
 start_tls_redis "$redis_port" --maxclients 20000

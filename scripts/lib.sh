@@ -36,6 +36,12 @@ make_certs() {
         -days 1 -extfile "$dir/san.ext" -out "$dir/redis.crt" 2>/dev/null
 }
 
+# make_token: a random password in $token and in $work/token (the proxy's --token-file).
+make_token() {
+    token="bench-$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+    printf '%s\n' "$token" > "$work/token"
+}
+
 # start_tls_redis PORT [REDIS-SERVER ARGS...]: a redis-server on 127.0.0.1:PORT with TLS only
 # (the certificates of make_certs in $work) and $token as its password; waits until it answers.
 # Its PID is added to $pids and left in $redis_pid.

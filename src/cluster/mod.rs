@@ -13,7 +13,6 @@ pub(crate) mod value;
 
 pub(crate) use table::NodeTable;
 
-use std::fmt;
 use std::sync::Arc;
 
 /// A cluster route's connection: the node table, and the node this connection is to.
@@ -42,30 +41,13 @@ impl ClusterLink {
         };
         ClusterLink {
             table: NodeTable::new(template, config.cluster_ports.clone()),
-            this_node: NodeAddr {
-                host: route.upstream.host.clone(),
-                port: route.upstream.port,
-            },
+            this_node: route.upstream.clone(),
         }
     }
 }
 
 /// A node as the cluster announces it: a hostname or an IP, and its client (TLS) port.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct NodeAddr {
-    pub host: String,
-    pub port: u16,
-}
-
-impl fmt::Display for NodeAddr {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.host.contains(':') {
-            write!(f, "[{}]:{}", self.host, self.port)
-        } else {
-            write!(f, "{}:{}", self.host, self.port)
-        }
-    }
-}
+pub use crate::upstream::UpstreamAddr as NodeAddr;
 
 /// The commands whose replies name nodes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

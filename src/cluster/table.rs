@@ -10,7 +10,7 @@ use crate::health::Health;
 use crate::listener::Listener;
 use crate::server::{RouteRuntime, Serving};
 use crate::token::TokenStore;
-use crate::upstream::{Connector, TlsSettings, UpstreamAddr};
+use crate::upstream::{Connector, TlsSettings};
 use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::ops::RangeInclusive;
@@ -103,11 +103,7 @@ impl NodeTable {
             }
             tls
         });
-        let upstream = UpstreamAddr {
-            host: node.host.clone(),
-            port: node.port,
-        };
-        let connector = Connector::new(upstream, tls.as_ref(), t.config.connect_timeout)
+        let connector = Connector::new(node.clone(), tls.as_ref(), t.config.connect_timeout)
             .map_err(|e| e.to_string())?
             .counting_handshakes(&name);
         let mut route = RouteRuntime::new(

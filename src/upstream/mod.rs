@@ -56,8 +56,9 @@ fn peek(tcp: &TcpStream) -> std::io::Result<Option<u8>> {
 /// An open connection to the server, TLS or not.
 pub type UpstreamStream = Box<dyn Io>;
 
-/// `host:port` as configured; the host is resolved at every connect.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// `host:port` as configured (or as a cluster announces a node); the host is resolved at
+/// every connect.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct UpstreamAddr {
     pub host: String,
     pub port: u16,
