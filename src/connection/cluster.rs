@@ -39,7 +39,8 @@ impl Connection<'_> {
         }
     }
 
-    fn cluster_failed(&mut self, error: ClusterError, actions: &mut Actions) {
+    /// Answers the reply's place with the error; a malformed reply also ends the connection.
+    pub(super) fn cluster_failed(&mut self, error: ClusterError, actions: &mut Actions) {
         let text = format!("ERR redis-auth-proxy: {error}");
         actions
             .client

@@ -214,7 +214,7 @@ impl Connection<'_> {
                 *pass_from = end;
                 if self.frame.head.len() > MAX_TOPOLOGY {
                     let error = ClusterError::Malformed(format!("over {MAX_TOPOLOGY} bytes"));
-                    self.outcome = Some(Err(ConnError::Cluster(error)));
+                    self.cluster_failed(error, actions);
                 }
             }
             Fate::MaybeMarker | Fate::MaybeRedirect => {

@@ -81,3 +81,31 @@ fn a_malformed_topology_reply_ends_the_connection_with_a_clear_error() {
         Some(Err(ConnError::Cluster(ClusterError::Malformed(_))))
     ));
 }
+
+#[test]
+fn a_topology_reply_beyond_sixteen_mib_is_refused_with_an_error_not_held() {
+    let mut wire = cluster_wire();
+    wire.client_sends(&req(&["CLUSTER", "NODES"]));
+    let len = 17 << 20;
+    wire.server_sends(format!("${len}\r\n").as_bytes());
+    let chunk = vec![b'x'; 1 << 20];
+    for _ in 0..17 {
+        wire.server_sends(&chunk);
+        if wire.conn.is_closing() {
+            break;
+        }
+    }
+    let client = String::from_utf8(wire.take_client()).unwrap();
+    assert!(
+        client.contains("malformed cluster topology reply"),
+        "{client}"
+    );
+    assert!(
+        client.len() < 200,
+        "nothing of the reply itself reached the client"
+    );
+    assert!(matches!(
+        wire.conn.take_outcome(),
+        Some(Err(ConnError::Cluster(ClusterError::Malformed(_))))
+    ));
+}

@@ -93,7 +93,7 @@ impl IamSource {
     pub async fn load(&self, fresh: bool) -> Result<Credentials, TokenError> {
         let aws = self.aws.get_or_try_init(|| self.resolve()).await?;
         let now = SystemTime::now();
-        let (step, held_credentials) = {
+        let (step, held_credentials, fetched_at) = {
             let state = self.state.lock().expect("iam state");
             let step = schedule::step(state.held.as_ref(), now, fresh);
             if step == Step::Keep
@@ -101,18 +101,11 @@ impl IamSource {
             {
                 return Ok(self.credentials(token.clone(), &held));
             }
-            (step, state.credentials.clone())
+            let fetched_at = state.held.map(|held| held.fetched_at);
+            (step, state.credentials.clone(), fetched_at)
         };
-        let (credentials, fetched_at) = match (step, held_credentials) {
-            (Step::Sign, Some(credentials)) => {
-                let fetched_at = self
-                    .state
-                    .lock()
-                    .expect("iam state")
-                    .held
-                    .map(|h| h.fetched_at);
-                (credentials, fetched_at.unwrap_or(now))
-            }
+        let (credentials, fetched_at) = match (step, held_credentials, fetched_at) {
+            (Step::Sign, Some(credentials), Some(fetched_at)) => (credentials, fetched_at),
             _ => (self.fetch(aws).await?, now),
         };
         let token = aws.request.sign(&credentials, now).map_err(|e| {
