@@ -31,7 +31,14 @@ fn the_stand_in_reads_both_date_formats_alike() {
 #[test]
 fn tokens_from_short_lived_credentials_keep_working_over_several_lifetimes() {
     let redis = RedisServer::start();
-    let life = Duration::from_secs(10);
+    // 10 s by default so that the suite stays fast; IAM_TEST_CREDENTIALS_SECONDS=120 runs it
+    // with credentials living two minutes, as ECS and Pod Identity may hand out near expiry.
+    let life = Duration::from_secs(
+        std::env::var("IAM_TEST_CREDENTIALS_SECONDS")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(10),
+    );
     let stand_in = IamStandIn::start(&redis, life, None);
     let proxy = proxy(&stand_in, &["--log-level", "debug"]);
     let mut long_lived = proxy.client();
