@@ -10,7 +10,7 @@
 //! (no hostname set) falls back to the node's IP when the reply gives one, else stays `?` with
 //! port 0.
 
-use super::value::{self, Value};
+use super::value::{self, Value, malformed};
 use super::{ClusterError, NodeAddr, NodeMap, Topology};
 
 /// The local address every node is given.
@@ -129,8 +129,7 @@ impl Rewriter<'_> {
                     },
                     id.as_deref(),
                 )?;
-                let local_endpoint = Value::Bulk(Some(LOOPBACK.to_vec())).same_kind_as(endpoint);
-                *endpoint = local_endpoint;
+                *endpoint = endpoint.same_kind(LOOPBACK);
                 *port_field = Value::Integer(i64::from(local));
             }
             None => *port_field = Value::Integer(0),
@@ -246,20 +245,6 @@ impl Rewriter<'_> {
         }
         Ok(out)
     }
-}
-
-impl Value {
-    /// `self` as the kind `like` is (a null bulk becomes a bulk string).
-    fn same_kind_as(self, like: &Value) -> Value {
-        match (like, self.text()) {
-            (Value::Simple(_), Some(text)) => Value::Simple(text.to_vec()),
-            _ => self,
-        }
-    }
-}
-
-fn malformed(what: &str) -> ClusterError {
-    ClusterError::Malformed(what.to_owned())
 }
 
 fn text(bytes: &[u8]) -> Result<String, ClusterError> {

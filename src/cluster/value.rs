@@ -52,7 +52,8 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<Value, ClusterError> {
     Ok(value)
 }
 
-fn malformed(what: &str) -> ClusterError {
+/// The error for a reply that is not what Redis sends.
+pub(crate) fn malformed(what: &str) -> ClusterError {
     ClusterError::Malformed(what.to_owned())
 }
 
