@@ -80,7 +80,7 @@ impl Cluster {
             ports,
             _dir: dir,
         };
-        cluster.wait_until(|| {
+        cluster.wait_until("every node answers", || {
             cluster
                 .ports
                 .iter()
@@ -105,7 +105,7 @@ impl Cluster {
             );
             return None;
         }
-        cluster.wait_until(|| cluster.healthy());
+        cluster.wait_until("the cluster is healthy", || cluster.healthy());
         Some(cluster)
     }
 
@@ -121,13 +121,10 @@ impl Cluster {
             >= 6
     }
 
-    pub fn wait_until(&self, mut condition: impl FnMut() -> bool) {
+    pub fn wait_until(&self, what: &str, mut condition: impl FnMut() -> bool) {
         let deadline = Instant::now() + PATIENCE * 4;
         while !condition() {
-            assert!(
-                Instant::now() < deadline,
-                "the cluster did not get there in time"
-            );
+            assert!(Instant::now() < deadline, "timed out waiting until {what}");
             std::thread::sleep(Duration::from_millis(50));
         }
     }
