@@ -130,6 +130,7 @@ where
         match std::future::poll_fn(|cx| io.poll_turn(&mut conn, cx)).await {
             Turn::Done(result) => return result.map(|()| Ended::Closed),
             Turn::Reauthenticate => io.reauthenticate(&mut conn).await,
+            Turn::RefreshTopology => io.refresh_topology(&mut conn).await,
             Turn::HandBack => {
                 return Ok(Ended::HandedBack {
                     upstream: io.upstream,
@@ -145,6 +146,8 @@ where
 enum Turn {
     /// RESET took effect: authenticate again, then go on.
     Reauthenticate,
+    /// A redirect names a node no topology reply announced: read the topology again.
+    RefreshTopology,
     /// The client left owing nothing and the route reuses connections.
     HandBack,
     Done(Result<(), ConnError>),
@@ -193,6 +196,9 @@ where
             }
             if conn.needs_reauthentication() && self.to_server.is_empty() {
                 return Poll::Ready(Turn::Reauthenticate);
+            }
+            if conn.needs_topology() {
+                return Poll::Ready(Turn::RefreshTopology);
             }
             if self.renew_if_due(conn) {
                 continue;
@@ -245,7 +251,7 @@ where
             self.feed_requests(conn)?;
             moved = true;
         }
-        if self.replies_waiting && !conn.needs_reauthentication() {
+        if self.replies_waiting && !conn.needs_reauthentication() && !conn.needs_topology() {
             self.feed_replies(conn)?;
             moved = true;
         }
@@ -299,6 +305,7 @@ where
         !self.replies_waiting
             && !conn.is_closing()
             && !conn.needs_reauthentication()
+            && !conn.needs_topology()
             && (self.to_client.is_empty() || conn.awaits_server())
     }
 
@@ -379,6 +386,24 @@ where
             };
         self.actions.clear();
         conn.reauthenticated(result, &mut self.actions);
+        self.replies_waiting = !self.from_server.is_empty();
+        let _ = self.queue(&Bytes::new());
+    }
+}
+
+impl<R, W, U> Io<'_, R, W, U>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+    U: AsyncRead + AsyncWrite + Unpin,
+{
+    /// Reads the topology again (bounded by its own timeout), then lets the held redirect go.
+    async fn refresh_topology(&mut self, conn: &mut Connection<'_>) {
+        if let Some(link) = &self.ctx.cluster {
+            link.table.refresh().await;
+        }
+        self.actions.clear();
+        conn.topology_refreshed(&mut self.actions);
         self.replies_waiting = !self.from_server.is_empty();
         let _ = self.queue(&Bytes::new());
     }

@@ -334,7 +334,7 @@ impl Lifecycle {
                     listener::ListenAddr::Tcp(addr) => Some(addr.port()),
                     _ => None,
                 });
-                link.table.start(serving.clone(), &link.this_node, own);
+                link.table.start(serving.clone(), &route, own);
             }
             tokio::spawn(server::keep_pool_filled(
                 Arc::clone(&route),

@@ -36,19 +36,6 @@ fn cli(port: u16, args: &[&str]) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
-/// No real node's port appears in `text`.
-fn names_no_real_node(cluster: &Cluster, text: &str) {
-    for port in &cluster.ports {
-        for real in [port.to_string(), (port + 10_000).to_string()] {
-            assert!(!text.contains(&real), "a real port {real} leaked:\n{text}");
-        }
-    }
-    assert!(
-        !text.contains("localhost"),
-        "a real hostname leaked:\n{text}"
-    );
-}
-
 fn redis_cli_follows_redirects_through_the_proxy(announce: Announce) {
     let cluster = Cluster::start(announce);
     let token = TokenFile::new(TOKEN_A);
@@ -83,7 +70,7 @@ fn redis_cli_follows_redirects_through_the_proxy(announce: Announce) {
             args.extend(command);
             let out = cli(proxy.port, &args);
             assert!(out.contains("127.0.0.1"), "{command:?}: {out}");
-            names_no_real_node(&cluster, &out);
+            cluster.names_no_real_node(&out);
         }
     }
     let slots = cli(proxy.port, &["CLUSTER", "SLOTS"]);
@@ -93,7 +80,7 @@ fn redis_cli_follows_redirects_through_the_proxy(announce: Announce) {
         proxy.port
     );
     let moved = cli(proxy.port, &["GET", "key-0"]) + &cli(proxy.port, &["GET", "key-1"]);
-    names_no_real_node(&cluster, &moved);
+    cluster.names_no_real_node(&moved);
     let exposition = http(proxy.admin_addr(), "GET", "/metrics").1;
     assert!(
         sample(&exposition, "redis_auth_proxy_cluster_nodes", &[]) >= 6.0,
@@ -357,7 +344,7 @@ fn redirects_inside_multi_and_to_a_blocked_client_name_local_listeners() {
     client.command(&["SET", &key, "v"]);
     let moved = client.reply();
     let owner = moved_port(&moved);
-    names_no_real_node(&cluster, &moved);
+    cluster.names_no_real_node(&moved);
     client.command(&["EXEC"]);
     assert!(client.reply().contains("EXECABORT"));
 
@@ -388,7 +375,7 @@ fn redirects_inside_multi_and_to_a_blocked_client_name_local_listeners() {
     }
     let moved = blocked.reply();
     assert_ne!(moved_port(&moved), owner, "{moved}");
-    names_no_real_node(&cluster, &moved);
+    cluster.names_no_real_node(&moved);
 }
 
 /// A TLS server that speaks just enough RESP to be a broken cluster node: `+OK` to AUTH,

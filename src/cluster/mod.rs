@@ -7,6 +7,8 @@
 //! decodes and encodes the few replies rewritten; `table` keeps the node table and opens each
 //! node's listener before the reply naming it reaches the client.
 
+mod ports;
+mod refresh;
 pub mod rewrite;
 pub(crate) mod table;
 pub(crate) mod value;
@@ -61,9 +63,15 @@ pub enum Topology {
 
 /// Where nodes are served locally.
 pub trait NodeMap: Send + Sync {
-    /// The loopback port serving `node` (also known by `id` when the reply names it), its
-    /// listener open before this returns.
-    fn local_port(&self, node: &NodeAddr, id: Option<&[u8]>) -> Result<u16, ClusterError>;
+    /// The loopback port serving `node`, which a topology reply from the server announced
+    /// (also known by `id` when the reply names it), its listener open before this returns.
+    fn announced(&self, node: &NodeAddr, id: Option<&[u8]>) -> Result<u16, ClusterError>;
+    /// The port serving `node` if a topology reply announced it; `None` for any other
+    /// host:port, which is given no listener, no connection and no token.
+    fn known(&self, node: &NodeAddr) -> Option<u16>;
+    /// A topology reply that lists the cluster's nodes (SLOTS, SHARDS, NODES) was rewritten:
+    /// nodes it has long stopped naming may give their ports back.
+    fn topology_listed(&self) {}
 }
 
 /// Why a reply naming nodes could not be rewritten.

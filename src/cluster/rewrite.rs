@@ -16,6 +16,18 @@ use super::{ClusterError, NodeAddr, NodeMap, Topology};
 /// The local address every node is given.
 const LOOPBACK: &[u8] = b"127.0.0.1";
 
+/// An error reply, as cluster mode sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Redirect {
+    /// Not a redirect as Redis words one: passed unchanged.
+    NotRedirect,
+    /// A redirect to a node served locally, rewritten to name its listener.
+    Local(Vec<u8>),
+    /// A redirect to a node no topology reply announced: not believed until a fresh topology
+    /// from the route's endpoint names it.
+    Unknown(NodeAddr),
+}
+
 /// What a rewrite needs to know.
 #[derive(Clone, Copy)]
 pub struct Rewriter<'a> {
@@ -44,42 +56,31 @@ impl Rewriter<'_> {
                 _ => return Err(malformed("CLUSTER REPLICAS is not an array")),
             },
         }
+        if kind != Topology::Replicas {
+            self.nodes.topology_listed();
+        }
         let mut out = Vec::with_capacity(frame.len());
         value::encode(&reply, &mut out);
         Ok(out)
     }
 
-    /// `-MOVED slot host:port`, `-ASK slot host:port`, `-REDIRECT host:port`, rewritten; `None`
-    /// for any other error.
-    pub fn redirect(&self, frame: &[u8]) -> Option<Result<Vec<u8>, ClusterError>> {
-        let line = frame.strip_suffix(b"\r\n")?;
-        let (prefix, target) = if line.starts_with(b"-MOVED ") || line.starts_with(b"-ASK ") {
-            let space = line.iter().rposition(|&b| b == b' ')?;
-            (&line[..=space], &line[space + 1..])
-        } else if let Some(target) = line.strip_prefix(b"-REDIRECT ") {
-            (&line[..b"-REDIRECT ".len()], target)
-        } else {
-            return None;
+    /// What an error reply is to cluster mode: only Redis's own `-MOVED slot host:port`,
+    /// `-ASK slot host:port` and `-REDIRECT host:port` are redirects, and only one naming a
+    /// node that a topology reply announced is rewritten. A script can return any error text,
+    /// so an error that merely looks like a redirect never makes the proxy serve a host.
+    pub fn redirect(&self, frame: &[u8]) -> Redirect {
+        let Some((prefix, node)) = parse_redirect(frame, self.this_node) else {
+            return Redirect::NotRedirect;
         };
-        Some(self.redirect_target(target).map(|port| {
-            let mut out = prefix.to_vec();
-            out.extend_from_slice(LOOPBACK);
-            out.extend_from_slice(format!(":{port}\r\n").as_bytes());
-            out
-        }))
-    }
-
-    fn redirect_target(&self, target: &[u8]) -> Result<u16, ClusterError> {
-        let colon = target
-            .iter()
-            .rposition(|&b| b == b':')
-            .ok_or_else(|| malformed("a redirect without host:port"))?;
-        let port = port(&target[colon + 1..])?;
-        let host = match &target[..colon] {
-            b"" => self.this_node.host.clone(),
-            host => text(host)?,
-        };
-        self.nodes.local_port(&NodeAddr { host, port }, None)
+        match self.nodes.known(&node) {
+            Some(port) => {
+                let mut out = prefix.to_vec();
+                out.extend_from_slice(LOOPBACK);
+                out.extend_from_slice(format!(":{port}\r\n").as_bytes());
+                Redirect::Local(out)
+            }
+            None => Redirect::Unknown(node),
+        }
     }
 
     /// `[[start, end, [endpoint, port, id, meta], ...], ...]`
@@ -122,7 +123,7 @@ impl Rewriter<'_> {
         };
         match host {
             Some(host) => {
-                let local = self.nodes.local_port(
+                let local = self.nodes.announced(
                     &NodeAddr {
                         host,
                         port: real_port,
@@ -171,7 +172,7 @@ impl Rewriter<'_> {
         };
         let id = field(b"id");
         let local = match host {
-            Some(host) => self.nodes.local_port(
+            Some(host) => self.nodes.announced(
                 &NodeAddr {
                     host,
                     port: real_port,
@@ -228,7 +229,7 @@ impl Rewriter<'_> {
             return Ok(line.to_vec());
         }
         let host = text(hostname.unwrap_or(ip))?;
-        let local = self.nodes.local_port(
+        let local = self.nodes.announced(
             &NodeAddr {
                 host,
                 port: real_port,
@@ -245,6 +246,49 @@ impl Rewriter<'_> {
         }
         Ok(out)
     }
+}
+
+/// Splits Redis's own redirect into the part kept (`-MOVED 3999 `) and the node it names; `None`
+/// for anything else. Redis writes `%s:%d` with the node's preferred endpoint: no brackets
+/// around an IPv6 address, the port after the last colon, an empty host for "this node".
+fn parse_redirect<'f>(frame: &'f [u8], this_node: &NodeAddr) -> Option<(&'f [u8], NodeAddr)> {
+    let line = frame.strip_suffix(b"\r\n")?;
+    let (prefix_len, target) = if let Some(rest) = line
+        .strip_prefix(b"-MOVED ")
+        .or_else(|| line.strip_prefix(b"-ASK "))
+    {
+        let space = rest.iter().position(|&b| b == b' ')?;
+        let slot = std::str::from_utf8(&rest[..space]).ok()?;
+        if !canonical_number(slot) || slot.parse::<u16>().ok()? > 16383 {
+            return None;
+        }
+        (line.len() - rest.len() + space + 1, &rest[space + 1..])
+    } else {
+        let rest = line.strip_prefix(b"-REDIRECT ")?;
+        (line.len() - rest.len(), rest)
+    };
+    let colon = target.iter().rposition(|&b| b == b':')?;
+    let (host, port) = (
+        &target[..colon],
+        std::str::from_utf8(&target[colon + 1..]).ok()?,
+    );
+    if !canonical_number(port) || host.iter().any(|&b| !b.is_ascii_graphic() || b == b'[') {
+        return None;
+    }
+    let port = port.parse::<u16>().ok().filter(|&p| p != 0)?;
+    let host = match host {
+        b"" => this_node.host.clone(),
+        host => String::from_utf8(host.to_vec()).ok()?,
+    };
+    Some((&frame[..prefix_len], NodeAddr { host, port }))
+}
+
+/// Digits as C's `%d` prints them: no sign, no leading zero.
+fn canonical_number(text: &str) -> bool {
+    !text.is_empty()
+        && text.len() <= 5
+        && text.bytes().all(|b| b.is_ascii_digit())
+        && (text == "0" || !text.starts_with('0'))
 }
 
 fn text(bytes: &[u8]) -> Result<String, ClusterError> {

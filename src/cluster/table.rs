@@ -1,8 +1,10 @@
 //! The node table of a cluster route: which local port serves which node, and the listeners
-//! behind them. A node gets a port from `--cluster-ports` the first time a reply names it, its
-//! listener is bound before the rewritten reply is passed on, and the port is never given to
-//! another node while the process lives.
+//! behind them. Only a node that a topology reply from the server announced gets a port (from
+//! `--cluster-ports`), its listener bound before the rewritten reply is passed on. A node
+//! absent from every topology reply for `RELEASE_AFTER`, while later ones came, gives its port
+//! back: the range holds the cluster as it is, not every node it ever had.
 
+use super::ports::Ports;
 use super::{ClusterError, NodeAddr, NodeMap};
 use crate::client_auth::ClientPasswords;
 use crate::config::Config;
@@ -11,10 +13,10 @@ use crate::listener::Listener;
 use crate::server::{RouteRuntime, Serving};
 use crate::token::TokenStore;
 use crate::upstream::{Connector, TlsSettings};
-use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::ops::RangeInclusive;
 use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::time::Instant;
 use tracing::{info, warn};
 
 /// What a node's route is made from: the cluster route's settings with another upstream.
@@ -27,70 +29,75 @@ pub(crate) struct NodeTemplate {
     pub(crate) health: Arc<Health>,
 }
 
-#[derive(Default)]
-struct Ports {
-    by_addr: HashMap<NodeAddr, u16>,
-    by_id: HashMap<Vec<u8>, u16>,
-    next: u16,
-}
-
 pub(crate) struct NodeTable {
-    template: NodeTemplate,
+    pub(super) template: NodeTemplate,
     range: RangeInclusive<u16>,
     ports: Mutex<Ports>,
-    /// How node listeners serve, once the proxy serves.
-    serving: OnceLock<Serving>,
+    /// How node listeners serve, and the route of the configured endpoint (which topology
+    /// refreshes ask), once the proxy serves.
+    serving: OnceLock<(Serving, Weak<RouteRuntime>)>,
+    pub(super) refreshes: super::refresh::Refreshes,
     myself: Weak<NodeTable>,
 }
 
 impl NodeTable {
     /// A table for one cluster route.
     pub(crate) fn new(template: NodeTemplate, range: RangeInclusive<u16>) -> Arc<NodeTable> {
-        let ports = Ports {
-            next: *range.start(),
-            ..Ports::default()
-        };
         crate::metrics::cluster::register(&template.route);
         Arc::new_cyclic(|myself| NodeTable {
             template,
+            ports: Mutex::new(Ports::new(*range.start())),
             range,
-            ports: Mutex::new(ports),
             serving: OnceLock::new(),
+            refreshes: super::refresh::Refreshes::default(),
             myself: myself.clone(),
         })
     }
 
-    /// Node listeners serve from now on, sharing the routes' limits and shutdown. `own`: the
-    /// route's listener port, which serves the configured endpoint itself.
-    pub(crate) fn start(&self, serving: Serving, endpoint: &NodeAddr, own: Option<u16>) {
-        let _ = self.serving.set(serving);
+    /// Node listeners serve from now on, sharing the routes' limits and shutdown. `endpoint`:
+    /// the route of the configured endpoint; `own`: its listener port, which serves that
+    /// endpoint itself and is never given back.
+    pub(crate) fn start(&self, serving: Serving, endpoint: &Arc<RouteRuntime>, own: Option<u16>) {
+        let _ = self.serving.set((serving, Arc::downgrade(endpoint)));
         if let Some(port) = own {
             let mut ports = self.ports.lock().expect("node table");
-            ports.by_addr.entry(endpoint.clone()).or_insert(port);
+            ports.keep_forever(endpoint.connector.addr.clone(), port);
         }
+    }
+
+    /// The route that serves the configured endpoint, while the proxy serves.
+    pub(super) fn endpoint_route(&self) -> Option<Arc<RouteRuntime>> {
+        self.serving.get().and_then(|(_, route)| route.upgrade())
     }
 
     fn range_text(&self) -> String {
         format!("{}-{}", self.range.start(), self.range.end())
     }
 
-    /// Binds the first free port from `next` on; `None` when the range is used up.
+    /// Binds a free port: one given back first, then the next never used; `None` when the
+    /// range is used up.
     fn bind_free(&self, ports: &mut Ports) -> Option<(u16, std::net::TcpListener)> {
         let end = *self.range.end();
-        while ports.next != 0 && ports.next <= end {
-            let port = ports.next;
-            ports.next = port.checked_add(1).unwrap_or(0);
-            // A port in use by something else is skipped, never shared.
-            if let Ok(listener) = std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, port)) {
+        // A port in use by something else (or still closing) is skipped, never shared.
+        let bind = |port: u16| std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, port)).ok();
+        if let Some(found) = ports.take_free(bind) {
+            return Some(found);
+        }
+        while let Some(port) = ports.next_unused(end) {
+            if let Some(listener) = bind(port) {
                 return Some((port, listener));
             }
         }
         None
     }
 
-    /// Starts serving `node` on `listener`.
-    fn serve(&self, node: &NodeAddr, listener: std::net::TcpListener) -> Result<(), String> {
-        let serving = self.serving.get().ok_or("not serving yet")?;
+    /// Starts serving `node` on `listener`; the token returned stops accepting.
+    fn serve(
+        &self,
+        node: &NodeAddr,
+        listener: std::net::TcpListener,
+    ) -> Result<tokio_util::sync::CancellationToken, String> {
+        let (serving, _) = self.serving.get().ok_or("not serving yet")?;
         let table = self.myself.upgrade().ok_or("shutting down")?;
         listener.set_nonblocking(true).map_err(|e| e.to_string())?;
         let listener = tokio::net::TcpListener::from_std(listener).map_err(|e| e.to_string())?;
@@ -119,27 +126,22 @@ impl NodeTable {
             table,
             this_node: node.clone(),
         });
+        let mut serving = serving.clone();
+        serving.accepting = serving.accepting.child_token();
+        let stop = serving.accepting.clone();
         tokio::spawn(crate::server::serve(
             Listener::Tcp(listener),
             Arc::new(route),
-            serving.clone(),
+            serving,
         ));
-        Ok(())
+        Ok(stop)
     }
 }
 
 impl NodeMap for NodeTable {
-    fn local_port(&self, node: &NodeAddr, id: Option<&[u8]>) -> Result<u16, ClusterError> {
+    fn announced(&self, node: &NodeAddr, id: Option<&[u8]>) -> Result<u16, ClusterError> {
         let mut ports = self.ports.lock().expect("node table");
-        let known = id
-            .and_then(|id| ports.by_id.get(id))
-            .or_else(|| ports.by_addr.get(node))
-            .copied();
-        if let Some(port) = known {
-            ports.by_addr.entry(node.clone()).or_insert(port);
-            if let Some(id) = id {
-                ports.by_id.entry(id.to_vec()).or_insert(port);
-            }
+        if let Some(port) = ports.seen(node, id, Instant::now()) {
             return Ok(port);
         }
         let route = &self.template.route;
@@ -151,19 +153,30 @@ impl NodeMap for NodeTable {
                 range: self.range_text(),
             });
         };
-        self.serve(node, listener)
+        let stop = self
+            .serve(node, listener)
             .map_err(|reason| ClusterError::Listen {
                 node: node.to_string(),
                 port,
                 reason,
             })?;
-        ports.by_addr.insert(node.clone(), port);
-        if let Some(id) = id {
-            ports.by_id.insert(id.to_vec(), port);
-        }
-        let distinct: std::collections::HashSet<u16> = ports.by_addr.values().copied().collect();
-        crate::metrics::cluster::nodes(route, distinct.len());
+        ports.insert(node.clone(), id, port, stop, Instant::now());
+        crate::metrics::cluster::nodes(route, ports.served());
         info!(route = %route, node = %node, listen = %SocketAddr::from((Ipv4Addr::LOCALHOST, port)), "Listening for a cluster node");
         Ok(port)
+    }
+
+    fn known(&self, node: &NodeAddr) -> Option<u16> {
+        self.ports.lock().expect("node table").known(node)
+    }
+
+    /// Listeners of nodes the topology has long stopped naming are closed, their ports given
+    /// back.
+    fn topology_listed(&self) {
+        let mut ports = self.ports.lock().expect("node table");
+        for (port, nodes) in ports.release_stale(Instant::now()) {
+            info!(route = %self.template.route, nodes = ?nodes, port, "Released the listener of a cluster node gone from the topology");
+        }
+        crate::metrics::cluster::nodes(&self.template.route, ports.served());
     }
 }

@@ -1,8 +1,9 @@
 //! Cluster mode in the reply stream: the reply to a topology request is held whole and
-//! rewritten, and an error that is a redirect is rewritten, each in its place; every other
-//! frame passes untouched (`docs/cluster.md`).
+//! rewritten, and an error that is Redis's own redirect to a node the server announced is
+//! rewritten, each in its place; every other frame passes untouched (`docs/cluster.md`).
 
 use super::{Actions, Connection, ToClient};
+use crate::cluster::rewrite::Redirect;
 use crate::cluster::{ClusterError, Topology};
 use crate::error::ConnError;
 use bytes::Bytes;
@@ -26,17 +27,48 @@ impl Connection<'_> {
         }
     }
 
-    /// A whole error frame: a redirect is passed on rewritten, anything else as it came.
+    /// A whole error frame: a redirect to a node served locally is passed on rewritten; one
+    /// to a node no topology reply named is held until the topology is refreshed; anything
+    /// else passes as it came.
     pub(super) fn redirect(&mut self, frame: Vec<u8>, actions: &mut Actions) {
-        let rewritten = self.rules.cluster.and_then(|r| r.redirect(&frame));
-        match rewritten {
-            None => actions.client.push(ToClient::Send(Bytes::from(frame))),
-            Some(Ok(bytes)) => {
+        let verdict = self.rules.cluster.map(|r| r.redirect(&frame));
+        match verdict {
+            Some(Redirect::Local(bytes)) => {
                 crate::metrics::cluster::redirect_rewritten(self.rules.metrics.route());
                 actions.client.push(ToClient::Send(Bytes::from(bytes)));
             }
-            Some(Err(error)) => self.cluster_failed(error, actions),
+            Some(Redirect::Unknown(_)) => self.frame.held = Some(frame),
+            Some(Redirect::NotRedirect) | None => {
+                actions.client.push(ToClient::Send(Bytes::from(frame)));
+            }
         }
+    }
+
+    /// Whether a redirect to a node that no topology reply named waits, with every reply after
+    /// it, until the topology is read again from the route's endpoint; answer with
+    /// `topology_refreshed`.
+    pub fn needs_topology(&self) -> bool {
+        self.frame.held.is_some()
+    }
+
+    /// The topology was read again (or could not be): the held redirect is rewritten if the
+    /// server now lists its node, else passed on as the server sent it, never served.
+    pub fn topology_refreshed(&mut self, actions: &mut Actions) {
+        let Some(frame) = self.frame.held.take() else {
+            return;
+        };
+        match self.rules.cluster.map(|r| r.redirect(&frame)) {
+            Some(Redirect::Local(bytes)) => {
+                crate::metrics::cluster::redirect_rewritten(self.rules.metrics.route());
+                actions.client.push(ToClient::Send(Bytes::from(bytes)));
+            }
+            _ => {
+                crate::metrics::cluster::redirect_unknown(self.rules.metrics.route());
+                actions.client.push(ToClient::Send(Bytes::from(frame)));
+            }
+        }
+        self.fire_due_now(actions);
+        self.settle_quiet();
     }
 
     /// Answers the reply's place with the error; a malformed reply also ends the connection.

@@ -270,6 +270,7 @@ impl<'a> Connection<'a> {
             && self.reply_mode == Replies::Counted
             && self.marks.is_empty()
             && self.awaiting.is_none()
+            && !self.needs_topology()
     }
 
     /// Whether the upstream connection could serve another client once this one has left:

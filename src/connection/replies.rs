@@ -39,6 +39,9 @@ enum Fate {
 pub(super) struct Frame {
     fate: Fate,
     head: Vec<u8>,
+    /// A whole redirect to a node no topology reply named, held with every reply after it
+    /// until the topology has been read again.
+    pub(super) held: Option<Vec<u8>>,
 }
 
 impl Connection<'_> {
@@ -51,7 +54,11 @@ impl Connection<'_> {
             if self.between_frames() && self.fire_due(actions, &mut pass_from, pos, &input[pos..]) {
                 return input.len();
             }
-            if pos == input.len() || self.needs_reauthentication() || self.outcome.is_some() {
+            if pos == input.len()
+                || self.needs_reauthentication()
+                || self.needs_topology()
+                || self.outcome.is_some()
+            {
                 break;
             }
             if self.reply_mode == Replies::Raw {
@@ -103,7 +110,10 @@ impl Connection<'_> {
     /// Between two replies, where the proxy's own bytes may go: not inside a frame, and not
     /// between an attribute and the reply it annotates.
     fn between_frames(&self) -> bool {
-        self.replies.at_boundary() && !self.after_attribute && self.outcome.is_none()
+        self.replies.at_boundary()
+            && !self.after_attribute
+            && self.outcome.is_none()
+            && self.frame.held.is_none()
     }
 
     /// Carries out the marks due at this point of the reply stream, before `next` (what has

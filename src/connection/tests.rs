@@ -88,7 +88,10 @@ impl Wire {
                 self.from_client = input[used..].to_vec();
                 moved = used > 0;
             }
-            if !self.conn.needs_reauthentication() && !self.from_server.is_empty() {
+            if !self.conn.needs_reauthentication()
+                && !self.conn.needs_topology()
+                && !self.from_server.is_empty()
+            {
                 let input = std::mem::take(&mut self.from_server);
                 let used = self.conn.on_replies(&input, &mut self.actions);
                 self.apply(&input);
@@ -120,6 +123,13 @@ impl Wire {
     fn reauthenticated(&mut self, result: Result<(), ConnError>) {
         assert!(self.conn.needs_reauthentication(), "no RESET to follow");
         self.conn.reauthenticated(result, &mut self.actions);
+        self.apply(&[]);
+        self.pump();
+    }
+
+    fn topology_refreshed(&mut self) {
+        assert!(self.conn.needs_topology(), "no redirect held");
+        self.conn.topology_refreshed(&mut self.actions);
         self.apply(&[]);
         self.pump();
     }

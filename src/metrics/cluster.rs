@@ -7,6 +7,7 @@ use metrics::{counter, describe_counter, describe_gauge, gauge};
 pub const NODES: &str = "redis_auth_proxy_cluster_nodes";
 pub const EXHAUSTED: &str = "redis_auth_proxy_cluster_ports_exhausted_total";
 pub const REDIRECTS: &str = "redis_auth_proxy_cluster_redirects_rewritten_total";
+pub const UNKNOWN: &str = "redis_auth_proxy_cluster_redirects_unknown_total";
 pub const TOPOLOGY: &str = "redis_auth_proxy_cluster_topology_rewritten_total";
 
 pub(super) fn describe() {
@@ -21,6 +22,10 @@ pub(super) fn describe() {
     describe_counter!(
         REDIRECTS,
         "With --cluster: -MOVED, -ASK and -REDIRECT replies rewritten to a local listener, by route (a node's listener is its own route)."
+    );
+    describe_counter!(
+        UNKNOWN,
+        "With --cluster: -MOVED, -ASK and -REDIRECT replies naming a node that no topology reply announced, even after reading the topology again; passed on unchanged, the node never served, by route."
     );
     describe_counter!(
         TOPOLOGY,
@@ -44,6 +49,10 @@ pub fn exhausted(route: &str) {
 
 pub fn redirect_rewritten(route: &str) {
     counter!(REDIRECTS, "route" => route.to_owned()).increment(1);
+}
+
+pub fn redirect_unknown(route: &str) {
+    counter!(UNKNOWN, "route" => route.to_owned()).increment(1);
 }
 
 pub fn topology_rewritten(route: &str) {

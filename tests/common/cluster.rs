@@ -110,6 +110,19 @@ impl Cluster {
     }
 
     /// Every node sees the cluster ok, every primary has its replica online.
+    /// No real node's port (client or bus) nor hostname appears in `text`.
+    pub fn names_no_real_node(&self, text: &str) {
+        for port in &self.ports {
+            for real in [port.to_string(), (port + 10_000).to_string()] {
+                assert!(!text.contains(&real), "a real port {real} leaked:\n{text}");
+            }
+        }
+        assert!(
+            !text.contains("localhost"),
+            "a real hostname leaked:\n{text}"
+        );
+    }
+
     pub fn healthy(&self) -> bool {
         self.ports.iter().all(|&p| {
             self.cli(p, &["CLUSTER", "INFO"])

@@ -14,7 +14,11 @@ struct Nodes {
 }
 
 impl NodeMap for Nodes {
-    fn local_port(&self, node: &NodeAddr, id: Option<&[u8]>) -> Result<u16, ClusterError> {
+    fn known(&self, node: &NodeAddr) -> Option<u16> {
+        self.given.lock().unwrap().get(node).copied()
+    }
+
+    fn announced(&self, node: &NodeAddr, id: Option<&[u8]>) -> Result<u16, ClusterError> {
         if let Some(port) = id.and_then(|id| self.ids.lock().unwrap().get(id).copied()) {
             return Ok(port);
         }
@@ -216,17 +220,27 @@ fn a_node_known_by_its_id_keeps_its_port_whatever_it_is_called() {
 }
 
 #[test]
-fn redirects_name_the_local_listener_and_other_errors_are_not_touched() {
+fn redirects_to_announced_nodes_name_their_listener_and_other_errors_are_not_touched() {
     let table = nodes();
+    for (host, port) in [
+        ("node-1.example", 6381),
+        ("::1", 6382),
+        (&this().host[..], 6379),
+    ] {
+        let node = NodeAddr {
+            host: host.into(),
+            port,
+        };
+        table.announced(&node, None).unwrap();
+    }
     let this = this();
     let rewriter = Rewriter {
         nodes: &table,
         this_node: &this,
     };
-    let out = |frame: &str| {
-        rewriter
-            .redirect(frame.as_bytes())
-            .map(|r| String::from_utf8(r.unwrap()).unwrap())
+    let out = |frame: &str| match rewriter.redirect(frame.as_bytes()) {
+        Redirect::Local(bytes) => Some(String::from_utf8(bytes).unwrap()),
+        _ => None,
     };
     assert_eq!(
         out("-MOVED 3999 node-1.example:6381\r\n").as_deref(),
@@ -238,7 +252,8 @@ fn redirects_name_the_local_listener_and_other_errors_are_not_touched() {
     );
     assert_eq!(
         out("-MOVED 12 ::1:6382\r\n").as_deref(),
-        Some("-MOVED 12 127.0.0.1:7002\r\n")
+        Some("-MOVED 12 127.0.0.1:7002\r\n"),
+        "Redis writes IPv6 without brackets"
     );
     assert_eq!(
         out("-REDIRECT :6379\r\n").as_deref(),
@@ -247,6 +262,64 @@ fn redirects_name_the_local_listener_and_other_errors_are_not_touched() {
     );
     assert_eq!(out("-ERR MOVED is not a command\r\n"), None);
     assert_eq!(out("-WRONGTYPE Operation\r\n"), None);
+}
+
+#[test]
+fn a_redirect_naming_a_host_no_topology_announced_gets_no_port() {
+    let table = nodes();
+    let this = this();
+    let rewriter = Rewriter {
+        nodes: &table,
+        this_node: &this,
+    };
+    let unknown = NodeAddr {
+        host: "attacker.example".into(),
+        port: 6379,
+    };
+    assert_eq!(
+        rewriter.redirect(b"-MOVED 1 attacker.example:6379\r\n"),
+        Redirect::Unknown(unknown)
+    );
+    assert_eq!(
+        rewriter.redirect(b"-MOVED 1 :6390\r\n"),
+        Redirect::Unknown(NodeAddr {
+            host: this.host.clone(),
+            port: 6390
+        }),
+        "another port of this node is another node"
+    );
+    assert!(table.given.lock().unwrap().is_empty(), "no port was given");
+}
+
+#[test]
+fn errors_that_only_look_like_redirects_are_not_redirects() {
+    let table = nodes();
+    let this = this();
+    let rewriter = Rewriter {
+        nodes: &table,
+        this_node: &this,
+    };
+    for frame in [
+        "-MOVED 5 127.0.0.1:16002 extra\r\n",
+        "-MOVED 5 h:99999\r\n",
+        "-MOVED 5 h:0\r\n",
+        "-MOVED 5 h:06379\r\n",
+        "-MOVED x\r\n",
+        "-MOVED 16384 h:6379\r\n",
+        "-MOVED -1 h:6379\r\n",
+        "-MOVED 5  h:6379\r\n",
+        "-ASK 5 h:-1\r\n",
+        "-ASK 5 h\r\n",
+        "-MOVED 5 [::1]:16002\r\n",
+        "-REDIRECT a b:1\r\n",
+        "-MOVEDX 5 h:1\r\n",
+    ] {
+        assert_eq!(
+            rewriter.redirect(frame.as_bytes()),
+            Redirect::NotRedirect,
+            "{frame:?}"
+        );
+    }
 }
 
 #[test]

@@ -4,24 +4,42 @@
 use super::*;
 use crate::cluster::rewrite::Rewriter;
 use crate::cluster::{ClusterError, NodeAddr, NodeMap};
+use std::sync::atomic::{AtomicBool, Ordering};
 
-/// Node `host:port` is served on `port + 1000`.
-struct Shifted;
+/// Node `host:port` is served on `port + 1000`; `new.example` only once the topology was read
+/// again, and `attacker.example` never.
+#[derive(Default)]
+struct Shifted {
+    lists_new: AtomicBool,
+}
 
 impl NodeMap for Shifted {
-    fn local_port(&self, node: &NodeAddr, _id: Option<&[u8]>) -> Result<u16, ClusterError> {
+    fn announced(&self, node: &NodeAddr, _id: Option<&[u8]>) -> Result<u16, ClusterError> {
         Ok(node.port + 1000)
+    }
+
+    fn known(&self, node: &NodeAddr) -> Option<u16> {
+        let listed = match node.host.as_str() {
+            "attacker.example" => false,
+            "new.example" => self.lists_new.load(Ordering::Relaxed),
+            _ => true,
+        };
+        listed.then_some(node.port + 1000)
     }
 }
 
 fn cluster_wire() -> Wire {
+    cluster_wire_with(Box::leak(Box::default()))
+}
+
+fn cluster_wire_with(nodes: &'static Shifted) -> Wire {
     let this: &'static NodeAddr = Box::leak(Box::new(NodeAddr {
         host: "cfg.example".into(),
         port: 6379,
     }));
     Wire::with(Rules {
         cluster: Some(Rewriter {
-            nodes: &Shifted,
+            nodes,
             this_node: this,
         }),
         ..rules(None)
@@ -108,4 +126,61 @@ fn a_topology_reply_beyond_sixteen_mib_is_refused_with_an_error_not_held() {
         wire.conn.take_outcome(),
         Some(Err(ConnError::Cluster(ClusterError::Malformed(_))))
     ));
+}
+
+#[test]
+fn errors_a_script_words_like_redirects_pass_unchanged_and_the_connection_goes_on() {
+    for error in [
+        "-MOVED 5 127.0.0.1:16002 extra\r\n",
+        "-MOVED 5 h:99999\r\n",
+        "-MOVED x\r\n",
+        "-ASK 5 h:-1\r\n",
+        "-MOVED 5 [::1]:16002\r\n",
+    ] {
+        let mut wire = cluster_wire();
+        let eval = req(&["EVAL", "return redis.error_reply(ARGV[1])", "0", "x"]);
+        wire.client_sends(&cat(&[&eval, &req(&["GET", "a"])]));
+        wire.server_sends(format!("{error}$1\r\nx\r\n").as_bytes());
+        assert_eq!(wire.take_client(), format!("{error}$1\r\nx\r\n").as_bytes());
+        assert!(!wire.conn.is_closing(), "{error:?}");
+        assert!(wire.conn.owes_nothing(), "{error:?}");
+    }
+}
+
+#[test]
+fn a_redirect_to_a_host_no_topology_named_waits_for_the_topology_then_passes_unchanged() {
+    let mut wire = cluster_wire();
+    let eval = req(&[
+        "EVAL",
+        "return redis.error_reply('MOVED 1 attacker.example:6379')",
+        "0",
+    ]);
+    wire.client_sends(&cat(&[&eval, &req(&["GET", "a"])]));
+    wire.server_sends(b"-MOVED 1 attacker.example:6379\r\n$1\r\nx\r\n");
+    assert!(wire.take_client().is_empty(), "held, with what follows it");
+    assert!(wire.conn.needs_topology());
+    assert!(!wire.conn.owes_nothing(), "not reusable nor idle meanwhile");
+    wire.topology_refreshed();
+    assert_eq!(
+        wire.take_client(),
+        b"-MOVED 1 attacker.example:6379\r\n$1\r\nx\r\n",
+        "passed as the server sent it: no listener names that host"
+    );
+    assert!(wire.conn.owes_nothing());
+}
+
+#[test]
+fn a_redirect_to_a_node_the_refreshed_topology_lists_is_rewritten_in_its_place() {
+    let nodes: &'static Shifted = Box::leak(Box::default());
+    let mut wire = cluster_wire_with(nodes);
+    wire.client_sends(&cat(&[&req(&["GET", "a"]), &req(&["AUTH", "pw"])]));
+    wire.server_sends(b"-MOVED 15495 new.example:6390\r\n");
+    assert!(wire.take_client().is_empty());
+    nodes.lists_new.store(true, Ordering::Relaxed);
+    wire.topology_refreshed();
+    assert_eq!(
+        wire.take_client(),
+        b"-MOVED 15495 127.0.0.1:7390\r\n+OK\r\n",
+        "the proxy's own answer to AUTH still comes after it"
+    );
 }
