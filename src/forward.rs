@@ -23,7 +23,7 @@ use outbox::Outbox;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context as TaskContext, Poll, ready};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use timers::{Alarm, Idle, Renewer};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_util::io::poll_read_buf;
@@ -50,6 +50,9 @@ pub struct Context {
     pub reuse: bool,
     /// With IAM: authenticate live connections again before the server cuts them.
     pub renewal: Option<crate::config::Renewal>,
+    /// When a client of this route last listed every connection's id (CLIENT LIST, ACL LOG):
+    /// connections open then are not reused.
+    pub(crate) clients_listed: std::sync::Mutex<Option<Instant>>,
     /// `--cluster`: the node table, and the node this route leads to.
     pub(crate) cluster: Option<crate::cluster::ClusterLink>,
 }
@@ -87,7 +90,7 @@ pub(crate) async fn run<R, W, U>(
     client_w: W,
     upstream: U,
     ctx: &Context,
-    authenticated_at: std::time::Instant,
+    authenticated_at: Instant,
 ) -> Result<Ended<U>, ConnError>
 where
     R: AsyncRead + Unpin,
@@ -122,6 +125,7 @@ where
         client_eof: false,
         upstream_shut: false,
         idle: ctx.idle_timeout.map(Idle::new),
+        born: authenticated_at,
         renewer: ctx
             .renewal
             .map(|policy| Renewer::new(policy, authenticated_at.into())),
@@ -170,6 +174,8 @@ struct Io<'c, R, W, U> {
     upstream_shut: bool,
     idle: Option<Idle>,
     renewer: Option<Renewer>,
+    /// When the upstream connection was opened.
+    born: Instant,
 }
 
 impl<R, W, U> Io<'_, R, W, U>
@@ -204,7 +210,8 @@ where
                 continue;
             }
             if self.client_eof && !self.upstream_shut && self.to_server.is_empty() {
-                if self.ctx.reuse && conn.reusable() {
+                let refusal = self.reuse_refusal(conn);
+                if self.ctx.reuse && refusal.is_none() {
                     if self.to_client.is_empty() {
                         let _ = ready!(Pin::new(&mut self.client_w).poll_shutdown(cx));
                         return Poll::Ready(Turn::HandBack);
@@ -213,7 +220,7 @@ where
                     // The client is done sending: pass that on and let the replies owed arrive.
                     self.upstream_shut = true;
                     if self.ctx.reuse {
-                        self.ctx.metrics.not_reused("owed");
+                        self.ctx.metrics.not_reused(refusal.unwrap_or("owed"));
                     }
                 }
             }
@@ -293,6 +300,18 @@ where
         Ok(moved)
     }
 
+    /// Why the upstream connection may not serve the next client; `None` when it may. Besides
+    /// what the connection itself says, a connection open when some client listed every
+    /// connection's id may be named by that client and is not handed on.
+    fn reuse_refusal(&self, conn: &Connection<'_>) -> Option<&'static str> {
+        conn.reuse_refusal().or_else(|| {
+            let listed = *self.ctx.clients_listed.lock().expect("clients listed");
+            listed
+                .is_some_and(|at| at >= self.born)
+                .then_some("identity")
+        })
+    }
+
     fn wants_requests(&self, conn: &Connection<'_>) -> bool {
         !self.client_eof
             && !self.requests_waiting
@@ -318,6 +337,9 @@ where
     fn feed_requests(&mut self, conn: &mut Connection<'_>) -> Result<(), ConnError> {
         self.actions.clear();
         let used = conn.on_requests(&self.from_client, &mut self.actions);
+        if conn.take_listed_clients() {
+            *self.ctx.clients_listed.lock().expect("clients listed") = Some(Instant::now());
+        }
         let input = self.from_client.split_to(used).freeze();
         self.requests_waiting = !self.from_client.is_empty() && !conn.accepts_requests();
         self.queue(&input)

@@ -77,6 +77,7 @@ impl RouteRuntime {
                 idle_timeout: config.idle_timeout,
                 reuse: config.upstream_reuse,
                 renewal: config.renewal,
+                clients_listed: std::sync::Mutex::new(None),
                 cluster: None,
             },
             health,

@@ -22,6 +22,28 @@ fn metric(proxy: &Proxy, name: &str, label: &str) -> f64 {
         .sum()
 }
 
+/// The id of the connection named `name`, as the server lists it to a direct client.
+fn server_id(redis: &RedisServer, name: &str) -> String {
+    let redis::Value::BulkString(list) = redis.admin(&["CLIENT", "LIST"]) else {
+        panic!("CLIENT LIST is a bulk string");
+    };
+    let list = String::from_utf8(list).unwrap();
+    let line = list
+        .lines()
+        .find(|line| line.contains(&format!(" name={name} ")))
+        .unwrap_or_else(|| panic!("no connection named {name} in {list}"));
+    line.split(' ')
+        .next()
+        .unwrap()
+        .trim_start_matches("id=")
+        .to_owned()
+}
+
+fn not_reused(proxy: &Proxy, reason: &str) -> f64 {
+    let label = format!(r#"reason="{reason}""#);
+    metric(proxy, "redis_auth_proxy_upstream_not_reused_total", &label)
+}
+
 fn reused(proxy: &Proxy) -> f64 {
     metric(
         proxy,
@@ -42,8 +64,10 @@ fn the_next_client_gets_the_same_connection_with_none_of_the_last_ones_state() {
         metric(&proxy, "redis_auth_proxy_upstream_pool_ready", "") == 1.0
     });
     let mut first = proxy.raw();
-    first.command(&["CLIENT", "ID"]);
-    let id = first.reply();
+    // Found from the server's side: a client that asks for its own id is not reused.
+    first.command(&["CLIENT", "SETNAME", "reuse-first"]);
+    assert_eq!(first.reply(), "OK");
+    let id = server_id(&redis, "reuse-first");
     if is_valkey() {
         // Kept by RESET on servers that have it (Redis 7.2 and later, Valkey).
         first.command(&["CLIENT", "SETINFO", "LIB-NAME", "left-behind-lib"]);
@@ -55,9 +79,7 @@ fn the_next_client_gets_the_same_connection_with_none_of_the_last_ones_state() {
         &["SET", "in-db-3", "v"],
         &["CLIENT", "SETNAME", "left-behind"],
         &["CLIENT", "NO-EVICT", "on"],
-        &["CLIENT", "TRACKING", "on"],
         &["WATCH", "watched"],
-        &["HELLO", "3"],
         &["MULTI"],
         &["SET", "queued", "never"],
     ] {
@@ -71,8 +93,13 @@ fn the_next_client_gets_the_same_connection_with_none_of_the_last_ones_state() {
     });
 
     let mut next = proxy.raw();
-    next.command(&["CLIENT", "ID"]);
-    assert_eq!(next.reply(), id, "the same server connection");
+    next.command(&["CLIENT", "SETNAME", "reuse-next"]);
+    assert_eq!(next.reply(), "OK");
+    assert_eq!(
+        server_id(&redis, "reuse-next"),
+        id,
+        "the same server connection"
+    );
     next.command(&["CLIENT", "INFO"]);
     let info = next.reply();
     // Rendered as redis-cli shows it: quoted, the final newline as `\n`.
@@ -80,7 +107,7 @@ fn the_next_client_gets_the_same_connection_with_none_of_the_last_ones_state() {
     let fields: Vec<&str> = plain.split_whitespace().collect();
     // flags=N: no tracking (t), no NO-EVICT (e), not subscribed or in MULTI.
     for expected in [
-        "name=",
+        "name=reuse-next",
         "db=0",
         "flags=N",
         "multi=-1",
@@ -169,4 +196,86 @@ fn short_connections_through_a_rotation_see_no_error() {
         request(n);
     }
     assert!(reused(&proxy) >= 100.0, "connections were reused");
+}
+
+/// What RESET cannot undo: an id the client (or another) may still name, keys the server's
+/// tracking table remembers. Such a connection is closed when its client leaves.
+#[test]
+fn a_connection_whose_id_was_learned_or_that_tracked_keys_is_never_handed_on() {
+    let redis = RedisServer::start();
+    let token = TokenFile::new(TOKEN_A);
+    let proxy = Proxy::start(reuse_flags(&redis, &token));
+    let cases: [&[&str]; 5] = [
+        &["CLIENT", "ID"],
+        &["CLIENT", "INFO"],
+        &["HELLO", "3"],
+        &["CLIENT", "TRACKING", "on"],
+        &["client", "list"],
+    ];
+    for (n, words) in cases.iter().enumerate() {
+        let mut client = proxy.raw();
+        client.command(words);
+        assert!(!client.reply().starts_with("(error)"), "{words:?}");
+        drop(client);
+        eventually("the connection is closed, not reused", || {
+            not_reused(&proxy, "identity") == (n + 1) as f64
+        });
+    }
+    assert_eq!(reused(&proxy), 0.0);
+}
+
+/// The issue's repro: an id learned by the client before it left reaches nobody afterwards, as
+/// on a direct connection: CLIENT UNBLOCK and CLIENT KILL of it answer 0, and the keys it read
+/// under tracking are never named to the next client.
+#[test]
+fn the_previous_client_s_id_and_tracked_keys_never_reach_the_next_client() {
+    let redis = RedisServer::start();
+    let token = TokenFile::new(TOKEN_A);
+    let proxy = Proxy::start(reuse_flags(&redis, &token));
+    let mut other = proxy.raw();
+    other.command(&["SET", "secret:user42:session", "v"]);
+    assert_eq!(other.reply(), "OK");
+    let mut first = proxy.raw();
+    first.command(&["CLIENT", "ID"]);
+    let old_id = first.reply().trim_start_matches("(integer) ").to_owned();
+    first.command(&["CLIENT", "TRACKING", "on"]);
+    assert_eq!(first.reply(), "OK");
+    first.command(&["GET", "secret:user42:session"]);
+    assert_eq!(first.reply(), r#""v""#);
+    drop(first);
+    eventually("the first connection is closed", || {
+        not_reused(&proxy, "identity") == 1.0
+    });
+
+    let mut next = proxy.raw();
+    next.command(&["HELLO", "3"]);
+    assert!(next.reply().contains("server"));
+    next.command(&["CLIENT", "TRACKING", "on"]);
+    assert_eq!(next.reply(), "OK");
+    other.command(&["SET", "secret:user42:session", "changed"]);
+    assert_eq!(other.reply(), "OK");
+    next.command(&["PING"]);
+    assert_eq!(
+        next.reply(),
+        "PONG",
+        "no invalidation of a key it never read"
+    );
+    next.command(&["BLPOP", "reuse-unblock", "0"]);
+    eventually("the next client is blocked", || {
+        let redis::Value::BulkString(list) = redis.admin(&["CLIENT", "LIST"]) else {
+            return false;
+        };
+        String::from_utf8_lossy(&list).contains("cmd=blpop")
+    });
+    other.command(&["CLIENT", "UNBLOCK", &old_id]);
+    assert_eq!(other.reply(), "(integer) 0");
+    other.command(&["CLIENT", "KILL", "ID", &old_id]);
+    assert_eq!(other.reply(), "(integer) 0", "as for a closed connection");
+    other.command(&["LPUSH", "reuse-unblock", "v"]);
+    assert_eq!(other.reply(), "(integer) 1");
+    assert_eq!(
+        next.reply(),
+        r#"["reuse-unblock", "v"]"#,
+        "still blocked until then"
+    );
 }

@@ -192,6 +192,12 @@ pub struct Connection<'a> {
     caching_next: bool,
     /// CLIENT NO-EVICT, NO-TOUCH or SETINFO was forwarded: state RESET does not clear.
     sticky_state: bool,
+    /// The client may name this connection on the server (it learned its id: CLIENT ID, INFO,
+    /// LIST, HELLO), or the server keeps what it read (CLIENT TRACKING ON): RESET undoes
+    /// neither, so the connection is never handed to another client.
+    identity_exposed: bool,
+    /// CLIENT LIST or ACL LOG was forwarded since last asked: every connection's id is known.
+    listed_clients: bool,
     /// No more requests are read: QUIT was sent, or a malformed request was found.
     requests_done: bool,
     /// The current reply frame's fate and what was kept of it.
@@ -230,6 +236,8 @@ impl<'a> Connection<'a> {
             skip_next: false,
             caching_next: false,
             sticky_state: false,
+            identity_exposed: false,
+            listed_clients: false,
             requests_done: false,
             frame: replies::Frame::default(),
             after_attribute: false,
@@ -282,6 +290,24 @@ impl<'a> Connection<'a> {
             && self.replies.at_boundary()
             && !self.requests_done
             && self.outcome.is_none()
+    }
+
+    /// Why the upstream connection may not serve another client once this one has left, for
+    /// the metric: `None` when it may.
+    pub fn reuse_refusal(&self) -> Option<&'static str> {
+        if !self.reusable() {
+            Some("owed")
+        } else if self.identity_exposed {
+            Some("identity")
+        } else {
+            None
+        }
+    }
+
+    /// Whether the client asked for every connection's id (CLIENT LIST, ACL LOG) since last
+    /// asked: connections then open must not be reused either.
+    pub fn take_listed_clients(&mut self) -> bool {
+        std::mem::take(&mut self.listed_clients)
     }
 
     /// Whether the client set state that RESET leaves as it is (CLIENT NO-EVICT, NO-TOUCH,

@@ -74,6 +74,7 @@ impl Connection<'_> {
                     self.dropping = false;
                     pos += len;
                     self.sent += 1;
+                    self.identity_exposed |= matches!(command, Command::HelloWithAuth { .. });
                 }
                 Step::Start { len, command } => {
                     actions.pass_to_server(pass_from..pos);
@@ -147,6 +148,13 @@ impl Connection<'_> {
                 self.skip_next = *mode == ReplyMode::Skip;
             }
             Command::ClientSticky => self.sticky_state = true,
+            Command::ClientIdentity | Command::ClientTracking | Command::Hello => {
+                self.identity_exposed = true;
+            }
+            Command::ClientList => {
+                self.identity_exposed = true;
+                self.listed_clients = true;
+            }
             Command::Multi => self.in_multi = true,
             Command::EndMulti => self.in_multi = false,
             Command::Quit => self.quitting = true,
@@ -219,6 +227,7 @@ impl Connection<'_> {
                 self.rules.metrics.intercepted("hello");
                 if credentials.is_none_or(|sent| self.client_password_ok(&sent)) {
                     debug!("Removed AUTH from client HELLO");
+                    self.identity_exposed = true;
                     actions.server.push(ToServer::Send(Bytes::from(rewritten)));
                     self.sent += 1;
                 } else {

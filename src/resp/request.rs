@@ -55,6 +55,12 @@ pub enum Command {
     ClientCaching,
     /// `CLIENT NO-EVICT`, `NO-TOUCH` or `SETINFO`: state that RESET leaves as it is.
     ClientSticky,
+    /// `CLIENT ID` or `CLIENT INFO`: the client learns its connection's id on the server.
+    ClientIdentity,
+    /// `CLIENT LIST` or `ACL LOG`: the client learns the ids of every connection on the server.
+    ClientList,
+    /// `CLIENT TRACKING ON ...`: the server remembers the keys this connection reads, past RESET.
+    ClientTracking,
     /// `SYNC` or `PSYNC`: the server answers with a replication stream, which is not RESP.
     Replicate,
     /// `CLUSTER SLOTS`, `SHARDS`, `NODES`, `REPLICAS id` or `SLAVES id`: the reply names nodes,
@@ -321,7 +327,7 @@ fn strchr(needle: u8, haystack: &[u8]) -> Option<usize> {
 /// most three words; longer ones, as ADDSLOTS with thousands, pass as they stream).
 fn needs_whole_request(name: &[u8], count: i64) -> bool {
     let is = |n: &str| name.eq_ignore_ascii_case(n.as_bytes());
-    is("AUTH") || is("HELLO") || is("CLIENT") || (is("CLUSTER") && count <= 3)
+    is("AUTH") || is("HELLO") || is("CLIENT") || ((is("CLUSTER") || is("ACL")) && count <= 3)
 }
 
 /// Classifies a request by its name and number of words (name included).
@@ -425,6 +431,21 @@ fn classify_by_args(args: &[&[u8]]) -> Command {
             .is_some_and(|sub| is(sub, "NO-EVICT") || is(sub, "NO-TOUCH") || is(sub, "SETINFO"))
     {
         Command::ClientSticky
+    } else if is(name, "CLIENT")
+        && args
+            .get(1)
+            .is_some_and(|sub| is(sub, "ID") || is(sub, "INFO"))
+    {
+        Command::ClientIdentity
+    } else if (is(name, "CLIENT") && args.get(1).is_some_and(|sub| is(sub, "LIST")))
+        || (is(name, "ACL") && args.get(1).is_some_and(|sub| is(sub, "LOG")))
+    {
+        Command::ClientList
+    } else if is(name, "CLIENT")
+        && args.get(1).is_some_and(|sub| is(sub, "TRACKING"))
+        && args.get(2).is_some_and(|on| is(on, "ON"))
+    {
+        Command::ClientTracking
     } else if let Some(topology) = cluster_topology(args) {
         Command::ClusterTopology(topology)
     } else if is(name, "CLIENT") && args.get(1).is_some_and(|sub| is(sub, "REPLY")) {
