@@ -9,22 +9,24 @@
 //!
 //! HTTP/1 on hyper, one request per connection. In Kubernetes this port listens on the pod
 //! network for probes, so anyone in the cluster can reach it: connections are capped and
-//! timed, and the ones over the cap are closed at once, keeping file descriptors for clients
-//! and the token source.
+//! timed (`budget`), and a connection that sent nothing gives its place to a newer one.
+//! `/quitquitquit` also refuses what a web page in a browser on the same host could send.
+
+mod budget;
 
 use crate::health::Health;
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::Incoming;
-use hyper::header::{CACHE_CONTROL, CONTENT_TYPE};
+use hyper::header::{CACHE_CONTROL, CONTENT_TYPE, HeaderMap, ORIGIN};
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
@@ -44,7 +46,7 @@ pub async fn serve(
     if let Ok(addr) = listener.local_addr() {
         info!(admin.addr = %addr, "Admin endpoints listening");
     }
-    let permits = Arc::new(Semaphore::new(MAX_ADMIN_CONNECTIONS));
+    let budget = budget::Budget::new(MAX_ADMIN_CONNECTIONS);
     loop {
         let (stream, peer) = tokio::select! {
             () = stop.cancelled() => return,
@@ -57,17 +59,24 @@ pub async fn serve(
                 }
             },
         };
-        let Ok(permit) = Arc::clone(&permits).try_acquire_owned() else {
-            debug!(%peer, "Admin connection limit reached; closed");
+        let Some(place) = budget.place().await else {
+            debug!(%peer, "Every admin connection serves a request; closed");
             continue;
         };
         let (health, quit) = (Arc::clone(&health), quit.clone());
         tokio::spawn(async move {
-            let exchange = serve_connection(stream, peer, health, quit);
-            if let Ok(Err(error)) = tokio::time::timeout(EXCHANGE_TIMEOUT, exchange).await {
-                debug!(%error, "Admin request failed");
+            let exchange = serve_connection(stream, peer, health, quit, Arc::clone(&place.head));
+            tokio::select! {
+                () = place.evicted.cancelled() => {
+                    debug!(%peer, "Closed an admin connection that sent no request, for a newer one");
+                }
+                served = tokio::time::timeout(EXCHANGE_TIMEOUT, exchange) => {
+                    if let Ok(Err(error)) = served {
+                        debug!(%error, "Admin request failed");
+                    }
+                }
             }
-            drop(permit);
+            drop(place);
         });
     }
 }
@@ -77,8 +86,10 @@ async fn serve_connection(
     peer: SocketAddr,
     health: Arc<Health>,
     quit: CancellationToken,
+    head: Arc<AtomicBool>,
 ) -> Result<(), hyper::Error> {
     let service = hyper::service::service_fn(move |request: Request<Incoming>| {
+        head.store(true, Ordering::Release);
         let (health, quit) = (Arc::clone(&health), quit.clone());
         async move { Ok::<_, std::convert::Infallible>(respond(&request, peer, &health, &quit).await) }
     });
@@ -97,8 +108,7 @@ async fn respond(
     quit: &CancellationToken,
 ) -> Response<Full<Bytes>> {
     let method = request.method();
-    let (status, content_type, body) =
-        route(method, request.uri().path(), peer, health, quit).await;
+    let (status, content_type, body) = route(request, peer, health, quit).await;
     let body = if method == Method::HEAD {
         String::new()
     } else {
@@ -113,13 +123,13 @@ async fn respond(
 }
 
 async fn route(
-    method: &Method,
-    path: &str,
+    request: &Request<Incoming>,
     peer: SocketAddr,
     health: &Health,
     quit: &CancellationToken,
 ) -> (StatusCode, &'static str, String) {
     const TEXT: &str = "text/plain; charset=utf-8";
+    let (method, path) = (request.method(), request.uri().path());
     let get = method == Method::GET || method == Method::HEAD;
     let probe = |result: Result<(), String>, ok: &str| match result {
         Ok(()) => (StatusCode::OK, TEXT, format!("{ok}\n")),
@@ -135,7 +145,13 @@ async fn route(
         "/startupz" if get => probe(health.started(), "started"),
         "/readyz" if get => probe(health.ready_now().await, "ready"),
         "/quitquitquit" if method == Method::POST => {
-            if peer.ip().is_loopback() {
+            if could_come_from_a_web_page(request.headers()) {
+                (
+                    StatusCode::FORBIDDEN,
+                    TEXT,
+                    "refused: a web page could have sent this (Origin, Sec-Fetch-Site or a form content type); POST with none of them\n".into(),
+                )
+            } else if peer.ip().is_loopback() {
                 info!("Shutdown requested through /quitquitquit");
                 quit.cancel();
                 (StatusCode::OK, TEXT, "shutting down\n".into())
@@ -158,6 +174,26 @@ async fn route(
             "endpoints: /metrics /livez /readyz /startupz /quitquitquit\n".into(),
         ),
     }
+}
+
+/// Whether a browser could have sent the request for a page of any site: it names an origin, a
+/// fetch context, or a body type that forms send without asking the server first (CORS
+/// "simple" requests). Scripts and `curl -X POST` send none of them.
+fn could_come_from_a_web_page(headers: &HeaderMap) -> bool {
+    const FORM_TYPES: [&str; 3] = [
+        "application/x-www-form-urlencoded",
+        "multipart/form-data",
+        "text/plain",
+    ];
+    let form = headers
+        .get_all(CONTENT_TYPE)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .any(|value| {
+            let media = value.split(';').next().unwrap_or("").trim();
+            FORM_TYPES.iter().any(|t| media.eq_ignore_ascii_case(t))
+        });
+    form || headers.contains_key(ORIGIN) || headers.contains_key("sec-fetch-site")
 }
 
 /// `redis-auth-proxy health`: asks the local admin endpoint for readiness.

@@ -513,40 +513,62 @@ fn flags_requiring_upstream(redis: &RedisServer, token: &TokenFile) -> Flags {
     flags
 }
 
-/// A flood of idle admin connections cannot take the proxy's file descriptors: beyond
-/// `MAX_ADMIN_CONNECTIONS` they are closed on accept, and clients are still served.
+/// A flood of admin connections that send nothing neither takes the proxy's file descriptors
+/// (at most `MAX_ADMIN_CONNECTIONS` stay open) nor keeps probes from being answered: the oldest
+/// of them gives its place to each newcomer.
 #[test]
-fn idle_admin_connections_beyond_the_cap_are_closed_and_clients_still_served() {
+fn probes_are_answered_while_idle_admin_connections_fill_the_cap() {
     use redis_auth_proxy::admin::MAX_ADMIN_CONNECTIONS;
+    use std::io::Read;
+    let redis = RedisServer::start();
+    let token = TokenFile::new(TOKEN_A);
+    let proxy = Proxy::start(flags(&redis, &token));
+    let admin = proxy.admin.unwrap();
+    let mut idle: Vec<std::net::TcpStream> = (0..2 * MAX_ADMIN_CONNECTIONS)
+        .map(|_| std::net::TcpStream::connect(admin).unwrap())
+        .collect();
+    for probe in ["/livez", "/readyz", "/startupz"] {
+        assert_eq!(http_status(admin, probe), Some(200), "{probe}");
+    }
+    // The first ones were closed to make room; the newest still hold their places.
+    let mut byte = [0u8; 1];
+    idle[0].set_read_timeout(Some(PATIENCE)).unwrap();
+    assert_eq!(idle[0].read(&mut byte).unwrap(), 0, "the oldest was closed");
+    let mut raw = proxy.raw();
+    raw.command(&["PING"]);
+    assert_eq!(raw.reply(), "PONG");
+    idle.clear();
+}
+
+/// A web page open in a browser on the same host can POST to loopback, but cannot do it
+/// without an Origin header (or with a JSON body without asking first): such requests are
+/// refused and the proxy keeps running.
+#[test]
+fn quitquitquit_refuses_what_a_web_page_could_send() {
     use std::io::{Read, Write};
     let redis = RedisServer::start();
     let token = TokenFile::new(TOKEN_A);
     let proxy = Proxy::start(flags(&redis, &token));
     let admin = proxy.admin.unwrap();
-    let idle: Vec<std::net::TcpStream> = (0..MAX_ADMIN_CONNECTIONS)
-        .map(|_| std::net::TcpStream::connect(admin).unwrap())
-        .collect();
-    // Accepted after every idle one (the backlog is first in, first out), while they still
-    // hold their places (an idle connection is kept for the 5 s head timeout).
-    let mut over = std::net::TcpStream::connect(admin).unwrap();
-    let _ = over.write_all(b"GET /livez HTTP/1.1\r\nHost: x\r\n\r\n");
-    let mut answer = Vec::new();
-    let _ = over.read_to_end(&mut answer);
-    assert!(
-        answer.is_empty(),
-        "served over the cap: {}",
-        String::from_utf8_lossy(&answer)
-    );
-    let mut raw = proxy.raw();
-    raw.command(&["PING"]);
-    assert_eq!(raw.reply(), "PONG");
-    drop(idle);
-    // Once they are gone, probes are answered again.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while http_status(admin, "/livez") != Some(200) {
-        assert!(Instant::now() < deadline, "admin endpoint never recovered");
-        std::thread::sleep(Duration::from_millis(20));
+    for headers in [
+        "Origin: http://evil.example\r\n",
+        "Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 0\r\n",
+        "Content-Type: Multipart/Form-Data; boundary=x\r\nContent-Length: 0\r\n",
+        "Content-Type: text/plain;charset=UTF-8\r\nContent-Length: 0\r\n",
+        "Sec-Fetch-Site: cross-site\r\n",
+    ] {
+        let mut stream = std::net::TcpStream::connect(admin).unwrap();
+        write!(
+            stream,
+            "POST /quitquitquit HTTP/1.1\r\nHost: localhost\r\n{headers}Connection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut reply = String::new();
+        stream.read_to_string(&mut reply).unwrap();
+        assert!(reply.starts_with("HTTP/1.1 403"), "{headers:?}: {reply}");
+        assert!(reply.contains("a web page could have sent this"), "{reply}");
     }
+    assert_eq!(http_status(admin, "/readyz"), Some(200), "still running");
 }
 
 fn http_status(addr: std::net::SocketAddr, path: &str) -> Option<u16> {
