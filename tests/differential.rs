@@ -333,3 +333,42 @@ fn a_malformed_header_in_a_later_read_is_answered_and_closes() {
         connected_clients(&redis) == 1
     });
 }
+
+/// Corners found by hand, each compared byte for byte with a direct connection: HELLO naming
+/// another user with a bad option (7.0 checks the AUTH clause first), a form feed inside an
+/// inline word, a `CLIENT SETNAME` larger than what the proxy holds whole to inspect, and
+/// script errors worded like cluster redirects.
+#[test]
+fn corners_found_by_hand_look_the_same_through_the_proxy_as_directly() {
+    let direct = RedisServer::start_with(RedisOptions {
+        password: None,
+        ..RedisOptions::default()
+    });
+    let redis = RedisServer::start();
+    let token = TokenFile::new(TOKEN_A);
+    let proxy = Proxy::start(flags(&redis, &token));
+    let direct_addr: SocketAddr = format!("127.0.0.1:{}", direct.plain_port).parse().unwrap();
+    let long_name = "n".repeat(70_000);
+    let script = "return redis.error_reply(ARGV[1])";
+    let conversations: Vec<Vec<u8>> = vec![
+        req(&["HELLO", "2", "AUTH", "someone-else", "pw", "FOO"]),
+        b"AUTH\x0cfoo\r\nPING\r\n".to_vec(),
+        [
+            req(&["CLIENT", "SETNAME", &long_name]),
+            req(&["CLIENT", "GETNAME"]),
+        ]
+        .concat(),
+        req(&["EVAL", script, "0", "MOVED 5 127.0.0.1:16002 extra"]),
+        req(&["EVAL", script, "0", "MOVED 5 [::1]:16002"]),
+    ];
+    for (n, mut bytes) in conversations.into_iter().enumerate() {
+        bytes.extend(req(&["ECHO", "end-of-conversation"]));
+        let through_proxy = converse(proxy.addr(), &bytes, &mut Rng(n as u64), 9000);
+        let directly = converse(direct_addr, &bytes, &mut Rng(n as u64), 9000);
+        assert_eq!(
+            String::from_utf8_lossy(&through_proxy),
+            String::from_utf8_lossy(&directly),
+            "conversation {n}"
+        );
+    }
+}

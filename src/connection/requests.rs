@@ -96,10 +96,7 @@ impl Connection<'_> {
     fn names_another_user(&self, command: &Command) -> bool {
         let credentials = match command {
             Command::Auth(credentials) => credentials,
-            Command::HelloWithAuth {
-                credentials: Some(credentials),
-                ..
-            } => credentials,
+            Command::HelloWithAuth { credentials, .. } => credentials,
             _ => return false,
         };
         let own = self.rules.username.unwrap_or("default").as_bytes();
@@ -223,9 +220,10 @@ impl Connection<'_> {
             Command::HelloWithAuth {
                 rewritten,
                 credentials,
+                well_formed,
             } => {
                 self.rules.metrics.intercepted("hello");
-                if credentials.is_none_or(|sent| self.client_password_ok(&sent)) {
+                if !well_formed || self.client_password_ok(&credentials) {
                     debug!("Removed AUTH from client HELLO");
                     self.identity_exposed = true;
                     actions.server.push(ToServer::Send(Bytes::from(rewritten)));

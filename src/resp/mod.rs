@@ -20,7 +20,9 @@ pub enum ProtocolError {
     TooBigInline,
     #[error("Protocol error: unbalanced quotes in request")]
     UnbalancedQuotes,
-    #[error("Protocol error: AUTH, HELLO or CLIENT request larger than 65536 bytes")]
+    #[error(
+        "Protocol error: AUTH, HELLO, CLIENT REPLY, CLIENT TRACKING or CLUSTER request larger than 65536 bytes"
+    )]
     TooBigInspected,
     #[error("Protocol error: unauthenticated multibulk length")]
     UnauthenticatedMultibulkLength,

@@ -32,12 +32,15 @@ pub enum Command {
     Auth(ClientCredentials),
     /// `HELLO` without an AUTH clause.
     Hello,
-    /// `HELLO ... AUTH u p ...`: forwarded as `rewritten`, without the AUTH clause. The
-    /// credentials are `None` when other options are malformed: the server then answers with its
-    /// own syntax error, as it checks no credential before parsing every option.
+    /// `HELLO ... AUTH u p ...`: forwarded as `rewritten`, without the AUTH clause, when it
+    /// names the proxy's user. With other options malformed (`well_formed` false) the password
+    /// is not checked: the server answers with its own syntax error. One naming another user
+    /// goes as sent, whatever its options, for the server to answer as its version does (7.0
+    /// checks the AUTH clause before later options, 7.2 after all of them).
     HelloWithAuth {
         rewritten: Vec<u8>,
-        credentials: Option<ClientCredentials>,
+        credentials: ClientCredentials,
+        well_formed: bool,
     },
     /// `QUIT`: allowed before the client has authenticated, as Redis allows it.
     Quit,
@@ -207,10 +210,23 @@ impl RequestScanner {
         } else {
             None
         };
-        if name.is_some_and(|name| needs_whole_request(name, count)) {
-            return self.inspect_multibulk(buf, count as u64);
-        }
-        let command = name.map_or(Command::Other, |name| classify_by_name(name, count));
+        let command = match name {
+            Some(name) if has_subcommands(name) && count >= 2 => {
+                let Some(sub) = read_short_arg(buf, name_start + name_len as usize + 2)? else {
+                    return Ok(Step::NeedMore);
+                };
+                match sub.map(|sub| classify_subcommand(name, sub)) {
+                    Some(None) => return self.inspect_multibulk(buf, count as u64),
+                    Some(Some(command)) => command,
+                    None => Command::Other,
+                }
+            }
+            Some(name) if needs_whole_request(name, count) => {
+                return self.inspect_multibulk(buf, count as u64);
+            }
+            Some(name) => classify_by_name(name, count),
+            None => Command::Other,
+        };
         pos = name_start;
         self.args_left = count as u64 - 1;
         self.skip = name_len as u64 + 2;
@@ -260,11 +276,8 @@ fn read_header(
     let Some(&first) = buf.get(pos) else {
         return Ok(None);
     };
-    if let Header::Bulk = kind
-        && first != b'$'
-    {
-        return Err(ProtocolError::ExpectedDollar(first));
-    }
+    // As in Redis, the line's end is found before its first byte is checked: `\0\r\n` where a
+    // `$` belongs waits for more, as `strchr` stops at the NUL.
     let window = &buf[pos..buf.len().min(pos + MAX_INLINE)];
     let Some(cr) = strchr(b'\r', window) else {
         if buf.len() - pos >= MAX_INLINE {
@@ -277,6 +290,11 @@ fn read_header(
     };
     if pos + cr + 2 > buf.len() {
         return Ok(None);
+    }
+    if let Header::Bulk = kind
+        && first != b'$'
+    {
+        return Err(ProtocolError::ExpectedDollar(first));
     }
     let number = parse_i64(&window[1..cr]);
     let value = match (kind, number) {
@@ -327,7 +345,51 @@ fn strchr(needle: u8, haystack: &[u8]) -> Option<usize> {
 /// most three words; longer ones, as ADDSLOTS with thousands, pass as they stream).
 fn needs_whole_request(name: &[u8], count: i64) -> bool {
     let is = |n: &str| name.eq_ignore_ascii_case(n.as_bytes());
-    is("AUTH") || is("HELLO") || is("CLIENT") || ((is("CLUSTER") || is("ACL")) && count <= 3)
+    is("AUTH") || is("HELLO") || (is("CLUSTER") && count <= 3)
+}
+
+/// Commands told apart by their subcommand, read before the rest so that the others (a large
+/// `CLIENT SETNAME`, `ACL SETUSER` with many rules) pass whatever their size.
+fn has_subcommands(name: &[u8]) -> bool {
+    name.eq_ignore_ascii_case(b"CLIENT") || name.eq_ignore_ascii_case(b"ACL")
+}
+
+/// What `CLIENT <sub>` or `ACL <sub>` is; `None` when the rest of its words decide (CLIENT
+/// REPLY, CLIENT TRACKING), so the request is held whole.
+fn classify_subcommand(name: &[u8], sub: &[u8]) -> Option<Command> {
+    let is = |n: &str| sub.eq_ignore_ascii_case(n.as_bytes());
+    Some(if name.eq_ignore_ascii_case(b"ACL") {
+        if is("LOG") {
+            Command::ClientList
+        } else {
+            Command::Other
+        }
+    } else if is("REPLY") || is("TRACKING") {
+        return None;
+    } else if is("CACHING") {
+        Command::ClientCaching
+    } else if is("NO-EVICT") || is("NO-TOUCH") || is("SETINFO") {
+        Command::ClientSticky
+    } else if is("ID") || is("INFO") {
+        Command::ClientIdentity
+    } else if is("LIST") {
+        Command::ClientList
+    } else {
+        Command::Other
+    })
+}
+
+/// The argument whose `$` header is at `pos`: `Some(None)` when it is longer than any
+/// subcommand, `None` until it has arrived whole.
+fn read_short_arg(buf: &[u8], pos: usize) -> Result<Option<Option<&[u8]>>, ProtocolError> {
+    let Some((len, start)) = read_header(buf, pos, Header::Bulk)? else {
+        return Ok(None);
+    };
+    if len > 16 {
+        return Ok(Some(None));
+    }
+    let end = start + len as usize;
+    Ok((buf.len() >= end + 2).then(|| Some(&buf[start..end])))
 }
 
 /// Classifies a request by its name and number of words (name included).
@@ -417,30 +479,17 @@ fn classify_by_args(args: &[&[u8]]) -> Command {
             _ => Command::Other,
         }
     } else if is(name, "HELLO") {
-        hello_without_auth(args).map_or(Command::Hello, |(rewritten, credentials)| {
+        hello_without_auth(args).map_or(Command::Hello, |(rewritten, credentials, well_formed)| {
             Command::HelloWithAuth {
                 rewritten,
                 credentials,
+                well_formed,
             }
         })
-    } else if is(name, "CLIENT") && args.get(1).is_some_and(|sub| is(sub, "CACHING")) {
-        Command::ClientCaching
-    } else if is(name, "CLIENT")
-        && args
-            .get(1)
-            .is_some_and(|sub| is(sub, "NO-EVICT") || is(sub, "NO-TOUCH") || is(sub, "SETINFO"))
+    } else if let Some(sub) = args.get(1).filter(|_| has_subcommands(name))
+        && let Some(command) = classify_subcommand(name, sub)
     {
-        Command::ClientSticky
-    } else if is(name, "CLIENT")
-        && args
-            .get(1)
-            .is_some_and(|sub| is(sub, "ID") || is(sub, "INFO"))
-    {
-        Command::ClientIdentity
-    } else if (is(name, "CLIENT") && args.get(1).is_some_and(|sub| is(sub, "LIST")))
-        || (is(name, "ACL") && args.get(1).is_some_and(|sub| is(sub, "LOG")))
-    {
-        Command::ClientList
+        command
     } else if is(name, "CLIENT")
         && args.get(1).is_some_and(|sub| is(sub, "TRACKING"))
         && args.get(2).is_some_and(|on| is(on, "ON"))
@@ -483,10 +532,9 @@ fn cluster_topology(args: &[&[u8]]) -> Option<crate::cluster::Topology> {
 }
 
 /// Walks HELLO's options as `helloCommand` does; returns the request re-encoded without its
-/// `AUTH user pass` clauses, and the credentials when every other option is well formed.
-/// `None` when there is no AUTH clause. With malformed options the credentials are dropped
-/// unchecked: the server answers with its syntax error and never checks them.
-fn hello_without_auth(args: &[&[u8]]) -> Option<(Vec<u8>, Option<ClientCredentials>)> {
+/// `AUTH user pass` clauses, the credentials, and whether every other option is well formed.
+/// `None` when there is no AUTH clause.
+fn hello_without_auth(args: &[&[u8]]) -> Option<(Vec<u8>, ClientCredentials, bool)> {
     let mut kept: Vec<&[u8]> = args[..args.len().min(2)].to_vec();
     let mut found = None;
     let mut well_formed = true;
@@ -506,10 +554,7 @@ fn hello_without_auth(args: &[&[u8]]) -> Option<(Vec<u8>, Option<ClientCredentia
         }
     }
     let credentials = found?;
-    Some((
-        super::encode_request(&kept),
-        well_formed.then_some(credentials),
-    ))
+    Some((super::encode_request(&kept), credentials, well_formed))
 }
 
 mod inline;

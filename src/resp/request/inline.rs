@@ -27,7 +27,10 @@ pub(super) fn start_inline(buf: &[u8]) -> Result<Step, ProtocolError> {
 
 /// Redis's `sdssplitargs`: words split on whitespace, with "double" quotes (and \x escapes) and
 /// 'single' quotes. `None` for unbalanced quotes or a closing quote not followed by a space.
+/// Blanks before a word are C's `isspace`, but a word ends only at a space, tab, CR or LF, so
+/// `AUTH\x0cfoo` is one word; the line is a C string there, ending at its first NUL.
 pub fn split_args(line: &[u8]) -> Option<Vec<Vec<u8>>> {
+    let line = &line[..line.iter().position(|&b| b == 0).unwrap_or(line.len())];
     let mut args = Vec::new();
     let mut i = 0;
     loop {
@@ -69,7 +72,7 @@ pub fn split_args(line: &[u8]) -> Option<Vec<Vec<u8>>> {
                     word.push(c);
                 }
                 None => {
-                    if is_space(c) {
+                    if matches!(c, b' ' | b'\t' | b'\r' | b'\n') {
                         break;
                     }
                     if c == b'"' || c == b'\'' {

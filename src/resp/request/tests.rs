@@ -81,7 +81,8 @@ fn hello_loses_only_its_auth_clause() {
             len: input.len(),
             command: Command::HelloWithAuth {
                 rewritten: expected,
-                credentials: Some(ClientCredentials::new(Some(b"u"), b"p"))
+                credentials: ClientCredentials::new(Some(b"u"), b"p"),
+                well_formed: true,
             }
         }]
     );
@@ -194,13 +195,41 @@ fn edge_numbers_and_bytes_are_judged_as_redis_judges_them() {
         RequestScanner::new().step(b"PING\0\n").unwrap(),
         Step::NeedMore
     );
+    assert_eq!(
+        RequestScanner::new().step(b"*1\r\n\0\r\n").unwrap(),
+        Step::NeedMore,
+        "a NUL where the `$` belongs: the line has not ended yet"
+    );
 }
 
 #[test]
-fn inline_words_split_on_vertical_tab_as_isspace_does() {
+fn inline_words_start_after_any_isspace_blank_but_end_only_at_space_tab_cr_or_lf() {
     assert_eq!(
         split_args(b"\x0bRESET\x0b").unwrap(),
-        vec![b"RESET".to_vec()]
+        vec![b"RESET\x0b".to_vec()],
+        "a trailing vertical tab is part of the word, as in sdssplitargs"
+    );
+    assert_eq!(
+        split_args(b"\x0cAUTH\x0cfoo").unwrap(),
+        vec![b"AUTH\x0cfoo".to_vec()],
+        "a form feed inside a word does not split it"
+    );
+    assert_eq!(
+        steps(b"AUTH\x0cfoo\r\n"),
+        vec![Step::Start {
+            len: 10,
+            command: Command::Other
+        }]
+    );
+    assert_eq!(
+        split_args(b"GET a\0b c").unwrap(),
+        vec![b"GET".to_vec(), b"a".to_vec()],
+        "the line ends at a NUL, as a C string"
+    );
+    assert_eq!(
+        split_args(b"GET \"a\0\""),
+        None,
+        "a NUL inside quotes ends them unclosed"
     );
     assert_eq!(
         steps(b"\x0bRESET\r\n"),
