@@ -51,6 +51,11 @@ fn conversation(rng: &mut Rng, key: &str) -> Vec<u8> {
         let step: Vec<Vec<u8>> = match (mode, rng.below(14)) {
             (Mode::Resp2Subscribed, 0..=3) => vec![req(&["PING", "in-subscribed"])],
             (Mode::Resp2Subscribed, 4..=5) => vec![req(&["AUTH", "default", PASSWORD])],
+            (Mode::Resp2Subscribed, 10..=11) => {
+                // Back to counted replies once the last channel is left.
+                mode = Mode::Normal;
+                vec![req(&["UNSUBSCRIBE"]), req(&["AUTH", "default", PASSWORD])]
+            }
             (Mode::Resp2Subscribed, _) => {
                 mode = Mode::Normal;
                 resp3 = false;
@@ -78,6 +83,10 @@ fn conversation(rng: &mut Rng, key: &str) -> Vec<u8> {
             }
             (Mode::Resp3Subscribed, 5..=6) => vec![req(&["GET", key])],
             (Mode::Resp3Subscribed, 7..=8) => vec![req(&["AUTH", "default", PASSWORD])],
+            (Mode::Resp3Subscribed, 9..=10) => {
+                mode = Mode::Normal;
+                vec![req(&["UNSUBSCRIBE", "chan"]), req(&["GET", key])]
+            }
             (Mode::Resp3Subscribed, _) => {
                 mode = Mode::Normal;
                 resp3 = false;

@@ -143,6 +143,11 @@ enum Mark {
     Renewal { at: u64 },
     /// Reply `at` answers a cluster topology request: rewritten to name local listeners.
     Rewrite { at: u64, kind: Topology },
+    /// The reply to the proxy's `PING <marker>`, sent while replies are not counted, says
+    /// where the replies to earlier requests end and whether counting holds again (a bulk
+    /// string) or the connection is subscribed in RESP2 (`*2 pong <marker>`). Kept from the
+    /// client.
+    Probe,
 }
 
 /// Where the connection waits on something other than the client's next request.
@@ -159,6 +164,9 @@ enum Awaiting {
     /// The proxy's own AUTH renewing the connection was sent; the client's requests wait for
     /// its reply.
     Renewal,
+    /// The proxy's `PING <marker>` was sent to learn whether replies answer requests one to
+    /// one again; the client's requests wait for its reply.
+    Probe,
 }
 
 /// One proxied connection's state, both directions.
@@ -190,6 +198,13 @@ pub struct Connection<'a> {
     skip_next: bool,
     /// The last request forwarded was CLIENT CACHING, whose flag the next command consumes.
     caching_next: bool,
+    /// Replies may answer requests one to one again once the request being scanned is whole
+    /// (after UNSUBSCRIBE, CLIENT REPLY ON, the request CLIENT REPLY SKIP skipped): a probe
+    /// goes after it.
+    probe_due: bool,
+    /// Replies stopped being counted for a reason no probe can undo (MONITOR, pub/sub inside
+    /// MULTI): only RESET starts counting again.
+    counting_lost: bool,
     /// CLIENT NO-EVICT, NO-TOUCH or SETINFO was forwarded: state RESET does not clear.
     sticky_state: bool,
     /// The client may name this connection on the server (it learned its id: CLIENT ID, INFO,
@@ -235,6 +250,8 @@ impl<'a> Connection<'a> {
             replies_suppressed: false,
             skip_next: false,
             caching_next: false,
+            probe_due: false,
+            counting_lost: false,
             sticky_state: false,
             identity_exposed: false,
             listed_clients: false,
@@ -260,7 +277,7 @@ impl<'a> Connection<'a> {
     pub fn awaits_server(&self) -> bool {
         matches!(
             self.awaiting,
-            Some(Awaiting::ResetReply | Awaiting::Quiet | Awaiting::Renewal)
+            Some(Awaiting::ResetReply | Awaiting::Quiet | Awaiting::Renewal | Awaiting::Probe)
         )
     }
 
@@ -356,6 +373,8 @@ impl<'a> Connection<'a> {
         self.in_multi = false;
         self.replies_suppressed = false;
         self.skip_next = false;
+        self.probe_due = false;
+        self.counting_lost = false;
         self.set_authenticated(self.rules.client_passwords.is_none());
         self.awaiting = Some(Awaiting::Reauthentication);
     }

@@ -32,6 +32,8 @@ enum Fate {
     Rewrite(Topology),
     /// Held back until it ends (cluster mode): an error that may be a redirect to rewrite.
     MaybeRedirect,
+    /// Held back until it ends: it may answer the proxy's `PING <marker>`.
+    MaybeProbe,
 }
 
 /// The reply frame in progress: its fate, and what is kept of it to settle that.
@@ -146,7 +148,9 @@ impl Connection<'_> {
                 // Settled by the marker's error, in `end_frame`.
                 Mark::Fail { .. } => false,
                 // Settled by its reply, in `end_frame`.
-                Mark::Reset { .. } | Mark::Renewal { .. } | Mark::Rewrite { .. } => false,
+                Mark::Reset { .. } | Mark::Renewal { .. } | Mark::Rewrite { .. } | Mark::Probe => {
+                    false
+                }
             };
             if !due {
                 return false;
@@ -161,9 +165,10 @@ impl Connection<'_> {
                     self.outcome = Some(Err(error));
                     return true;
                 }
-                Some(Mark::Reset { .. } | Mark::Renewal { .. } | Mark::Rewrite { .. }) | None => {
-                    return false;
-                }
+                Some(
+                    Mark::Reset { .. } | Mark::Renewal { .. } | Mark::Rewrite { .. } | Mark::Probe,
+                )
+                | None => return false,
             }
         }
         false
@@ -197,6 +202,7 @@ impl Connection<'_> {
             | Some(Mark::Fail {
                 after_marker: true, ..
             }) if uncounted_error => Fate::MaybeMarker,
+            Some(Mark::Probe) if matches!(first, b'$' | b'*') => Fate::MaybeProbe,
             _ if first == b'-' && self.rules.cluster.is_some() => Fate::MaybeRedirect,
             _ => Fate::Pass,
         };
@@ -227,7 +233,7 @@ impl Connection<'_> {
                     self.cluster_failed(error, actions);
                 }
             }
-            Fate::MaybeMarker | Fate::MaybeRedirect => {
+            Fate::MaybeMarker | Fate::MaybeRedirect | Fate::MaybeProbe => {
                 self.frame.head.extend_from_slice(bytes);
                 *pass_from = end;
                 if self.frame.head.len() > MAX_INSPECT {
@@ -277,9 +283,40 @@ impl Connection<'_> {
                 self.rewritten(kind, &head, actions);
             }
             Fate::MaybeRedirect => self.redirect(head, actions),
+            Fate::MaybeProbe => match self.probe_reply(&head) {
+                Some(counted) => return self.probe_answered(counted),
+                None => actions.client.push(ToClient::Send(Bytes::from(head))),
+            },
         }
         if self.reply_mode == Replies::Counted {
             self.answered += 1;
+        }
+    }
+
+    /// The reply to `PING <marker>`: `Some(true)` for the bulk string (replies answer requests
+    /// one to one), `Some(false)` for RESP2's subscribed `*2 pong <marker>`.
+    fn probe_reply(&self, frame: &[u8]) -> Option<bool> {
+        let marker = self.marker.as_ref()?;
+        let bulk = format!("${}\r\n", marker.len());
+        let rest = frame.strip_suffix(b"\r\n")?.strip_suffix(&marker[..])?;
+        if rest == bulk.as_bytes() {
+            Some(true)
+        } else if rest.strip_suffix(bulk.as_bytes())? == b"*2\r\n$4\r\npong\r\n" {
+            Some(false)
+        } else {
+            None
+        }
+    }
+
+    /// The probe's reply came: every earlier request is answered and later ones were held, so
+    /// counting starts again from here, or the connection stays subscribed.
+    fn probe_answered(&mut self, counted: bool) {
+        self.marks.pop_front();
+        self.awaiting = None;
+        if counted {
+            self.request_mode = Replies::Counted;
+            self.reply_mode = Replies::Counted;
+            self.answered = self.sent;
         }
     }
 

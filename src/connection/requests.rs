@@ -87,6 +87,11 @@ impl Connection<'_> {
             if self.quitting && self.requests.at_boundary() {
                 self.requests_done = true;
             }
+            if self.probe_due && self.requests.at_boundary() {
+                actions.pass_to_server(pass_from..pos);
+                pass_from = pos;
+                self.probe(actions);
+            }
         }
         actions.pass_to_server(pass_from..pos);
         pos
@@ -134,6 +139,7 @@ impl Connection<'_> {
         let skipped = std::mem::take(&mut self.skip_next);
         if skipped && !matches!(command, Command::Empty) {
             self.replies_suppressed = false;
+            self.probe_due = true;
         }
         match command {
             Command::Empty => return,
@@ -143,6 +149,7 @@ impl Connection<'_> {
                 }
                 self.replies_suppressed = *mode != ReplyMode::On;
                 self.skip_next = *mode == ReplyMode::Skip;
+                self.probe_due = *mode == ReplyMode::On;
             }
             Command::ClientSticky => self.sticky_state = true,
             Command::ClientIdentity | Command::ClientTracking | Command::Hello => {
@@ -155,8 +162,13 @@ impl Connection<'_> {
             Command::Multi => self.in_multi = true,
             Command::EndMulti => self.in_multi = false,
             Command::Quit => self.quitting = true,
-            Command::Uncountable if self.request_mode == Replies::Counted => {
-                self.switch_replies(Replies::Uncounted);
+            Command::Monitor | Command::PubSub => {
+                if self.request_mode == Replies::Counted {
+                    self.switch_replies(Replies::Uncounted);
+                }
+                let lost = matches!(command, Command::Monitor) || self.in_multi;
+                self.counting_lost |= lost;
+                self.probe_due = !lost;
             }
             Command::Replicate => self.switch_replies(Replies::Raw),
             // Inside MULTI the reply is +QUEUED and the topology comes in EXEC's array, which
@@ -182,6 +194,26 @@ impl Connection<'_> {
         self.sent += 1;
     }
 
+    /// Sends `PING <marker>` after the request just forwarded, where replies may answer
+    /// requests one to one again, unless nothing could answer it (CLIENT REPLY OFF or SKIP) or
+    /// only RESET can bring counting back. Later requests wait for its reply.
+    fn probe(&mut self, actions: &mut Actions) {
+        self.probe_due = false;
+        let useful = self.request_mode == Replies::Uncounted
+            && self.awaiting.is_none()
+            && !self.counting_lost
+            && !self.in_multi
+            && !self.replies_suppressed
+            && !self.requests_done;
+        if !useful {
+            return;
+        }
+        let command = encode_request(&[b"PING", &self.marker()]);
+        actions.server.push(ToServer::Send(Bytes::from(command)));
+        self.marks.push_back(Mark::Probe);
+        self.awaiting = Some(Awaiting::Probe);
+    }
+
     fn switch_replies(&mut self, replies: Replies) {
         self.marks.push_back(Mark::Mode {
             at: self.sent,
@@ -194,6 +226,7 @@ impl Connection<'_> {
     /// authenticates again. While not counting, the marker command says where its effects end.
     fn reset(&mut self, actions: &mut Actions) {
         self.rules.metrics.intercepted("reset");
+        self.probe_due = false;
         let marker = (self.request_mode != Replies::Counted).then(|| {
             let command = encode_request(&[&self.marker()]);
             actions.server.push(ToServer::Send(Bytes::from(command)));

@@ -3,6 +3,7 @@
 //! records what each side would receive.
 
 mod cluster;
+mod counting;
 mod model;
 mod modes;
 mod renewal;
@@ -141,6 +142,20 @@ impl Wire {
     fn take_client(&mut self) -> Vec<u8> {
         std::mem::take(&mut self.client)
     }
+}
+
+/// The proxy's probe after a request that may bring counting back, and the server's answers to
+/// it: replies counted again, or RESP2's subscribed mode.
+fn probe() -> Vec<u8> {
+    req(&["PING", MARKER])
+}
+
+fn probe_counted() -> Vec<u8> {
+    format!("${}\r\n{MARKER}\r\n", MARKER.len()).into_bytes()
+}
+
+fn probe_subscribed() -> Vec<u8> {
+    format!("*2\r\n$4\r\npong\r\n${}\r\n{MARKER}\r\n", MARKER.len()).into_bytes()
 }
 
 fn marker_error() -> Vec<u8> {

@@ -50,8 +50,12 @@ pub enum Command {
     Multi,
     /// `EXEC` or `DISCARD` (without arguments, as only then do they end MULTI).
     EndMulti,
-    /// A request after which replies no longer answer requests one to one (pub/sub, MONITOR).
-    Uncountable,
+    /// `MONITOR`: from its reply on, the server's output answers no request.
+    Monitor,
+    /// `(P|S)SUBSCRIBE`, `(P|S)UNSUBSCRIBE`: in RESP2 the connection may enter or leave the
+    /// subscribed mode, where replies do not answer requests one to one; in RESP3 their
+    /// answers are pushes, and an error (an ACL, a cluster redirect) a reply.
+    PubSub,
     /// `CLIENT REPLY ON|OFF|SKIP`: replies no longer answer requests one to one.
     ClientReply(ReplyMode),
     /// `CLIENT CACHING yes|no`: applies to the next command the server runs.
@@ -406,6 +410,8 @@ fn classify_by_name(name: &[u8], count: i64) -> Command {
         Command::EndMulti
     } else if is("SYNC") || is("PSYNC") {
         Command::Replicate
+    } else if is("MONITOR") {
+        Command::Monitor
     } else if [
         "SUBSCRIBE",
         "PSUBSCRIBE",
@@ -413,12 +419,11 @@ fn classify_by_name(name: &[u8], count: i64) -> Command {
         "UNSUBSCRIBE",
         "PUNSUBSCRIBE",
         "SUNSUBSCRIBE",
-        "MONITOR",
     ]
     .iter()
     .any(|n| is(n))
     {
-        Command::Uncountable
+        Command::PubSub
     } else {
         Command::Other
     }
