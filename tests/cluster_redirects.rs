@@ -158,3 +158,42 @@ fn a_real_redirect_before_any_topology_reply_names_a_local_listener() {
     owner.command(&["PING"]);
     assert_eq!(owner.reply(), "PONG", "its listener serves the node");
 }
+
+/// After pub/sub, MONITOR-free CLIENT REPLY games and RESP3 subscriptions, a topology reply is
+/// rewritten again as soon as replies answer requests one to one: a cluster client refreshing
+/// its topology on such a connection is never sent to a real node's TLS port.
+#[test]
+fn topology_replies_are_rewritten_once_replies_are_counted_again() {
+    let cluster = Cluster::start(Announce::Ip);
+    let token = TokenFile::new(TOKEN_A);
+    let proxy = proxy(&cluster, &token, "42930-42939");
+    // Each request, and how many replies the server sends it.
+    let detours: [&[(&[&str], usize)]; 4] = [
+        &[(&["SUBSCRIBE", "c"], 1), (&["UNSUBSCRIBE"], 1)],
+        &[(&["HELLO", "3"], 1), (&["SUBSCRIBE", "c"], 1)],
+        &[
+            (&["CLIENT", "REPLY", "OFF"], 0),
+            (&["PING"], 0),
+            (&["CLIENT", "REPLY", "ON"], 1),
+        ],
+        &[(&["CLIENT", "REPLY", "SKIP"], 0), (&["PING"], 0)],
+    ];
+    for detour in detours {
+        let mut client = Raw::connect(proxy.addr());
+        for (words, replies) in detour {
+            client.command(words);
+            for _ in 0..*replies {
+                client.reply();
+            }
+        }
+        for topology in ["SLOTS", "SHARDS", "NODES"] {
+            client.command(&["CLUSTER", topology]);
+            let reply = client.reply();
+            assert!(
+                reply.contains("127.0.0.1"),
+                "{detour:?} {topology}: {reply}"
+            );
+            cluster.names_no_real_node(&reply);
+        }
+    }
+}

@@ -80,6 +80,8 @@ fn the_next_client_gets_the_same_connection_with_none_of_the_last_ones_state() {
         &["CLIENT", "SETNAME", "left-behind"],
         &["CLIENT", "NO-EVICT", "on"],
         &["WATCH", "watched"],
+        &["SUBSCRIBE", "left-behind"],
+        &["UNSUBSCRIBE"],
         &["MULTI"],
         &["SET", "queued", "never"],
     ] {

@@ -202,6 +202,9 @@ pub struct Connection<'a> {
     /// (after UNSUBSCRIBE, CLIENT REPLY ON, the request CLIENT REPLY SKIP skipped): a probe
     /// goes after it.
     probe_due: bool,
+    /// The client used pub/sub: a message can come between any two replies, also where they
+    /// are counted again (RESP3), so the proxy places no reply of its own until RESET.
+    pubsub_used: bool,
     /// Replies stopped being counted for a reason no probe can undo (MONITOR, pub/sub inside
     /// MULTI): only RESET starts counting again.
     counting_lost: bool,
@@ -251,6 +254,7 @@ impl<'a> Connection<'a> {
             skip_next: false,
             caching_next: false,
             probe_due: false,
+            pubsub_used: false,
             counting_lost: false,
             sticky_state: false,
             identity_exposed: false,
@@ -374,6 +378,7 @@ impl<'a> Connection<'a> {
         self.replies_suppressed = false;
         self.skip_next = false;
         self.probe_due = false;
+        self.pubsub_used = false;
         self.counting_lost = false;
         self.set_authenticated(self.rules.client_passwords.is_none());
         self.awaiting = Some(Awaiting::Reauthentication);

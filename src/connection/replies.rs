@@ -181,7 +181,9 @@ impl Connection<'_> {
         if matches!(first, b'>' | b'|') {
             return;
         }
-        let uncounted_error = self.reply_mode == Replies::Uncounted && first == b'-';
+        // Where a marker command was sent: not counting, or after pub/sub (messages first).
+        let maybe_marker =
+            first == b'-' && (self.reply_mode == Replies::Uncounted || self.pubsub_used);
         self.frame.fate = match self.marks.front() {
             Some(Mark::Reset { at, marker: false })
                 if self.reply_mode == Replies::Counted && *at == self.answered =>
@@ -201,7 +203,7 @@ impl Connection<'_> {
             Some(Mark::Reset { marker: true, .. })
             | Some(Mark::Fail {
                 after_marker: true, ..
-            }) if uncounted_error => Fate::MaybeMarker,
+            }) if maybe_marker => Fate::MaybeMarker,
             Some(Mark::Probe) if matches!(first, b'$' | b'*') => Fate::MaybeProbe,
             _ if first == b'-' && self.rules.cluster.is_some() => Fate::MaybeRedirect,
             _ => Fate::Pass,

@@ -166,6 +166,7 @@ impl Connection<'_> {
                 if self.request_mode == Replies::Counted {
                     self.switch_replies(Replies::Uncounted);
                 }
+                self.pubsub_used |= matches!(command, Command::PubSub);
                 let lost = matches!(command, Command::Monitor) || self.in_multi;
                 self.counting_lost |= lost;
                 self.probe_due = !lost;
@@ -316,9 +317,11 @@ impl Connection<'_> {
     }
 
     /// Queues `reply` where the server's would have gone; false where replies are not counted
-    /// one to one (after SUBSCRIBE, MONITOR, CLIENT REPLY) or the server queues them (MULTI).
+    /// one to one (after SUBSCRIBE, MONITOR, CLIENT REPLY), where a pub/sub message the server
+    /// sends first could come before it, or where the server queues them (MULTI).
     fn place_reply(&mut self, reply: &'static [u8]) -> bool {
-        let placeable = self.request_mode == Replies::Counted && !self.in_multi;
+        let placeable =
+            self.request_mode == Replies::Counted && !self.in_multi && !self.pubsub_used;
         if placeable {
             self.marks.push_back(Mark::Answer {
                 at: self.sent,
@@ -331,14 +334,16 @@ impl Connection<'_> {
     /// A malformed request: the requests before it are answered, then the error, then the
     /// connection closes, as Redis does. A request cut short by the error is never answered,
     /// so it is not counted.
-    /// While not counting, a marker command sent after the valid requests says when their
-    /// replies have all come, unless the server may not answer it (CLIENT REPLY OFF or SKIP).
+    /// While not counting (or after pub/sub, where a message may come before the error), a
+    /// marker command sent after the valid requests says when their replies have all come,
+    /// unless the server may not answer it (CLIENT REPLY OFF or SKIP).
     fn malformed(&mut self, error: ProtocolError, mid_request: bool, actions: &mut Actions) {
         if mid_request && !self.dropping {
             self.sent -= 1;
         }
         let reply = Bytes::from(error_reply(&format!("ERR {error}")));
-        let after_marker = self.request_mode == Replies::Uncounted && !self.replies_suppressed;
+        let after_marker = (self.request_mode == Replies::Uncounted || self.pubsub_used)
+            && !self.replies_suppressed;
         if after_marker {
             let command = encode_request(&[&self.marker()]);
             actions.server.push(ToServer::Send(Bytes::from(command)));
