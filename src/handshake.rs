@@ -250,6 +250,25 @@ pub(crate) async fn read_reply<S>(
 where
     S: AsyncRead + Unpin,
 {
+    read_frame(stream, buf, upstream, MAX_AUTH_REPLY)
+        .await?
+        .ok_or_else(|| ConnError::AuthFailed {
+            upstream: upstream.to_owned(),
+            reply: "reply to AUTH is too long".into(),
+        })
+}
+
+/// Reads the next reply frame, skipping RESP3 pushes before it, and leaves any later bytes in
+/// `buf`; `None` once more than `max` bytes are held without a whole frame.
+pub(crate) async fn read_frame<S>(
+    stream: &mut S,
+    buf: &mut BytesMut,
+    upstream: &str,
+    max: usize,
+) -> Result<Option<Vec<u8>>, ConnError>
+where
+    S: AsyncRead + Unpin,
+{
     let mut scanner = ReplyScanner::new();
     let mut scanned = 0;
     loop {
@@ -260,18 +279,15 @@ where
                     let frame = buf.split_to(scanned + len);
                     scanned = 0;
                     if kind == FrameKind::Reply {
-                        return Ok(frame.to_vec());
+                        return Ok(Some(frame.to_vec()));
                     }
                 }
             }
         }
-        if buf.len() > MAX_AUTH_REPLY {
-            return Err(ConnError::AuthFailed {
-                upstream: upstream.to_owned(),
-                reply: "reply to AUTH is too long".into(),
-            });
+        if buf.len() > max {
+            return Ok(None);
         }
-        buf.reserve(512);
+        buf.reserve(512.max(buf.len().min(64 * 1024)));
         let n = stream.read_buf(buf).await.map_err(ConnError::UpstreamIo)?;
         if n == 0 {
             return Err(ConnError::AuthClosed {

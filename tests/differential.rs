@@ -209,6 +209,39 @@ fn normalise(reply: &[u8]) -> String {
     out
 }
 
+/// A plain redis-server whose default user takes any password, and the proxy in front of a
+/// TLS one with a token: the two sides a conversation is compared on.
+struct Sides {
+    direct: RedisServer,
+    redis: RedisServer,
+    proxy: Proxy,
+    _token: TokenFile,
+}
+
+impl Sides {
+    fn start() -> Sides {
+        let direct = RedisServer::start_with(RedisOptions {
+            password: None,
+            ..RedisOptions::default()
+        });
+        let redis = RedisServer::start();
+        let token = TokenFile::new(TOKEN_A);
+        let proxy = Proxy::start(flags(&redis, &token));
+        Sides {
+            direct,
+            redis,
+            proxy,
+            _token: token,
+        }
+    }
+
+    fn direct_addr(&self) -> SocketAddr {
+        format!("127.0.0.1:{}", self.direct.plain_port)
+            .parse()
+            .unwrap()
+    }
+}
+
 fn connected_clients(redis: &RedisServer) -> i64 {
     let info = match redis.admin(&["INFO", "clients"]) {
         redis::Value::BulkString(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
@@ -223,14 +256,8 @@ fn connected_clients(redis: &RedisServer) -> i64 {
 
 #[test]
 fn generated_conversations_look_the_same_through_the_proxy_as_directly() {
-    let direct = RedisServer::start_with(RedisOptions {
-        password: None,
-        ..RedisOptions::default()
-    });
-    let redis = RedisServer::start();
-    let token = TokenFile::new(TOKEN_A);
-    let proxy = Proxy::start(flags(&redis, &token));
-    let direct_addr: SocketAddr = format!("127.0.0.1:{}", direct.plain_port).parse().unwrap();
+    let sides = Sides::start();
+    let (redis, proxy, direct_addr) = (&sides.redis, &sides.proxy, sides.direct_addr());
     let seeds: u64 = std::env::var("DIFFERENTIAL_SEEDS")
         .ok()
         .and_then(|n| n.parse().ok())
@@ -265,7 +292,7 @@ fn generated_conversations_look_the_same_through_the_proxy_as_directly() {
     // Every client left: the proxy let go of every upstream connection (the admin's own is
     // the one left).
     eventually("every upstream connection is released", || {
-        connected_clients(&redis) == 1
+        connected_clients(redis) == 1
     });
 }
 
@@ -349,14 +376,8 @@ fn a_malformed_header_in_a_later_read_is_answered_and_closes() {
 /// script errors worded like cluster redirects.
 #[test]
 fn corners_found_by_hand_look_the_same_through_the_proxy_as_directly() {
-    let direct = RedisServer::start_with(RedisOptions {
-        password: None,
-        ..RedisOptions::default()
-    });
-    let redis = RedisServer::start();
-    let token = TokenFile::new(TOKEN_A);
-    let proxy = Proxy::start(flags(&redis, &token));
-    let direct_addr: SocketAddr = format!("127.0.0.1:{}", direct.plain_port).parse().unwrap();
+    let sides = Sides::start();
+    let (proxy, direct_addr) = (&sides.proxy, sides.direct_addr());
     let long_name = "n".repeat(70_000);
     let script = "return redis.error_reply(ARGV[1])";
     let conversations: Vec<Vec<u8>> = vec![

@@ -6,13 +6,12 @@
 
 use super::rewrite::Rewriter;
 use super::{NodeTable, Topology};
-use crate::error::ConnError;
+use crate::handshake::read_frame;
 use crate::resp::encode_request;
-use crate::resp::reply::{FrameKind, ReplyScanner, Scan};
 use bytes::BytesMut;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::sync::Notify;
 use tracing::{debug, warn};
 
@@ -93,9 +92,10 @@ impl NodeTable {
                 .write_all(&command)
                 .await
                 .map_err(|e| e.to_string())?;
-            let frame = read_frame(&mut stream, &mut buf, &upstream)
+            let frame = read_frame(&mut stream, &mut buf, &upstream, MAX_TOPOLOGY)
                 .await
-                .map_err(|e| e.to_string())?;
+                .map_err(|e| e.to_string())?
+                .ok_or_else(|| format!("a topology reply over {MAX_TOPOLOGY} bytes"))?;
             if frame.first() == Some(&b'-') {
                 continue;
             }
@@ -107,42 +107,5 @@ impl NodeTable {
             return Ok(());
         }
         Err("the server refused CLUSTER SHARDS and CLUSTER SLOTS".into())
-    }
-}
-
-/// Reads one reply frame (pushes skipped), up to `MAX_TOPOLOGY` bytes.
-async fn read_frame<S>(
-    stream: &mut S,
-    buf: &mut BytesMut,
-    upstream: &str,
-) -> Result<Vec<u8>, ConnError>
-where
-    S: tokio::io::AsyncRead + Unpin,
-{
-    let mut scanner = ReplyScanner::new();
-    let mut scanned = 0;
-    loop {
-        while scanned < buf.len() {
-            match scanner.scan(&buf[scanned..])? {
-                Scan::Partial => scanned = buf.len(),
-                Scan::End { len, kind } => {
-                    let frame = buf.split_to(scanned + len);
-                    scanned = 0;
-                    if kind == FrameKind::Reply {
-                        return Ok(frame.to_vec());
-                    }
-                }
-            }
-        }
-        if buf.len() > MAX_TOPOLOGY {
-            let error = format!("a topology reply over {MAX_TOPOLOGY} bytes");
-            return Err(ConnError::Cluster(super::ClusterError::Malformed(error)));
-        }
-        buf.reserve(16 * 1024);
-        if stream.read_buf(buf).await.map_err(ConnError::UpstreamIo)? == 0 {
-            return Err(ConnError::AuthClosed {
-                upstream: upstream.to_owned(),
-            });
-        }
     }
 }

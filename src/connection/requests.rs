@@ -162,14 +162,22 @@ impl Connection<'_> {
             Command::Multi => self.in_multi = true,
             Command::EndMulti => self.in_multi = false,
             Command::Quit => self.quitting = true,
-            Command::Monitor | Command::PubSub => {
+            Command::Monitor | Command::PubSub { .. } => {
+                // Counted before (RESP3, or not yet subscribed) the probe tells whether it still
+                // is; not counted (subscribed in RESP2), only an UNSUBSCRIBE can change that.
+                let may_count = match command {
+                    Command::PubSub { leaving } => {
+                        *leaving || self.request_mode == Replies::Counted
+                    }
+                    _ => false,
+                };
                 if self.request_mode == Replies::Counted {
                     self.switch_replies(Replies::Uncounted);
                 }
-                self.pubsub_used |= matches!(command, Command::PubSub);
+                self.pubsub_used |= matches!(command, Command::PubSub { .. });
                 let lost = matches!(command, Command::Monitor) || self.in_multi;
                 self.counting_lost |= lost;
-                self.probe_due = !lost;
+                self.probe_due = (self.probe_due || may_count) && !lost;
             }
             Command::Replicate => self.switch_replies(Replies::Raw),
             // Inside MULTI the reply is +QUEUED and the topology comes in EXEC's array, which

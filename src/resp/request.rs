@@ -54,8 +54,9 @@ pub enum Command {
     Monitor,
     /// `(P|S)SUBSCRIBE`, `(P|S)UNSUBSCRIBE`: in RESP2 the connection may enter or leave the
     /// subscribed mode, where replies do not answer requests one to one; in RESP3 their
-    /// answers are pushes, and an error (an ACL, a cluster redirect) a reply.
-    PubSub,
+    /// answers are pushes, and an error (an ACL, a cluster redirect) a reply. `leaving`: an
+    /// UNSUBSCRIBE, the only kind that can end RESP2's subscribed mode.
+    PubSub { leaving: bool },
     /// `CLIENT REPLY ON|OFF|SKIP`: replies no longer answer requests one to one.
     ClientReply(ReplyMode),
     /// `CLIENT CACHING yes|no`: applies to the next command the server runs.
@@ -412,18 +413,16 @@ fn classify_by_name(name: &[u8], count: i64) -> Command {
         Command::Replicate
     } else if is("MONITOR") {
         Command::Monitor
-    } else if [
-        "SUBSCRIBE",
-        "PSUBSCRIBE",
-        "SSUBSCRIBE",
-        "UNSUBSCRIBE",
-        "PUNSUBSCRIBE",
-        "SUNSUBSCRIBE",
-    ]
-    .iter()
-    .any(|n| is(n))
+    } else if ["SUBSCRIBE", "PSUBSCRIBE", "SSUBSCRIBE"]
+        .iter()
+        .any(|n| is(n))
     {
-        Command::PubSub
+        Command::PubSub { leaving: false }
+    } else if ["UNSUBSCRIBE", "PUNSUBSCRIBE", "SUNSUBSCRIBE"]
+        .iter()
+        .any(|n| is(n))
+    {
+        Command::PubSub { leaving: true }
     } else {
         Command::Other
     }

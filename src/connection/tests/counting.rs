@@ -132,3 +132,34 @@ fn no_probe_goes_where_nothing_would_answer_it_or_only_reset_counts_again() {
         );
     }
 }
+
+#[test]
+fn more_subscriptions_while_subscribed_in_resp2_need_no_probe() {
+    let mut wire = Wire::new();
+    wire.client_sends(&req(&["SUBSCRIBE", "a"]));
+    wire.server_sends(&cat(&[
+        b"*3\r\n$9\r\nsubscribe\r\n$1\r\na\r\n:1\r\n",
+        &probe_subscribed(),
+    ]));
+    wire.take_server();
+    let more = cat(&[&req(&["SUBSCRIBE", "b"]), &req(&["PSUBSCRIBE", "c*"])]);
+    wire.client_sends(&more);
+    assert_eq!(wire.take_server(), more, "both go at once, with no probe");
+}
+
+#[test]
+fn a_subscribe_that_client_reply_skip_skipped_is_still_probed() {
+    let mut wire = Wire::new();
+    let sent = cat(&[
+        &req(&["CLIENT", "REPLY", "SKIP"]),
+        &req(&["SUBSCRIBE", "a"]),
+    ]);
+    wire.client_sends(&sent);
+    assert_eq!(wire.take_server(), cat(&[&sent, &probe()]));
+    wire.server_sends(&probe_subscribed());
+    assert!(
+        wire.take_client().is_empty(),
+        "the confirmation was skipped"
+    );
+    assert!(!wire.conn.owes_nothing(), "subscribed");
+}
