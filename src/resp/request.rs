@@ -38,7 +38,8 @@ pub enum Command {
     /// goes as sent, whatever its options, for the server to answer as its version does (7.0
     /// checks the AUTH clause before later options, 7.2 after all of them).
     HelloWithAuth {
-        rewritten: Vec<u8>,
+        /// Boxed, so that `Command` (returned for every request) stays 64 bytes.
+        rewritten: Box<[u8]>,
         credentials: ClientCredentials,
         well_formed: bool,
     },
@@ -538,7 +539,7 @@ fn cluster_topology(args: &[&[u8]]) -> Option<crate::cluster::Topology> {
 /// Walks HELLO's options as `helloCommand` does; returns the request re-encoded without its
 /// `AUTH user pass` clauses, the credentials, and whether every other option is well formed.
 /// `None` when there is no AUTH clause.
-fn hello_without_auth(args: &[&[u8]]) -> Option<(Vec<u8>, ClientCredentials, bool)> {
+fn hello_without_auth(args: &[&[u8]]) -> Option<(Box<[u8]>, ClientCredentials, bool)> {
     let mut kept: Vec<&[u8]> = args[..args.len().min(2)].to_vec();
     let mut found = None;
     let mut well_formed = true;
@@ -558,7 +559,8 @@ fn hello_without_auth(args: &[&[u8]]) -> Option<(Vec<u8>, ClientCredentials, boo
         }
     }
     let credentials = found?;
-    Some((super::encode_request(&kept), credentials, well_formed))
+    let rewritten = super::encode_request(&kept).into_boxed_slice();
+    Some((rewritten, credentials, well_formed))
 }
 
 mod inline;

@@ -80,7 +80,7 @@ fn hello_loses_only_its_auth_clause() {
         vec![Step::Start {
             len: input.len(),
             command: Command::HelloWithAuth {
-                rewritten: expected,
+                rewritten: expected.into_boxed_slice(),
                 credentials: ClientCredentials::new(Some(b"u"), b"p"),
                 well_formed: true,
             }
@@ -284,4 +284,10 @@ fn size_limits_follow_redis_and_do_not_depend_on_how_an_auth_was_read() {
         RequestScanner::new().step(&auth[..auth.len() - 1]),
         Err(ProtocolError::TooBigInspected)
     );
+}
+
+#[test]
+fn a_command_stays_small_enough_to_return_for_every_request() {
+    // Returned by value for every request scanned: growing it slowed the scan by 7%.
+    assert!(std::mem::size_of::<Command>() <= 64);
 }
