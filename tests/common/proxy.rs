@@ -1,0 +1,299 @@
+//! The proxy under test: in-process on its own runtime (`Proxy`), or the binary as a process
+//! (`ProxyProcess`); each stopped on drop.
+
+use super::*;
+
+/// Flags for a proxy on an ephemeral port in front of `redis`'s TLS port.
+pub fn flags(redis: &RedisServer, token: &TokenFile) -> Flags {
+    Flags {
+        listen: Some("127.0.0.1:0".into()),
+        upstream: Some(redis.tls_addr()),
+        tls_ca_file: Some(certs().ca.clone()),
+        token_file: Some(token.path.clone()),
+        connect_timeout: Some("5s".into()),
+        auth_timeout: Some("5s".into()),
+        admin_listen: Some("127.0.0.1:0".into()),
+        ..Flags::default()
+    }
+}
+
+/// The proxy, in-process on its own runtime, stopped on drop.
+pub struct Proxy {
+    pub addrs: Vec<ListenAddr>,
+    /// The admin HTTP endpoint, when the config has one.
+    pub admin: Option<SocketAddr>,
+    pub store: std::sync::Arc<redis_auth_proxy::token::TokenStore>,
+    runtime: Option<tokio::runtime::Runtime>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    done: Option<tokio::task::JoinHandle<Result<(), redis_auth_proxy::RunError>>>,
+}
+
+impl Proxy {
+    pub fn start(mut flags: Flags) -> Self {
+        // Tests run in parallel: never the default admin port.
+        flags
+            .admin_listen
+            .get_or_insert_with(|| "127.0.0.1:0".into());
+        Self::start_config(Config::from_flags(&flags).expect("valid test config"))
+    }
+
+    pub fn start_config(config: Config) -> Self {
+        init_logging();
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let listeners = runtime
+            .block_on(redis_auth_proxy::bind(&config))
+            .expect("bind");
+        let (store, initial) = runtime
+            .block_on(redis_auth_proxy::load_tokens(&config))
+            .expect("token loads");
+        let addrs = listeners
+            .routes
+            .iter()
+            .map(|l| l.local_addr().unwrap())
+            .collect();
+        let admin = listeners.admin.as_ref().map(|l| l.local_addr().unwrap());
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let run =
+            redis_auth_proxy::run_with_tokens(listeners, config, store.clone(), initial, async {
+                let _ = stopped.await;
+            });
+        let done = runtime.spawn(run);
+        if let Some(admin) = admin {
+            eventually("the proxy has started", || {
+                http(admin, "GET", "/startupz").0 == 200
+            });
+        }
+        Proxy {
+            addrs,
+            admin,
+            store,
+            runtime: Some(runtime),
+            stop: Some(stop),
+            done: Some(done),
+        }
+    }
+
+    /// The first route's TCP address.
+    pub fn addr(&self) -> SocketAddr {
+        match &self.addrs[0] {
+            ListenAddr::Tcp(addr) => *addr,
+            other => panic!("route 0 listens on {other}, not TCP"),
+        }
+    }
+
+    pub fn port(&self) -> u16 {
+        self.addr().port()
+    }
+
+    /// A `redis` crate connection through the proxy, with no password.
+    pub fn client(&self) -> redis::Connection {
+        connect(&format!("redis://{}/", self.addr()))
+    }
+
+    pub fn raw(&self) -> Raw {
+        Raw::connect(self.addr())
+    }
+
+    /// Waits until the proxy's current token is `token` (the refresher picked it up).
+    pub fn wait_for_current_token(&self, token: &str) {
+        eventually(&format!("the proxy uses token {}", &token[..7]), || {
+            self.store
+                .credentials()
+                .is_some_and(|c| c.current.expose() == token)
+        });
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let (Some(runtime), Some(done)) = (self.runtime.take(), self.done.take()) {
+            let result = runtime.block_on(async { tokio::time::timeout(PATIENCE, done).await });
+            if !std::thread::panicking() {
+                let result = result
+                    .expect("proxy stops within the patience")
+                    .expect("proxy task");
+                result.expect("proxy ran without error");
+            }
+            runtime.shutdown_timeout(Duration::from_secs(1));
+        }
+    }
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_test_writer()
+        .try_init();
+}
+
+/// The proxy binary as a process: its own listen and admin ports, stderr in a file, killed on
+/// drop (its log is printed when the test failed).
+pub struct ProxyProcess {
+    pub child: Child,
+    pub port: u16,
+    pub admin: u16,
+    log: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl ProxyProcess {
+    /// Starts the proxy toward `redis`'s TLS port with `args` added, and waits until it is ready.
+    pub fn start(redis: &RedisServer, args: &[&str], env: &[(&str, String)]) -> Self {
+        Self::start_to(&redis.tls_addr(), args, env)
+    }
+
+    /// Starts the proxy toward `upstream` (HOST:PORT, TLS) and waits until it is ready.
+    pub fn start_to(upstream: &str, args: &[&str], env: &[(&str, String)]) -> Self {
+        let proxy = Self::spawn_to(upstream, args, env);
+        eventually("the proxy has started (/startupz)", || {
+            http(proxy.admin_addr(), "GET", "/startupz").0 == 200
+        });
+        proxy
+    }
+
+    /// Starts it and waits only until its listeners are bound (the admin endpoint says so in
+    /// the log: a probe could be answered by another test's process that took the port first).
+    /// Ports come from `free_port`, so another test may take one first: then it tries again
+    /// with new ports.
+    pub fn spawn(redis: &RedisServer, args: &[&str], env: &[(&str, String)]) -> Self {
+        Self::spawn_to(&redis.tls_addr(), args, env)
+    }
+
+    pub fn spawn_to(upstream: &str, args: &[&str], env: &[(&str, String)]) -> Self {
+        for _ in 0..5 {
+            let mut proxy = Self::spawn_once(upstream, args, env);
+            let deadline = Instant::now() + PATIENCE;
+            loop {
+                if proxy.log().contains("Admin endpoints listening") {
+                    return proxy;
+                }
+                if let Ok(Some(_)) = proxy.child.try_wait() {
+                    assert!(
+                        proxy.log().contains("cannot listen on"),
+                        "the proxy exited:\n{}",
+                        proxy.log()
+                    );
+                    break;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "the proxy did not bind its listeners:\n{}",
+                    proxy.log()
+                );
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
+        panic!("no free ports for the proxy after 5 tries");
+    }
+
+    fn spawn_once(upstream: &str, args: &[&str], env: &[(&str, String)]) -> Self {
+        let dir = tempfile::Builder::new()
+            .prefix("rap-proc-")
+            .tempdir()
+            .unwrap();
+        let log = dir.path().join("proxy.log");
+        let (port, admin) = (free_port(), free_port());
+        let mut command = Command::new(env!("CARGO_BIN_EXE_redis-auth-proxy"));
+        command
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .arg("--listen")
+            .arg(format!("127.0.0.1:{port}"))
+            .arg("--admin-listen")
+            .arg(format!("127.0.0.1:{admin}"))
+            .arg("--upstream")
+            .arg(upstream)
+            .arg("--tls-ca-file")
+            .arg(&certs().ca)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap());
+        for (key, value) in env {
+            command.env(key, value);
+        }
+        let child = command.spawn().expect("start the proxy binary");
+        ProxyProcess {
+            child,
+            port,
+            admin,
+            log,
+            _dir: dir,
+        }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.port))
+    }
+
+    pub fn admin_addr(&self) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.admin))
+    }
+
+    /// The process's resident set size, from /proc.
+    pub fn rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("VmRSS in /proc/PID/status")
+    }
+
+    pub fn client(&self) -> redis::Connection {
+        connect(&format!("redis://{}/", self.addr()))
+    }
+
+    pub fn whoami(&self) -> String {
+        redis::cmd("ACL")
+            .arg("WHOAMI")
+            .query(&mut self.client())
+            .unwrap()
+    }
+
+    /// Sends a signal by name (`TERM`, `HUP`, ...).
+    pub fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .args([&format!("-{name}"), &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success(), "kill -{name} failed");
+    }
+
+    /// Waits up to `limit` for the process to exit.
+    pub fn wait_exit(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return Some(status);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+impl Drop for ProxyProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if std::thread::panicking() {
+            eprintln!("--- proxy log ---\n{}", self.log());
+        }
+    }
+}
