@@ -40,39 +40,39 @@ impl Drop for Running {
 /// Every flag is in --help together with its environment variable.
 #[test]
 fn help_documents_every_flag_and_its_environment_twin() {
+    use clap::CommandFactory;
     let output = proxy_command().args(["run", "--help"]).output().unwrap();
     let help = stdout(&output);
-    for flag in [
-        "listen",
-        "upstream",
-        "no-tls",
-        "tls-ca-file",
-        "tls-server-name",
-        "tls-client-cert",
-        "tls-client-key",
-        "username",
-        "token-file",
-        "token-env",
-        "token-json-key",
-        "token-secret-id",
-        "token-refresh-interval",
-        "admin-listen",
-        "ready-requires-upstream",
-        "shutdown-delay",
-        "shutdown-grace",
-        "log-format",
-        "connect-timeout",
-        "auth-timeout",
-        "config",
-        "log-level",
-    ] {
-        assert!(
-            help.contains(&format!("--{flag}")),
-            "--{flag} missing from help"
+    // The config file's keys: every field of `Flags` as serde names it.
+    let file_keys = serde_json::to_value(redis_auth_proxy::config::Flags::default()).unwrap();
+    let command = redis_auth_proxy::config::Cli::command();
+    let run = command.find_subcommand("run").expect("a run subcommand");
+    let mut flags = 0;
+    for arg in run.get_arguments() {
+        let Some(long) = arg.get_long() else { continue };
+        if long == "help" || long == "version" {
+            continue;
+        }
+        flags += 1;
+        let env = format!("REDIS_AUTH_PROXY_{}", long.to_uppercase().replace('-', "_"));
+        assert_eq!(
+            arg.get_env().and_then(|e| e.to_str()),
+            Some(env.as_str()),
+            "--{long}"
         );
-        let env = format!("REDIS_AUTH_PROXY_{}", flag.to_uppercase().replace('-', "_"));
+        assert!(
+            help.contains(&format!("--{long}")),
+            "--{long} missing from help"
+        );
         assert!(help.contains(&env), "{env} missing from help");
+        if long != "config" {
+            assert!(
+                file_keys.get(long).is_some(),
+                "--{long} has no config-file key"
+            );
+        }
     }
+    assert!(flags > 40, "every flag was walked ({flags})");
 }
 
 /// `check` connects, authenticates and pings, and says so in one line per route.
