@@ -2,17 +2,17 @@
 //!
 //! Where a byte goes:
 //! - `listener` is where applications connect (TCP or a Unix socket);
-//! - `server` accepts a client on a route's listener and runs its connection, with an upstream
-//!   connection from `pool` (ready ones) or a new one;
+//! - `serve` accepts a client on a route's listener and runs its connection, with an upstream
+//!   connection from its `pool` (ready ones) or a new one;
 //! - `upstream` opens TCP and TLS to the route's server (DNS at every connect);
 //! - `handshake` authenticates that connection with a token from the `token` store;
 //! - `forward` then moves the bytes both ways, and `connection` decides what each byte becomes
 //!   (with no I/O): `resp` finds request and reply boundaries; AUTH, HELLO AUTH and RESET are
 //!   answered or rewritten there, the client's own password checked against `client_auth`;
-//! - when the client leaves, `reuse` resets the upstream connection for the next client
+//! - when the client leaves, `serve::reuse` resets the upstream connection for the next client
 //!   (`--upstream-reuse`);
-//! - with `--cluster`, `cluster` gives every node the server announces a listener of its own
-//!   and rewrites the replies that name nodes to name those listeners.
+//! - with `--cluster`, `serve::nodes` gives every node the server announces a listener of its
+//!   own, and `cluster` (pure) decides the ports and rewrites the replies that name nodes.
 //!
 //! `process` is the process's life (bind, load tokens, build routes, serve, drain); `config`
 //! turns flags, environment and file into a `Config`; `secret` holds the one type that may
@@ -23,6 +23,7 @@
 #![forbid(unsafe_code)]
 #![warn(unreachable_pub)]
 
+pub mod address;
 pub mod admin;
 pub mod check;
 pub mod client_auth;
@@ -35,12 +36,10 @@ pub(crate) mod handshake;
 pub(crate) mod health;
 pub mod listener;
 pub mod metrics;
-pub(crate) mod pool;
 mod process;
 pub mod resp;
-pub(crate) mod reuse;
 pub mod secret;
-pub(crate) mod server;
+pub(crate) mod serve;
 pub mod token;
 pub mod upstream;
 

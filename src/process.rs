@@ -8,10 +8,10 @@ use crate::client_auth::ClientPasswords;
 use crate::config::Config;
 use crate::health::Health;
 use crate::listener::Listener;
-use crate::server::RouteRuntime;
+use crate::serve::RouteRuntime;
 use crate::token::{Credentials, Refresher, TokenError, TokenStore};
 use crate::upstream::{Connector, TlsConfigError};
-use crate::{admin, cluster, health, listener, metrics, server, token};
+use crate::{admin, health, listener, metrics, serve, token};
 use std::future::Future;
 use std::sync::Arc;
 use tokio::net::TcpListener;
@@ -153,13 +153,12 @@ pub fn routes(
                 Arc::clone(health),
             );
             if route.cluster {
-                runtime.forward.cluster = Some(cluster::ClusterLink::new(
-                    route,
-                    config,
-                    store,
-                    client_passwords,
-                    health,
-                ));
+                let table = serve::nodes::table(route, config, store, client_passwords, health);
+                runtime.forward.cluster = Some(crate::cluster::ClusterLink {
+                    table: Arc::clone(&table) as _,
+                    this_node: route.upstream.clone(),
+                });
+                runtime.node_table = Some(table);
             }
             Ok(Arc::new(runtime))
         })
@@ -284,26 +283,26 @@ impl Lifecycle {
                 .map(|a| a.to_string())
                 .unwrap_or_default();
             info!(route = %route.name, listen = %addr, upstream = %route.connector.addr, "Listening");
-            let serving = server::Serving {
+            let serving = serve::Serving {
                 accepting: accepting.clone(),
                 close: connections.close.clone(),
                 tracker: connections.tracker.clone(),
                 limit: Arc::clone(&limit),
             };
-            if let Some(link) = &route.forward.cluster {
+            if let Some(table) = &route.node_table {
                 let own = listener.local_addr().and_then(|addr| match addr {
                     listener::ListenAddr::Tcp(addr) => Some(addr.port()),
                     _ => None,
                 });
-                link.table.start(serving.clone(), &route, own);
+                table.start(serving.clone(), &route, own);
             }
-            tokio::spawn(server::keep_pool_filled(
+            tokio::spawn(serve::keep_pool_filled(
                 Arc::clone(&route),
                 self.stop.clone(),
             ));
             connections
                 .accept_loops
-                .spawn(server::serve(listener, route, serving));
+                .spawn(serve::serve(listener, route, serving));
         }
         let probes = config.ready_requires_upstream.then(|| {
             routes

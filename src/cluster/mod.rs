@@ -3,53 +3,36 @@
 //! cluster client never leaves the sidecar. Each client connection stays 1:1 with a connection
 //! to one node, as on every other listener.
 //!
-//! `rewrite` turns topology replies and redirects into their local form (pure); `value`
-//! decodes and encodes the few replies rewritten; `table` keeps the node table and opens each
-//! node's listener before the reply naming it reaches the client.
+//! Everything here is pure: `rewrite` turns topology replies and redirects into their local
+//! form; `value` decodes and encodes the few replies rewritten; `ports` keeps which port serves
+//! which node and when one is given back. `serve::nodes` owns the listeners behind the ports
+//! and opens each before the reply naming it reaches the client.
 
-mod ports;
-mod refresh;
+pub(crate) mod ports;
 pub mod rewrite;
-pub(crate) mod table;
 pub(crate) mod value;
 
-pub(crate) use table::NodeTable;
-
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+
+/// A cluster route's node table as a connection sees it: where nodes are served, and a way to
+/// read the topology again when a redirect names a node it does not know (`serve::nodes`
+/// implements it; this module does no I/O).
+pub trait Nodes: NodeMap {
+    /// Reads the topology from the route's endpoint into the table, bounded in time.
+    fn refresh(&self) -> Pin<Box<dyn Future<Output = ()> + Send + '_>>;
+}
 
 /// A cluster route's connection: the node table, and the node this connection is to.
 #[derive(Clone)]
 pub(crate) struct ClusterLink {
-    pub(crate) table: Arc<NodeTable>,
+    pub(crate) table: Arc<dyn Nodes>,
     pub(crate) this_node: NodeAddr,
 }
 
-impl ClusterLink {
-    /// A cluster route's node table; its nodes' listeners are made like the route's own.
-    pub(crate) fn new(
-        route: &crate::config::Route,
-        config: &crate::config::Config,
-        store: &Arc<crate::token::TokenStore>,
-        client_passwords: Option<&Arc<crate::client_auth::ClientPasswords>>,
-        health: &Arc<crate::health::Health>,
-    ) -> ClusterLink {
-        let template = table::NodeTemplate {
-            route: route.name.clone(),
-            config: config.clone(),
-            tls: route.tls.clone(),
-            store: Arc::clone(store),
-            client_passwords: client_passwords.cloned(),
-            health: Arc::clone(health),
-        };
-        ClusterLink {
-            table: NodeTable::new(template, config.cluster_ports.clone()),
-            this_node: route.upstream.clone(),
-        }
-    }
-}
-
 /// A node as the cluster announces it: a hostname or an IP, and its client (TLS) port.
-pub use crate::upstream::UpstreamAddr as NodeAddr;
+pub use crate::address::UpstreamAddr as NodeAddr;
 
 /// The commands whose replies name nodes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

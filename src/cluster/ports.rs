@@ -8,7 +8,7 @@ use tokio_util::sync::CancellationToken;
 
 /// How long a node may be absent from the topology replies that come before its port is given
 /// back. Failovers and reshards keep their nodes; only a node removed or replaced stays away.
-pub(super) const RELEASE_AFTER: Duration = Duration::from_secs(600);
+pub(crate) const RELEASE_AFTER: Duration = Duration::from_secs(600);
 
 struct Served {
     /// When a topology reply last named the node.
@@ -17,7 +17,7 @@ struct Served {
     stop: Option<CancellationToken>,
 }
 
-pub(super) struct Ports {
+pub(crate) struct Ports {
     by_addr: HashMap<NodeAddr, u16>,
     by_id: HashMap<Vec<u8>, u16>,
     served: HashMap<u16, Served>,
@@ -28,7 +28,7 @@ pub(super) struct Ports {
 }
 
 impl Ports {
-    pub(super) fn new(first: u16) -> Ports {
+    pub(crate) fn new(first: u16) -> Ports {
         Ports {
             by_addr: HashMap::new(),
             by_id: HashMap::new(),
@@ -39,7 +39,7 @@ impl Ports {
     }
 
     /// The route's own listener serves `endpoint`.
-    pub(super) fn keep_forever(&mut self, endpoint: NodeAddr, port: u16) {
+    pub(crate) fn keep_forever(&mut self, endpoint: NodeAddr, port: u16) {
         self.by_addr.entry(endpoint).or_insert(port);
         let seen = Instant::now();
         self.served.insert(port, Served { seen, stop: None });
@@ -47,7 +47,7 @@ impl Ports {
 
     /// A topology reply names `node`: its port if it has one, now known by this address and id
     /// too.
-    pub(super) fn seen(&mut self, node: &NodeAddr, id: Option<&[u8]>, now: Instant) -> Option<u16> {
+    pub(crate) fn seen(&mut self, node: &NodeAddr, id: Option<&[u8]>, now: Instant) -> Option<u16> {
         let port = id
             .and_then(|id| self.by_id.get(id))
             .or_else(|| self.by_addr.get(node))
@@ -63,11 +63,11 @@ impl Ports {
     }
 
     /// The port of a node some topology reply named.
-    pub(super) fn known(&self, node: &NodeAddr) -> Option<u16> {
+    pub(crate) fn known(&self, node: &NodeAddr) -> Option<u16> {
         self.by_addr.get(node).copied()
     }
 
-    pub(super) fn insert(
+    pub(crate) fn insert(
         &mut self,
         node: NodeAddr,
         id: Option<&[u8]>,
@@ -84,7 +84,7 @@ impl Ports {
     }
 
     /// The first given-back port that `bind` takes.
-    pub(super) fn take_free<L>(
+    pub(crate) fn take_free<L>(
         &mut self,
         mut bind: impl FnMut(u16) -> Option<L>,
     ) -> Option<(u16, L)> {
@@ -97,7 +97,7 @@ impl Ports {
     }
 
     /// The next port never used, up to `end`.
-    pub(super) fn next_unused(&mut self, end: u16) -> Option<u16> {
+    pub(crate) fn next_unused(&mut self, end: u16) -> Option<u16> {
         let port = self.next;
         if port == 0 || port > end {
             return None;
@@ -108,7 +108,7 @@ impl Ports {
 
     /// Stops the listeners of nodes no topology reply named for `RELEASE_AFTER` up to `now`
     /// (when one just came) and gives their ports back; returns them with the nodes they served.
-    pub(super) fn release_stale(&mut self, now: Instant) -> Vec<(u16, Vec<String>)> {
+    pub(crate) fn release_stale(&mut self, now: Instant) -> Vec<(u16, Vec<String>)> {
         let stale: Vec<u16> = self
             .served
             .iter()
@@ -140,7 +140,7 @@ impl Ports {
     }
 
     /// How many listeners serve nodes.
-    pub(super) fn served(&self) -> usize {
+    pub(crate) fn served(&self) -> usize {
         self.served.len()
     }
 }

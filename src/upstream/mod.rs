@@ -10,7 +10,6 @@ use crate::error::{ConnError, Stage};
 use crate::metrics::HandshakeCounters;
 use rustls::ClientConfig;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName, pem::PemObject};
-use std::fmt;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -56,23 +55,7 @@ fn peek(tcp: &TcpStream) -> std::io::Result<Option<u8>> {
 /// An open connection to the server, TLS or not.
 pub type UpstreamStream = Box<dyn Io>;
 
-/// `host:port` as configured (or as a cluster announces a node); the host is resolved at
-/// every connect.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct UpstreamAddr {
-    pub host: String,
-    pub port: u16,
-}
-
-impl fmt::Display for UpstreamAddr {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.host.contains(':') {
-            write!(f, "[{}]:{}", self.host, self.port)
-        } else {
-            write!(f, "{}:{}", self.host, self.port)
-        }
-    }
-}
+pub use crate::address::UpstreamAddr;
 
 /// How one route reaches its server.
 #[derive(Clone)]

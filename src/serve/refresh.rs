@@ -4,8 +4,9 @@
 //! errors a client provokes (a script can return any error text) cost the server at most one
 //! `CLUSTER SHARDS` a second.
 
-use super::rewrite::Rewriter;
-use super::{NodeTable, Topology};
+use super::nodes::NodeTable;
+use crate::cluster::Topology;
+use crate::cluster::rewrite::Rewriter;
 use crate::handshake::read_frame;
 use crate::resp::encode_request;
 use bytes::BytesMut;
@@ -48,7 +49,7 @@ impl NodeTable {
     /// Reads the topology from the configured endpoint into the table, unless that was done
     /// within the last second; waits for one in flight instead of starting another. Bounded by
     /// the connect timeout and twice the auth timeout.
-    pub(crate) async fn refresh(&self) {
+    pub(crate) async fn refresh_topology(&self) {
         let config = &self.template.config;
         let limit = config.connect_timeout + 2 * config.auth_timeout;
         let finished = self.refreshes.done.notified();

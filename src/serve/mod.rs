@@ -4,6 +4,11 @@
 //! If reaching or authenticating to the server fails, the client gets one `-ERR` naming the
 //! cause and the connection closes; other connections are not affected.
 
+pub(crate) mod nodes;
+pub(crate) mod pool;
+mod refresh;
+pub(crate) mod reuse;
+
 use crate::client_auth::ClientPasswords;
 use crate::config::Config;
 use crate::error::ConnError;
@@ -12,9 +17,9 @@ use crate::handshake;
 use crate::health::Health;
 use crate::listener::{ClientStream, Listener};
 use crate::metrics::RouteMetrics;
-use crate::pool::Pool;
 use crate::token::TokenStore;
 use crate::upstream::{Connector, UpstreamStream};
+use pool::Pool;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -38,6 +43,9 @@ pub struct RouteRuntime {
     health: Arc<Health>,
     /// `--upstream-pool-size` ready connections, when configured.
     pub pool: Option<Pool>,
+    /// With `--cluster`, on the route of the configured endpoint: the node table, to start
+    /// serving nodes once the proxy serves.
+    pub(crate) node_table: Option<Arc<nodes::NodeTable>>,
 }
 
 impl RouteRuntime {
@@ -81,6 +89,7 @@ impl RouteRuntime {
                 cluster: None,
             },
             health,
+            node_table: None,
         }
     }
 
@@ -267,7 +276,7 @@ async fn proxy(mut client: ClientStream, route: &RouteRuntime) -> Result<(), Con
                     unread,
                     sticky_state,
                 }) => {
-                    crate::reuse::recycle(route, upstream, unread, born, sticky_state).await;
+                    reuse::recycle(route, upstream, unread, born, sticky_state).await;
                     Ok(())
                 }
                 Err(error) => {

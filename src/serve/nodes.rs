@@ -1,16 +1,16 @@
-//! The node table of a cluster route: which local port serves which node, and the listeners
-//! behind them. Only a node that a topology reply from the server announced gets a port (from
+//! The node table of a cluster route: the listeners behind the ports `cluster::ports` gives
+//! out. Only a node that a topology reply from the server announced gets a port (from
 //! `--cluster-ports`), its listener bound before the rewritten reply is passed on. A node
 //! absent from every topology reply for `RELEASE_AFTER`, while later ones came, gives its port
 //! back: the range holds the cluster as it is, not every node it ever had.
 
-use super::ports::Ports;
-use super::{ClusterError, NodeAddr, NodeMap};
+use super::{RouteRuntime, Serving};
 use crate::client_auth::ClientPasswords;
+use crate::cluster::ports::Ports;
+use crate::cluster::{ClusterError, ClusterLink, NodeAddr, NodeMap, Nodes};
 use crate::config::Config;
 use crate::health::Health;
 use crate::listener::Listener;
-use crate::server::{RouteRuntime, Serving};
 use crate::token::TokenStore;
 use crate::upstream::{Connector, TlsSettings};
 use std::net::{Ipv4Addr, SocketAddr};
@@ -18,6 +18,25 @@ use std::ops::RangeInclusive;
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::Instant;
 use tracing::{info, warn};
+
+/// The node table of a `--cluster` route; its nodes' listeners are made like the route's own.
+pub(crate) fn table(
+    route: &crate::config::Route,
+    config: &Config,
+    store: &Arc<TokenStore>,
+    client_passwords: Option<&Arc<ClientPasswords>>,
+    health: &Arc<Health>,
+) -> Arc<NodeTable> {
+    let template = NodeTemplate {
+        route: route.name.clone(),
+        config: config.clone(),
+        tls: route.tls.clone(),
+        store: Arc::clone(store),
+        client_passwords: client_passwords.cloned(),
+        health: Arc::clone(health),
+    };
+    NodeTable::new(template, config.cluster_ports.clone())
+}
 
 /// What a node's route is made from: the cluster route's settings with another upstream.
 pub(crate) struct NodeTemplate {
@@ -122,14 +141,14 @@ impl NodeTable {
             &t.config,
             Arc::clone(&t.health),
         );
-        route.forward.cluster = Some(super::ClusterLink {
+        route.forward.cluster = Some(ClusterLink {
             table,
             this_node: node.clone(),
         });
         let mut serving = serving.clone();
         serving.accepting = serving.accepting.child_token();
         let stop = serving.accepting.clone();
-        tokio::spawn(crate::server::serve(
+        tokio::spawn(super::serve(
             Listener::Tcp(listener),
             Arc::new(route),
             serving,
@@ -178,5 +197,11 @@ impl NodeMap for NodeTable {
             info!(route = %self.template.route, nodes = ?nodes, port, "Released the listener of a cluster node gone from the topology");
         }
         crate::metrics::cluster::nodes(&self.template.route, ports.served());
+    }
+}
+
+impl Nodes for NodeTable {
+    fn refresh(&self) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + '_>> {
+        Box::pin(self.refresh_topology())
     }
 }

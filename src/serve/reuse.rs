@@ -8,10 +8,10 @@
 //! of them, all are undone in one round trip (a server without a command answers an error,
 //! which is fine: nothing to undo). Anything unexpected closes the connection instead.
 
+use super::RouteRuntime;
 use crate::error::ConnError;
 use crate::handshake::{authenticate_buffered, read_reply};
 use crate::resp::encode_request;
-use crate::server::RouteRuntime;
 use crate::upstream::UpstreamStream;
 use bytes::BytesMut;
 use std::time::Instant;
