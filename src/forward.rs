@@ -35,7 +35,7 @@ const READ_SIZE: usize = 16 * 1024;
 const MAX_CLIENT_BACKLOG: usize = 4 * 1024 * 1024;
 
 /// What the proxy needs from its route while forwarding.
-pub struct Context {
+pub(crate) struct Context {
     pub store: Arc<TokenStore>,
     pub username: Option<String>,
     pub upstream: String,

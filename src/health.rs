@@ -1,5 +1,5 @@
 //! The proxy's lifecycle as probes see it: starting, ready, draining; and, with
-//! `--ready-requires-upstream`, whether every route authenticated upstream recently. `server`
+//! `--ready-requires-upstream`, whether every route authenticated upstream recently. `serve`
 //! reports into it, `admin` reads it.
 
 use crate::token::TokenStore;

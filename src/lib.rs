@@ -44,6 +44,6 @@ pub mod token;
 pub mod upstream;
 
 pub use process::{
-    Listeners, RunError, bind, load_client_passwords, load_tokens, routes, run, run_with_tokens,
+    Listeners, RunError, bind, load_client_passwords, load_tokens, run, run_with_tokens,
     spawn_refresher,
 };

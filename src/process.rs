@@ -121,12 +121,16 @@ pub async fn load_client_passwords(
     Ok(Some(passwords))
 }
 
-/// Builds each route's connector (its TLS config, built once) and shared state.
-pub fn routes(
+/// Builds each route's connector (its TLS config, built once) and shared state; routes serve
+/// with `serving`, and `own_ports[i]` is route `i`'s TCP listener port (a cluster route's
+/// configured endpoint is served there).
+pub(crate) fn routes(
     config: &Config,
     store: &Arc<TokenStore>,
     client_passwords: Option<&Arc<ClientPasswords>>,
     health: &Arc<Health>,
+    serving: &serve::Serving,
+    own_ports: &[Option<u16>],
 ) -> Result<Vec<Arc<RouteRuntime>>, RunError> {
     config
         .routes
@@ -143,24 +147,32 @@ pub fn routes(
                 error,
             })?
             .counting_handshakes(&route.name);
-            let mut runtime = RouteRuntime::new(
-                index,
-                route.name.clone(),
-                connector,
-                Arc::clone(store),
-                client_passwords.cloned(),
-                config,
-                Arc::clone(health),
-            );
-            if route.cluster {
-                let table = serve::nodes::table(route, config, store, client_passwords, health);
-                runtime.forward.cluster = Some(crate::cluster::ClusterLink {
-                    table: Arc::clone(&table) as _,
+            // A cluster route's node table asks this very route for the topology.
+            Ok(Arc::new_cyclic(|me| {
+                let runtime = RouteRuntime::new(
+                    index,
+                    route.name.clone(),
+                    connector,
+                    Arc::clone(store),
+                    client_passwords.cloned(),
+                    config,
+                    Arc::clone(health),
+                );
+                if !route.cluster {
+                    return runtime;
+                }
+                let endpoint = serve::nodes::Endpoint {
+                    serving: serving.clone(),
+                    route: me.clone(),
+                    own_port: own_ports.get(index).copied().flatten(),
+                };
+                let table =
+                    serve::nodes::table(route, config, store, client_passwords, health, endpoint);
+                runtime.with_cluster(crate::cluster::ClusterLink {
+                    table,
                     this_node: route.upstream.clone(),
-                });
-                runtime.node_table = Some(table);
-            }
-            Ok(Arc::new(runtime))
+                })
+            }))
         })
         .collect()
 }
@@ -259,7 +271,35 @@ impl Lifecycle {
             });
         }
         let client_passwords = load_client_passwords(&config, &self.stop).await?;
-        let routes = routes(&config, &store, client_passwords.as_ref(), &self.health)?;
+        let accepting = CancellationToken::new();
+        let connections = Connections {
+            close: CancellationToken::new(),
+            tracker: TaskTracker::new(),
+            accept_loops: TaskTracker::new(),
+        };
+        // Every route, node listeners included, shares the limit and the shutdown.
+        let serving = serve::Serving {
+            accepting: accepting.clone(),
+            close: connections.close.clone(),
+            tracker: connections.tracker.clone(),
+            limit: Arc::new(tokio::sync::Semaphore::new(config.max_connections as usize)),
+        };
+        let own_ports: Vec<Option<u16>> = listeners
+            .iter()
+            .map(|listener| match listener.local_addr() {
+                Some(listener::ListenAddr::Tcp(addr)) => Some(addr.port()),
+                _ => None,
+            })
+            .collect();
+        let passwords = client_passwords.as_ref();
+        let routes = routes(
+            &config,
+            &store,
+            passwords,
+            &self.health,
+            &serving,
+            &own_ports,
+        )?;
         spawn_refresher(&config, &store, initial, &self.stop);
         // Registered before the first accept, so a SIGHUP can never hit the default (fatal) action.
         if let Ok(hangups) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
@@ -270,39 +310,19 @@ impl Lifecycle {
                 self.stop.clone(),
             ));
         }
-        let accepting = CancellationToken::new();
-        let connections = Connections {
-            close: CancellationToken::new(),
-            tracker: TaskTracker::new(),
-            accept_loops: TaskTracker::new(),
-        };
-        let limit = Arc::new(tokio::sync::Semaphore::new(config.max_connections as usize));
         for (listener, route) in listeners.into_iter().zip(routes.iter().cloned()) {
             let addr = listener
                 .local_addr()
                 .map(|a| a.to_string())
                 .unwrap_or_default();
             info!(route = %route.name, listen = %addr, upstream = %route.connector.addr, "Listening");
-            let serving = serve::Serving {
-                accepting: accepting.clone(),
-                close: connections.close.clone(),
-                tracker: connections.tracker.clone(),
-                limit: Arc::clone(&limit),
-            };
-            if let Some(table) = &route.node_table {
-                let own = listener.local_addr().and_then(|addr| match addr {
-                    listener::ListenAddr::Tcp(addr) => Some(addr.port()),
-                    _ => None,
-                });
-                table.start(serving.clone(), &route, own);
-            }
             tokio::spawn(serve::keep_pool_filled(
                 Arc::clone(&route),
                 self.stop.clone(),
             ));
             connections
                 .accept_loops
-                .spawn(serve::serve(listener, route, serving));
+                .spawn(serve::serve(listener, route, serving.clone()));
         }
         let probes = config.ready_requires_upstream.then(|| {
             routes

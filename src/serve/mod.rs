@@ -34,7 +34,7 @@ use tracing::{Instrument, Level, debug, error, info_span, warn};
 const REFUSAL_LINGER: Duration = Duration::from_secs(1);
 
 /// Everything one route's connections share.
-pub struct RouteRuntime {
+pub(crate) struct RouteRuntime {
     /// Position in `config.routes`.
     pub index: usize,
     pub name: String,
@@ -43,13 +43,10 @@ pub struct RouteRuntime {
     health: Arc<Health>,
     /// `--upstream-pool-size` ready connections, when configured.
     pub pool: Option<Pool>,
-    /// With `--cluster`, on the route of the configured endpoint: the node table, to start
-    /// serving nodes once the proxy serves.
-    pub(crate) node_table: Option<Arc<nodes::NodeTable>>,
 }
 
 impl RouteRuntime {
-    pub fn new(
+    pub(crate) fn new(
         index: usize,
         name: String,
         connector: Connector,
@@ -89,8 +86,13 @@ impl RouteRuntime {
                 cluster: None,
             },
             health,
-            node_table: None,
         }
+    }
+
+    /// With `--cluster`: replies naming nodes are rewritten, and nodes served, through `link`.
+    pub(crate) fn with_cluster(mut self, link: crate::cluster::ClusterLink) -> Self {
+        self.forward.cluster = Some(link);
+        self
     }
 
     pub(crate) fn metrics(&self) -> &RouteMetrics {

@@ -15,9 +15,18 @@ use crate::token::TokenStore;
 use crate::upstream::{Connector, TlsSettings};
 use std::net::{Ipv4Addr, SocketAddr};
 use std::ops::RangeInclusive;
-use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Instant;
 use tracing::{info, warn};
+
+/// Where a cluster route's node listeners serve: with the routes' shared limits and shutdown,
+/// beside the route of the configured endpoint (which topology refreshes ask) and its listener
+/// port, which serves that endpoint itself and is never given back.
+pub(crate) struct Endpoint {
+    pub(crate) serving: Serving,
+    pub(crate) route: Weak<RouteRuntime>,
+    pub(crate) own_port: Option<u16>,
+}
 
 /// The node table of a `--cluster` route; its nodes' listeners are made like the route's own.
 pub(crate) fn table(
@@ -26,6 +35,7 @@ pub(crate) fn table(
     store: &Arc<TokenStore>,
     client_passwords: Option<&Arc<ClientPasswords>>,
     health: &Arc<Health>,
+    endpoint: Endpoint,
 ) -> Arc<NodeTable> {
     let template = NodeTemplate {
         route: route.name.clone(),
@@ -35,7 +45,20 @@ pub(crate) fn table(
         client_passwords: client_passwords.cloned(),
         health: Arc::clone(health),
     };
-    NodeTable::new(template, config.cluster_ports.clone())
+    let mut ports = Ports::new(*config.cluster_ports.start());
+    if let Some(port) = endpoint.own_port {
+        ports.keep_forever(route.upstream.clone(), port);
+    }
+    crate::metrics::cluster::register(&template.route);
+    Arc::new_cyclic(|myself| NodeTable {
+        template,
+        range: config.cluster_ports.clone(),
+        ports: Mutex::new(ports),
+        serving: endpoint.serving,
+        endpoint: endpoint.route,
+        refreshes: super::refresh::Refreshes::default(),
+        myself: myself.clone(),
+    })
 }
 
 /// What a node's route is made from: the cluster route's settings with another upstream.
@@ -52,41 +75,18 @@ pub(crate) struct NodeTable {
     pub(super) template: NodeTemplate,
     range: RangeInclusive<u16>,
     ports: Mutex<Ports>,
-    /// How node listeners serve, and the route of the configured endpoint (which topology
-    /// refreshes ask), once the proxy serves.
-    serving: OnceLock<(Serving, Weak<RouteRuntime>)>,
+    /// How node listeners serve.
+    serving: Serving,
+    /// The route of the configured endpoint, which topology refreshes ask.
+    endpoint: Weak<RouteRuntime>,
     pub(super) refreshes: super::refresh::Refreshes,
     myself: Weak<NodeTable>,
 }
 
 impl NodeTable {
-    /// A table for one cluster route.
-    pub(crate) fn new(template: NodeTemplate, range: RangeInclusive<u16>) -> Arc<NodeTable> {
-        crate::metrics::cluster::register(&template.route);
-        Arc::new_cyclic(|myself| NodeTable {
-            template,
-            ports: Mutex::new(Ports::new(*range.start())),
-            range,
-            serving: OnceLock::new(),
-            refreshes: super::refresh::Refreshes::default(),
-            myself: myself.clone(),
-        })
-    }
-
-    /// Node listeners serve from now on, sharing the routes' limits and shutdown. `endpoint`:
-    /// the route of the configured endpoint; `own`: its listener port, which serves that
-    /// endpoint itself and is never given back.
-    pub(crate) fn start(&self, serving: Serving, endpoint: &Arc<RouteRuntime>, own: Option<u16>) {
-        let _ = self.serving.set((serving, Arc::downgrade(endpoint)));
-        if let Some(port) = own {
-            let mut ports = self.ports.lock().expect("node table");
-            ports.keep_forever(endpoint.connector.addr.clone(), port);
-        }
-    }
-
     /// The route that serves the configured endpoint, while the proxy serves.
     pub(super) fn endpoint_route(&self) -> Option<Arc<RouteRuntime>> {
-        self.serving.get().and_then(|(_, route)| route.upgrade())
+        self.endpoint.upgrade()
     }
 
     fn range_text(&self) -> String {
@@ -116,7 +116,6 @@ impl NodeTable {
         node: &NodeAddr,
         listener: std::net::TcpListener,
     ) -> Result<tokio_util::sync::CancellationToken, String> {
-        let (serving, _) = self.serving.get().ok_or("not serving yet")?;
         let table = self.myself.upgrade().ok_or("shutting down")?;
         listener.set_nonblocking(true).map_err(|e| e.to_string())?;
         let listener = tokio::net::TcpListener::from_std(listener).map_err(|e| e.to_string())?;
@@ -132,7 +131,7 @@ impl NodeTable {
         let connector = Connector::new(node.clone(), tls.as_ref(), t.config.connect_timeout)
             .map_err(|e| e.to_string())?
             .counting_handshakes(&name);
-        let mut route = RouteRuntime::new(
+        let route = RouteRuntime::new(
             usize::MAX,
             name,
             connector,
@@ -140,12 +139,12 @@ impl NodeTable {
             t.client_passwords.clone(),
             &t.config,
             Arc::clone(&t.health),
-        );
-        route.forward.cluster = Some(ClusterLink {
+        )
+        .with_cluster(ClusterLink {
             table,
             this_node: node.clone(),
         });
-        let mut serving = serving.clone();
+        let mut serving = self.serving.clone();
         serving.accepting = serving.accepting.child_token();
         let stop = serving.accepting.clone();
         tokio::spawn(super::serve(

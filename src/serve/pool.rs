@@ -22,7 +22,7 @@ struct Ready {
 }
 
 /// The idle, authenticated connections of one route.
-pub struct Pool {
+pub(crate) struct Pool {
     pub size: usize,
     pub max_age: Duration,
     route: String,
@@ -46,7 +46,7 @@ impl Drop for Lease<'_> {
 }
 
 impl Pool {
-    pub fn new(route: &str, size: usize, max_age: Duration) -> Self {
+    pub(crate) fn new(route: &str, size: usize, max_age: Duration) -> Self {
         Pool {
             size,
             max_age,
@@ -59,7 +59,7 @@ impl Pool {
 
     /// A usable connection and when it was made, if one is ready. Stale or closed ones are
     /// dropped on the way.
-    pub fn take(&self, token_version: u64) -> Option<(UpstreamStream, Instant)> {
+    pub(crate) fn take(&self, token_version: u64) -> Option<(UpstreamStream, Instant)> {
         let found = loop {
             let Some(mut ready) = self.idle.lock().expect("pool lock").pop_front() else {
                 break None;
@@ -82,13 +82,13 @@ impl Pool {
     }
 
     /// Adds a freshly authenticated connection, unless the pool is full.
-    pub fn put(&self, stream: UpstreamStream, token_version: u64) {
+    pub(crate) fn put(&self, stream: UpstreamStream, token_version: u64) {
         let _ = self.put_back(stream, token_version, Instant::now());
     }
 
     /// Adds an authenticated connection made at `born`, unless the pool is full: then it is
     /// given back, to be closed.
-    pub fn put_back(
+    pub(crate) fn put_back(
         &self,
         stream: UpstreamStream,
         token_version: u64,
@@ -110,7 +110,7 @@ impl Pool {
     }
 
     /// How many more connections the pool wants, after dropping the stale ones.
-    pub fn missing(&self, token_version: u64) -> usize {
+    pub(crate) fn missing(&self, token_version: u64) -> usize {
         let missing = {
             let mut idle = self.idle.lock().expect("pool lock");
             idle.retain(|ready| {
