@@ -7,6 +7,8 @@
 //! payload bytes are still to come instead of waiting for them.
 
 use super::ProtocolError;
+use classify::needs_whole_request;
+use classify::{classify_by_args, classify_by_name, classify_subcommand, has_subcommands};
 pub use inline::split_args;
 use inline::start_inline;
 use secrecy::{ExposeSecret, SecretSlice};
@@ -347,44 +349,6 @@ fn strchr(needle: u8, haystack: &[u8]) -> Option<usize> {
         .filter(|&at| haystack[at] == needle)
 }
 
-/// Commands whose arguments decide what the proxy does (a CLUSTER topology request has at
-/// most three words; longer ones, as ADDSLOTS with thousands, pass as they stream).
-fn needs_whole_request(name: &[u8], count: i64) -> bool {
-    let is = |n: &str| name.eq_ignore_ascii_case(n.as_bytes());
-    is("AUTH") || is("HELLO") || (is("CLUSTER") && count <= 3)
-}
-
-/// Commands told apart by their subcommand, read before the rest so that the others (a large
-/// `CLIENT SETNAME`, `ACL SETUSER` with many rules) pass whatever their size.
-fn has_subcommands(name: &[u8]) -> bool {
-    name.eq_ignore_ascii_case(b"CLIENT") || name.eq_ignore_ascii_case(b"ACL")
-}
-
-/// What `CLIENT <sub>` or `ACL <sub>` is; `None` when the rest of its words decide (CLIENT
-/// REPLY, CLIENT TRACKING), so the request is held whole.
-fn classify_subcommand(name: &[u8], sub: &[u8]) -> Option<Command> {
-    let is = |n: &str| sub.eq_ignore_ascii_case(n.as_bytes());
-    Some(if name.eq_ignore_ascii_case(b"ACL") {
-        if is("LOG") {
-            Command::ClientList
-        } else {
-            Command::Other
-        }
-    } else if is("REPLY") || is("TRACKING") {
-        return None;
-    } else if is("CACHING") {
-        Command::ClientCaching
-    } else if is("NO-EVICT") || is("NO-TOUCH") || is("SETINFO") {
-        Command::ClientSticky
-    } else if is("ID") || is("INFO") {
-        Command::ClientIdentity
-    } else if is("LIST") {
-        Command::ClientList
-    } else {
-        Command::Other
-    })
-}
-
 /// The argument whose `$` header is at `pos`: `Some(None)` when it is longer than any
 /// subcommand, `None` until it has arrived whole.
 fn read_short_arg(buf: &[u8], pos: usize) -> Result<Option<Option<&[u8]>>, ProtocolError> {
@@ -396,37 +360,6 @@ fn read_short_arg(buf: &[u8], pos: usize) -> Result<Option<Option<&[u8]>>, Proto
     }
     let end = start + len as usize;
     Ok((buf.len() >= end + 2).then(|| Some(&buf[start..end])))
-}
-
-/// Classifies a request by its name and number of words (name included).
-fn classify_by_name(name: &[u8], count: i64) -> Command {
-    let is = |n: &str| name.eq_ignore_ascii_case(n.as_bytes());
-    let alone = count == 1;
-    if is("RESET") && alone {
-        Command::Reset
-    } else if is("QUIT") {
-        Command::Quit
-    } else if is("MULTI") && alone {
-        Command::Multi
-    } else if (is("EXEC") || is("DISCARD")) && alone {
-        Command::EndMulti
-    } else if is("SYNC") || is("PSYNC") {
-        Command::Replicate
-    } else if is("MONITOR") {
-        Command::Monitor
-    } else if ["SUBSCRIBE", "PSUBSCRIBE", "SSUBSCRIBE"]
-        .iter()
-        .any(|n| is(n))
-    {
-        Command::PubSub { leaving: false }
-    } else if ["UNSUBSCRIBE", "PUNSUBSCRIBE", "SUNSUBSCRIBE"]
-        .iter()
-        .any(|n| is(n))
-    {
-        Command::PubSub { leaving: true }
-    } else {
-        Command::Other
-    }
 }
 
 impl RequestScanner {
@@ -471,98 +404,7 @@ fn need_more_within_limit(buf: &[u8]) -> Result<Step, ProtocolError> {
     }
 }
 
-fn classify_by_args(args: &[&[u8]]) -> Command {
-    let Some(name) = args.first() else {
-        return Command::Empty;
-    };
-    let is = |arg: &[u8], n: &str| arg.eq_ignore_ascii_case(n.as_bytes());
-    if is(name, "AUTH") {
-        // Other arities get the server's own arity or syntax error, with no credential checked.
-        match args {
-            [_, password] => Command::Auth(ClientCredentials::new(None, password)),
-            [_, user, password] => Command::Auth(ClientCredentials::new(Some(user), password)),
-            _ => Command::Other,
-        }
-    } else if is(name, "HELLO") {
-        hello_without_auth(args).map_or(Command::Hello, |(rewritten, credentials, well_formed)| {
-            Command::HelloWithAuth {
-                rewritten,
-                credentials,
-                well_formed,
-            }
-        })
-    } else if let Some(sub) = args.get(1).filter(|_| has_subcommands(name))
-        && let Some(command) = classify_subcommand(name, sub)
-    {
-        command
-    } else if is(name, "CLIENT")
-        && args.get(1).is_some_and(|sub| is(sub, "TRACKING"))
-        && args.get(2).is_some_and(|on| is(on, "ON"))
-    {
-        Command::ClientTracking
-    } else if let Some(topology) = cluster_topology(args) {
-        Command::ClusterTopology(topology)
-    } else if is(name, "CLIENT") && args.get(1).is_some_and(|sub| is(sub, "REPLY")) {
-        Command::ClientReply(match args.get(2) {
-            Some(mode) if is(mode, "OFF") => ReplyMode::Off,
-            Some(mode) if is(mode, "SKIP") => ReplyMode::Skip,
-            _ => ReplyMode::On,
-        })
-    } else {
-        classify_by_name(name, args.len() as i64)
-    }
-}
-
-/// `CLUSTER SLOTS|SHARDS|NODES` and `CLUSTER REPLICAS|SLAVES <id>`, with their exact arity.
-fn cluster_topology(args: &[&[u8]]) -> Option<crate::cluster::Topology> {
-    use crate::cluster::Topology;
-    let is = |arg: &[u8], n: &str| arg.eq_ignore_ascii_case(n.as_bytes());
-    match args {
-        [name, sub] if is(name, "CLUSTER") => {
-            if is(sub, "SLOTS") {
-                Some(Topology::Slots)
-            } else if is(sub, "SHARDS") {
-                Some(Topology::Shards)
-            } else if is(sub, "NODES") {
-                Some(Topology::Nodes)
-            } else {
-                None
-            }
-        }
-        [name, sub, _] if is(name, "CLUSTER") && (is(sub, "REPLICAS") || is(sub, "SLAVES")) => {
-            Some(Topology::Replicas)
-        }
-        _ => None,
-    }
-}
-
-/// Walks HELLO's options as `helloCommand` does; returns the request re-encoded without its
-/// `AUTH user pass` clauses, the credentials, and whether every other option is well formed.
-/// `None` when there is no AUTH clause.
-fn hello_without_auth(args: &[&[u8]]) -> Option<(Box<[u8]>, ClientCredentials, bool)> {
-    let mut kept: Vec<&[u8]> = args[..args.len().min(2)].to_vec();
-    let mut found = None;
-    let mut well_formed = true;
-    let mut j = 2;
-    while j < args.len() {
-        let more = args.len() - 1 - j;
-        if args[j].eq_ignore_ascii_case(b"AUTH") && more >= 2 {
-            found = Some(ClientCredentials::new(Some(args[j + 1]), args[j + 2]));
-            j += 3;
-        } else if args[j].eq_ignore_ascii_case(b"SETNAME") && more >= 1 {
-            kept.extend_from_slice(&args[j..j + 2]);
-            j += 2;
-        } else {
-            well_formed = false;
-            kept.push(args[j]);
-            j += 1;
-        }
-    }
-    let credentials = found?;
-    let rewritten = super::encode_request(&kept).into_boxed_slice();
-    Some((rewritten, credentials, well_formed))
-}
-
+mod classify;
 mod inline;
 #[cfg(test)]
 mod tests;
