@@ -9,13 +9,14 @@
 //! wait forever. Bytes passed on are slices of the buffer they were read into, never copies.
 
 mod outbox;
+mod side_trips;
 mod timers;
 
 use crate::client_auth::ClientPasswords;
 use crate::cluster::rewrite::Rewriter;
 use crate::connection::{Actions, Connection, Rules, ToClient, ToServer};
-use crate::error::{ConnError, Stage};
-use crate::handshake::{AuthTarget, auth_command, authenticate_buffered};
+use crate::error::ConnError;
+use crate::handshake::{AuthTarget, auth_command};
 use crate::metrics::RouteMetrics;
 use crate::token::TokenStore;
 use bytes::{Bytes, BytesMut};
@@ -27,7 +28,6 @@ use std::time::{Duration, Instant};
 use timers::{Alarm, Idle, Renewer};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_util::io::poll_read_buf;
-use tracing::{debug, warn};
 
 /// How much to read per call: one full TLS record.
 const READ_SIZE: usize = 16 * 1024;
@@ -376,58 +376,6 @@ where
             }
         }
         Ok(())
-    }
-
-    /// Authenticates again after RESET; the connection owes the client nothing meanwhile.
-    async fn reauthenticate(&mut self, conn: &mut Connection<'_>) {
-        let ctx = self.ctx;
-        let target = ctx.auth_target();
-        let result =
-            match authenticate_buffered(&mut self.upstream, &mut self.from_server, &target).await {
-                Ok(slot) => {
-                    debug!(
-                        token.slot = slot.as_str(),
-                        "Authenticated again after RESET"
-                    );
-                    Ok(())
-                }
-                Err(error) => {
-                    if let Some(reason) = error.auth_failure_reason() {
-                        warn!(error = %error, "Authentication after RESET failed");
-                        ctx.metrics.auth_failure(reason);
-                    }
-                    Err(match error {
-                        ConnError::Timeout { after, .. } => ConnError::Timeout {
-                            stage: Stage::Auth,
-                            after,
-                            upstream: ctx.upstream.clone(),
-                        },
-                        other => other,
-                    })
-                }
-            };
-        self.actions.clear();
-        conn.reauthenticated(result, &mut self.actions);
-        self.replies_waiting = !self.from_server.is_empty();
-        let _ = self.queue(&Bytes::new());
-    }
-}
-
-impl<R, W, U> Io<'_, R, W, U>
-where
-    R: AsyncRead + Unpin,
-    W: AsyncWrite + Unpin,
-    U: AsyncRead + AsyncWrite + Unpin,
-{
-    /// Reads the topology again (bounded by its own timeout), then lets the held redirect go.
-    async fn refresh_topology(&mut self, conn: &mut Connection<'_>) {
-        if let Some(link) = &self.ctx.cluster {
-            link.table.refresh().await;
-        }
-        self.actions.clear();
-        conn.topology_refreshed(&mut self.actions);
-        self.replies_waiting = !self.from_server.is_empty();
-        let _ = self.queue(&Bytes::new());
     }
 }
 

@@ -7,6 +7,8 @@ mod counting;
 mod model;
 mod modes;
 mod renewal;
+mod reuse;
+mod users;
 
 use super::*;
 use crate::client_auth::{ClientPasswords, NOAUTH, WRONGPASS};
@@ -338,78 +340,6 @@ fn requests_wait_once_too_many_own_replies_are_pending() {
 }
 
 #[test]
-fn auth_for_another_user_goes_to_the_server_alone_and_in_its_place() {
-    let mut wire = Wire::new();
-    let (get, bob, ping) = (
-        req(&["GET", "k"]),
-        req(&["AUTH", "bob", "bobs-password"]),
-        req(&["PING"]),
-    );
-    wire.client_sends(&cat(&[
-        &get,
-        &req(&["AUTH", "default", "old"]),
-        &bob,
-        &ping,
-    ]));
-    assert_eq!(wire.take_server(), get, "bob's AUTH waits for GET's reply");
-    assert!(wire.conn.awaits_server());
-    wire.server_sends(b"$1\r\nv\r\n");
-    assert_eq!(wire.take_client(), b"$1\r\nv\r\n+OK\r\n");
-    assert_eq!(
-        wire.take_server(),
-        cat(&[&bob, &ping]),
-        "then it goes, as sent"
-    );
-    wire.server_sends(
-        b"-WRONGPASS invalid username-password pair or user is disabled.\r\n+PONG\r\n",
-    );
-    assert_eq!(
-        wire.take_client(),
-        b"-WRONGPASS invalid username-password pair or user is disabled.\r\n+PONG\r\n"
-    );
-    assert!(wire.conn.owes_nothing());
-}
-
-#[test]
-fn auth_for_the_proxys_own_user_is_answered_by_the_proxy() {
-    let mut wire = Wire::with(Rules {
-        username: Some("app"),
-        ..rules(None)
-    });
-    wire.client_sends(&req(&["AUTH", "app", "stale"]));
-    assert_eq!(wire.take_client(), b"+OK\r\n");
-    wire.client_sends(&req(&["AUTH", "default", "pw"]));
-    assert_eq!(
-        wire.take_server(),
-        req(&["AUTH", "default", "pw"]),
-        "default is another user here"
-    );
-}
-
-#[test]
-fn hello_auth_for_another_user_goes_to_the_server_whole() {
-    let mut wire = Wire::new();
-    let hello = req(&["HELLO", "3", "AUTH", "bob", "pw"]);
-    wire.client_sends(&hello);
-    assert_eq!(wire.take_server(), hello);
-}
-
-#[test]
-fn with_a_client_password_another_users_auth_needs_the_proxys_password_first() {
-    let passwords = Box::leak(Box::new(ClientPasswords::fixed("app-pw")));
-    let mut wire = Wire::with(rules(Some(passwords)));
-    wire.client_sends(&req(&["AUTH", "bob", "pw"]));
-    assert_eq!(wire.take_client(), WRONGPASS);
-    assert!(wire.take_server().is_empty());
-    wire.client_sends(&cat(&[
-        &req(&["AUTH", "app-pw"]),
-        &req(&["AUTH", "bob", "pw"]),
-    ]));
-    assert_eq!(wire.take_client(), b"+OK\r\n");
-    assert_eq!(wire.take_server(), req(&["AUTH", "bob", "pw"]));
-}
-
-#[test]
 fn an_own_answer_follows_the_invalidation_the_reply_before_it_caused() {
     let mut wire = Wire::new();
     wire.client_sends(&cat(&[&req(&["SET", "k", "v"]), &req(&["AUTH", "pw"])]));
@@ -461,43 +391,4 @@ fn discard_with_an_argument_does_not_end_multi() {
         cat(&[&req(&["MULTI"]), &req(&["DISCARD", "x"]), PROXY_AUTH]),
         "still inside MULTI: the server queues the proxy's AUTH"
     );
-}
-
-#[test]
-fn state_that_reset_keeps_is_noted_for_reuse_to_undo() {
-    let mut wire = Wire::new();
-    wire.client_sends(&req(&["CLIENT", "SETNAME", "app"]));
-    assert!(!wire.conn.left_sticky_state(), "RESET clears the name");
-    wire.client_sends(&req(&["CLIENT", "NO-EVICT", "on"]));
-    assert!(wire.conn.left_sticky_state());
-}
-
-#[test]
-fn a_client_that_learns_its_id_or_tracks_keys_leaves_a_connection_no_other_client_gets() {
-    let exposing: [&[&str]; 7] = [
-        &["CLIENT", "ID"],
-        &["client", "info"],
-        &["HELLO", "3"],
-        &["HELLO", "3", "AUTH", "default", "pw"],
-        &["CLIENT", "TRACKING", "on", "BCAST"],
-        &["CLIENT", "LIST"],
-        &["ACL", "LOG"],
-    ];
-    for words in exposing {
-        let mut wire = Wire::new();
-        wire.client_sends(&req(words));
-        wire.server_sends(b"+OK\r\n");
-        assert!(wire.conn.reusable(), "{words:?}: owes nothing");
-        assert_eq!(wire.conn.reuse_refusal(), Some("identity"), "{words:?}");
-    }
-    let mut wire = Wire::new();
-    wire.client_sends(&req(&["CLIENT", "TRACKING", "off"]));
-    wire.server_sends(b"+OK\r\n");
-    assert_eq!(wire.conn.reuse_refusal(), None);
-    wire.client_sends(&req(&["CLIENT", "LIST"]));
-    assert!(
-        wire.conn.take_listed_clients(),
-        "every connection's id was asked for"
-    );
-    assert!(!wire.conn.take_listed_clients(), "said once");
 }
