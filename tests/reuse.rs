@@ -22,12 +22,17 @@ fn metric(proxy: &Proxy, name: &str, label: &str) -> f64 {
         .sum()
 }
 
-/// The id of the connection named `name`, as the server lists it to a direct client.
-fn server_id(redis: &RedisServer, name: &str) -> String {
+/// CLIENT LIST as the server gives it to a direct client, not through the proxy.
+fn server_clients(redis: &RedisServer) -> String {
     let redis::Value::BulkString(list) = redis.admin(&["CLIENT", "LIST"]) else {
         panic!("CLIENT LIST is a bulk string");
     };
-    let list = String::from_utf8(list).unwrap();
+    String::from_utf8(list).unwrap()
+}
+
+/// The id of the connection named `name`, as the server lists it to a direct client.
+fn server_id(redis: &RedisServer, name: &str) -> String {
+    let list = server_clients(redis);
     let line = list
         .lines()
         .find(|line| line.contains(&format!(" name={name} ")))
@@ -264,10 +269,7 @@ fn the_previous_client_s_id_and_tracked_keys_never_reach_the_next_client() {
     );
     next.command(&["BLPOP", "reuse-unblock", "0"]);
     eventually("the next client is blocked", || {
-        let redis::Value::BulkString(list) = redis.admin(&["CLIENT", "LIST"]) else {
-            return false;
-        };
-        String::from_utf8_lossy(&list).contains("cmd=blpop")
+        server_clients(&redis).contains("cmd=blpop")
     });
     other.command(&["CLIENT", "UNBLOCK", &old_id]);
     assert_eq!(other.reply(), "(integer) 0");

@@ -31,16 +31,9 @@ impl Connection<'_> {
     /// to a node no topology reply named is held until the topology is refreshed; anything
     /// else passes as it came.
     pub(super) fn redirect(&mut self, frame: Vec<u8>, actions: &mut Actions) {
-        let verdict = self.rules.cluster.map(|r| r.redirect(&frame));
-        match verdict {
-            Some(Redirect::Local(bytes)) => {
-                crate::metrics::cluster::redirect_rewritten(self.rules.metrics.route());
-                actions.client.push(ToClient::Send(Bytes::from(bytes)));
-            }
+        match self.rules.cluster.map(|r| r.redirect(&frame)) {
             Some(Redirect::Unknown(_)) => self.frame.held = Some(frame),
-            Some(Redirect::NotRedirect) | None => {
-                actions.client.push(ToClient::Send(Bytes::from(frame)));
-            }
+            verdict => self.pass_redirect(frame, verdict, actions),
         }
     }
 
@@ -57,18 +50,25 @@ impl Connection<'_> {
         let Some(frame) = self.frame.held.take() else {
             return;
         };
-        match self.rules.cluster.map(|r| r.redirect(&frame)) {
-            Some(Redirect::Local(bytes)) => {
-                crate::metrics::cluster::redirect_rewritten(self.rules.metrics.route());
-                actions.client.push(ToClient::Send(Bytes::from(bytes)));
-            }
-            _ => {
-                crate::metrics::cluster::redirect_unknown(self.rules.metrics.route());
-                actions.client.push(ToClient::Send(Bytes::from(frame)));
-            }
+        let verdict = self.rules.cluster.map(|r| r.redirect(&frame));
+        if matches!(verdict, Some(Redirect::Unknown(_))) {
+            crate::metrics::cluster::redirect_unknown(self.rules.metrics.route());
         }
+        self.pass_redirect(frame, verdict, actions);
         self.fire_due_now(actions);
         self.settle_quiet();
+    }
+
+    /// Passes the error on: rewritten for a node served locally, else as the server sent it.
+    fn pass_redirect(&mut self, frame: Vec<u8>, verdict: Option<Redirect>, actions: &mut Actions) {
+        let bytes = match verdict {
+            Some(Redirect::Local(rewritten)) => {
+                crate::metrics::cluster::redirect_rewritten(self.rules.metrics.route());
+                rewritten
+            }
+            _ => frame,
+        };
+        actions.client.push(ToClient::Send(Bytes::from(bytes)));
     }
 
     /// Answers the reply's place with the error; a malformed reply also ends the connection.
