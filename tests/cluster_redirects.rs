@@ -50,7 +50,8 @@ fn script_error(text: &str) -> [&str; 4] {
 fn a_script_that_words_a_redirect_to_another_host_never_makes_the_proxy_reach_it() {
     let cluster = Cluster::start(Announce::Ip);
     let token = TokenFile::new(TOKEN_A);
-    let proxy = proxy(&cluster, &token, "42900-42909");
+    // Each test its own range, below the ephemeral ports and above the test clusters' ports.
+    let proxy = proxy(&cluster, &token, "23000-23019");
     let fake = FakeNode::start();
     let port = fake.port();
     let mut client = Raw::connect(proxy.addr());
@@ -99,8 +100,10 @@ fn a_script_that_words_a_redirect_to_another_host_never_makes_the_proxy_reach_it
 fn a_hundred_fake_redirects_leave_every_client_s_topology_intact() {
     let cluster = Cluster::start(Announce::Ip);
     let token = TokenFile::new(TOKEN_A);
-    // Room for the five nodes besides the configured one, which the route's own port serves.
-    let proxy = proxy(&cluster, &token, "42910-42916");
+    // Room for the five nodes besides the configured one (which the route's own port serves),
+    // and half as many ports as fake redirects. Below Linux's ephemeral range and above the
+    // test clusters' ports, so no other test's connection holds one.
+    let proxy = proxy(&cluster, &token, "23100-23149");
     let mut attacker = Raw::connect(proxy.addr());
     let count = 100;
     for i in 0..count {
@@ -142,7 +145,7 @@ fn a_hundred_fake_redirects_leave_every_client_s_topology_intact() {
 fn a_real_redirect_before_any_topology_reply_names_a_local_listener() {
     let cluster = Cluster::start(Announce::Ip);
     let token = TokenFile::new(TOKEN_A);
-    let proxy = proxy(&cluster, &token, "42920-42929");
+    let proxy = proxy(&cluster, &token, "23200-23219");
     let mut client = Raw::connect(proxy.addr());
     // The first key the configured node does not own; no client has asked for the topology.
     let moved = (0..)
@@ -151,7 +154,7 @@ fn a_real_redirect_before_any_topology_reply_names_a_local_listener() {
             Some(client.reply()).filter(|reply| reply.contains("MOVED"))
         })
         .unwrap();
-    assert!(moved.contains(" 127.0.0.1:429"), "{moved}");
+    assert!(moved.contains(" 127.0.0.1:232"), "{moved}");
     cluster.names_no_real_node(&moved);
     let local: u16 = moved.rsplit(':').next().unwrap().trim().parse().unwrap();
     let mut owner = Raw::connect(([127, 0, 0, 1], local).into());
@@ -166,7 +169,7 @@ fn a_real_redirect_before_any_topology_reply_names_a_local_listener() {
 fn topology_replies_are_rewritten_once_replies_are_counted_again() {
     let cluster = Cluster::start(Announce::Ip);
     let token = TokenFile::new(TOKEN_A);
-    let proxy = proxy(&cluster, &token, "42930-42939");
+    let proxy = proxy(&cluster, &token, "23300-23319");
     // Each request, and how many replies the server sends it.
     let detours: [&[(&[&str], usize)]; 4] = [
         &[(&["SUBSCRIBE", "c"], 1), (&["UNSUBSCRIBE"], 1)],
