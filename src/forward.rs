@@ -14,7 +14,7 @@ mod timers;
 
 use crate::client_auth::ClientPasswords;
 use crate::cluster::rewrite::Rewriter;
-use crate::connection::{Actions, Connection, Rules, ToClient, ToServer};
+use crate::connection::{Actions, Connection, Rules, SideTrip, ToClient, ToServer, Wants};
 use crate::error::ConnError;
 use crate::handshake::{AuthTarget, auth_command};
 use crate::metrics::RouteMetrics;
@@ -193,24 +193,26 @@ where
             if let Poll::Ready(Err(e)) = self.to_client.poll_drain(&mut self.client_w, cx) {
                 return Poll::Ready(Turn::Done(Err(ConnError::ClientIo(e))));
             }
-            if conn.is_closing() && self.to_client.is_empty() {
+            let wants = conn.wants();
+            if wants.closing && self.to_client.is_empty() {
                 let _ = ready!(Pin::new(&mut self.client_w).poll_shutdown(cx));
                 let outcome = conn
                     .take_outcome()
                     .expect("a closing connection has an outcome");
                 return Poll::Ready(Turn::Done(outcome));
             }
-            if conn.needs_reauthentication() && self.to_server.is_empty() {
-                return Poll::Ready(Turn::Reauthenticate);
+            match wants.side_trip {
+                Some(SideTrip::Reauthenticate) if self.to_server.is_empty() => {
+                    return Poll::Ready(Turn::Reauthenticate);
+                }
+                Some(SideTrip::RefreshTopology) => return Poll::Ready(Turn::RefreshTopology),
+                _ => {}
             }
-            if conn.needs_topology() {
-                return Poll::Ready(Turn::RefreshTopology);
-            }
-            if self.renew_if_due(conn) {
+            if self.renew_if_due(conn, &wants) {
                 continue;
             }
             if self.client_eof && !self.upstream_shut && self.to_server.is_empty() {
-                let refusal = self.reuse_refusal(conn);
+                let refusal = self.reuse_refusal(&wants);
                 if self.ctx.reuse && refusal.is_none() {
                     if self.to_client.is_empty() {
                         let _ = ready!(Pin::new(&mut self.client_w).poll_shutdown(cx));
@@ -232,7 +234,7 @@ where
                 continue;
             }
             if let Some(idle) = &mut self.idle
-                && idle.poll_expired(cx, conn.owes_nothing())
+                && idle.poll_expired(cx, wants.idle_closable)
             {
                 return Poll::Ready(Turn::Done(Err(ConnError::IdleTimeout(idle.timeout))));
             }
@@ -254,15 +256,15 @@ where
         cx: &mut TaskContext<'_>,
     ) -> Result<bool, ConnError> {
         let mut moved = false;
-        if self.requests_waiting && conn.accepts_requests() {
+        if self.requests_waiting && conn.wants().requests {
             self.feed_requests(conn)?;
             moved = true;
         }
-        if self.replies_waiting && !conn.needs_reauthentication() && !conn.needs_topology() {
+        if self.replies_waiting && conn.wants().replies {
             self.feed_replies(conn)?;
             moved = true;
         }
-        if self.wants_requests(conn) {
+        if self.wants_requests(&conn.wants()) {
             reserve(&mut self.from_client);
             if let Poll::Ready(read) =
                 poll_read_buf(Pin::new(&mut self.client_r), cx, &mut self.from_client)
@@ -278,7 +280,7 @@ where
                 moved = true;
             }
         }
-        if self.wants_replies(conn) {
+        if self.wants_replies(&conn.wants()) {
             reserve(&mut self.from_server);
             if let Poll::Ready(read) =
                 poll_read_buf(Pin::new(&mut self.upstream), cx, &mut self.from_server)
@@ -303,8 +305,8 @@ where
     /// Why the upstream connection may not serve the next client; `None` when it may. Besides
     /// what the connection itself says, a connection open when some client listed every
     /// connection's id may be named by that client and is not handed on.
-    fn reuse_refusal(&self, conn: &Connection<'_>) -> Option<&'static str> {
-        conn.reuse_refusal().or_else(|| {
+    fn reuse_refusal(&self, wants: &Wants) -> Option<&'static str> {
+        wants.reuse.err().or_else(|| {
             let listed = *self.ctx.clients_listed.lock().expect("clients listed");
             listed
                 .is_some_and(|at| at >= self.born)
@@ -312,20 +314,16 @@ where
         })
     }
 
-    fn wants_requests(&self, conn: &Connection<'_>) -> bool {
-        !self.client_eof
+    fn wants_requests(&self, wants: &Wants) -> bool {
+        wants.requests
+            && !self.client_eof
             && !self.requests_waiting
-            && conn.accepts_requests()
             && self.to_server.is_empty()
             && self.to_client.len() < MAX_CLIENT_BACKLOG
     }
 
-    fn wants_replies(&self, conn: &Connection<'_>) -> bool {
-        !self.replies_waiting
-            && !conn.is_closing()
-            && !conn.needs_reauthentication()
-            && !conn.needs_topology()
-            && (self.to_client.is_empty() || conn.awaits_server())
+    fn wants_replies(&self, wants: &Wants) -> bool {
+        wants.replies && !self.replies_waiting && (self.to_client.is_empty() || wants.replies_first)
     }
 
     fn touch(&mut self) {
@@ -341,7 +339,7 @@ where
             *self.ctx.clients_listed.lock().expect("clients listed") = Some(Instant::now());
         }
         let input = self.from_client.split_to(used).freeze();
-        self.requests_waiting = !self.from_client.is_empty() && !conn.accepts_requests();
+        self.requests_waiting = !self.from_client.is_empty() && !conn.wants().requests;
         self.queue(&input)
     }
 

@@ -111,7 +111,7 @@ fn the_connection_core_allocates_nothing_for_pass_through_traffic() {
     }
     let allocated = allocations() - before;
     assert_eq!(fed_replies, replies.len());
-    assert!(conn.owes_nothing());
+    assert!(conn.wants().idle_closable);
     assert_eq!(
         allocated, 0,
         "allocations while deciding about pass-through traffic"

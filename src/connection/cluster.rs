@@ -32,22 +32,15 @@ impl Connection<'_> {
     /// else passes as it came.
     pub(super) fn redirect(&mut self, frame: Vec<u8>, actions: &mut Actions) {
         match self.rules.cluster.map(|r| r.redirect(&frame)) {
-            Some(Redirect::Unknown(_)) => self.frame.held = Some(frame),
+            Some(Redirect::Unknown(_)) => self.stream.frame.held = Some(frame),
             verdict => self.pass_redirect(frame, verdict, actions),
         }
-    }
-
-    /// Whether a redirect to a node that no topology reply named waits, with every reply after
-    /// it, until the topology is read again from the route's endpoint; answer with
-    /// `topology_refreshed`.
-    pub fn needs_topology(&self) -> bool {
-        self.frame.held.is_some()
     }
 
     /// The topology was read again (or could not be): the held redirect is rewritten if the
     /// server now lists its node, else passed on as the server sent it, never served.
     pub fn topology_refreshed(&mut self, actions: &mut Actions) {
-        let Some(frame) = self.frame.held.take() else {
+        let Some(frame) = self.stream.frame.held.take() else {
             return;
         };
         let verdict = self.rules.cluster.map(|r| r.redirect(&frame));

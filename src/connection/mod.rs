@@ -2,20 +2,30 @@
 //!
 //! `Connection` is fed the bytes each side sent (`on_requests`, `on_replies`) and says what to
 //! write where (`Actions`): ranges of those same bytes, passed on unchanged, and the few bytes
-//! of the proxy's own. The async code in `forward` only reads, feeds and writes; everything
-//! that decides (answer AUTH in place, refuse before the client password, re-authenticate
-//! after RESET, stop counting after SUBSCRIBE, close after an error) lives here and is tested
-//! in memory (`tests.rs`).
+//! of the proxy's own. After each call, `wants()` reports what it needs of the I/O around it
+//! (which side to read, an exchange of the proxy's own, whether it may close, be renewed or be
+//! handed to another client): `forward` and the in-memory driver (`tests.rs`) act on that one
+//! report, so the tests drive the machine that runs. Everything that decides (answer AUTH in
+//! place, refuse before the client password, re-authenticate after RESET, stop counting after
+//! SUBSCRIBE, close after an error) lives here.
+//!
+//! What it remembers is in two sides, so that either can change hands:
+//! - the client's `Session` (`session.rs`): what the client asked for and set (its MULTI, its
+//!   CLIENT REPLY mode, its authentication to the proxy, state a reset leaves behind);
+//! - the upstream `Stream` (`stream.rs`): requests `sent` that the server will answer,
+//!   `answered` replies passed on, and `Mark`s: decisions about the reply stream placed at a
+//!   reply count (an answer of the proxy's own, a change of mode, a reply the proxy claims).
+//!   Marks are empty for ordinary traffic, which then costs two counters and one range per
+//!   read, and they take effect only between frames, so the proxy's bytes never land inside a
+//!   reply or a RESP3 push.
+//!
+//! A stream carrying several sessions' requests is the same counting with the session named
+//! at each count, each reply routed to the session owning it; a session moved to a new
+//! upstream connection keeps its `Session` and starts a new `Stream`.
 //!
 //! A client's AUTH is answered by the proxy only for the proxy's own user; AUTH (or HELLO AUTH)
 //! naming another ACL user goes to the server, alone once every earlier reply has arrived, and
 //! the server decides, as on a direct connection.
-//!
-//! Both directions count: `sent` requests that the server will answer, `answered` replies
-//! passed on. A decision about the reply stream is a `Mark` placed at a reply count; the
-//! marks are empty for ordinary traffic, which then costs two counters and one range per read.
-//! Marks take effect only between frames, so the proxy's bytes never land inside a reply or a
-//! RESP3 push.
 //!
 //! Counting holds while Redis answers each request once. After SUBSCRIBE, MONITOR or CLIENT
 //! REPLY it does not, so until RESET the proxy stops counting and sends its own AUTH in place
@@ -30,19 +40,19 @@ mod cluster;
 mod renewal;
 mod replies;
 mod requests;
+mod session;
+mod stream;
 #[cfg(test)]
 mod tests;
 
 use crate::client_auth::ClientPasswords;
-use crate::cluster::Topology;
 use crate::cluster::rewrite::Rewriter;
 use crate::error::ConnError;
 use crate::metrics::RouteMetrics;
-use crate::resp::reply::ReplyScanner;
-use crate::resp::request::RequestScanner;
 use bytes::Bytes;
-use std::collections::VecDeque;
+use session::Session;
 use std::ops::Range;
+use stream::{Replies, Stream};
 
 /// Marks not yet reached beyond which the client's requests wait: a client that sends AUTH or
 /// refused commands without reading the answers cannot grow them without bound.
@@ -108,46 +118,38 @@ impl Actions {
     }
 }
 
-/// How the replies relate to the requests, from some reply count on.
+/// What the connection needs of the I/O around it now; see `Connection::wants`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Replies {
-    /// One reply per request (pushes and attributes aside).
-    Counted,
-    /// Pub/sub, MONITOR or CLIENT REPLY: no count says where a reply belongs.
-    Uncounted,
-    /// A replication stream: not RESP, copied as it comes until the server closes.
-    Raw,
+pub struct Wants {
+    /// The client's next bytes can be taken.
+    pub requests: bool,
+    /// The server's next bytes can be taken.
+    pub replies: bool,
+    /// The client's requests wait on a reply still to come: read the server even while the
+    /// client is slow to take what it was sent, or neither would move.
+    pub replies_first: bool,
+    /// An exchange of the proxy's own with the server comes before anything else moves.
+    pub side_trip: Option<SideTrip>,
+    /// To close once the client has what was queued for it (`take_outcome`).
+    pub closing: bool,
+    /// Every request answered, nothing pending, replies counted (not subscribed, not in
+    /// MONITOR): what `--idle-timeout` requires before closing, as Redis's `timeout` does.
+    pub idle_closable: bool,
+    /// Whether the upstream connection could serve another client once this one has left
+    /// (RESET then clears what the client left behind); else why not, for the metric.
+    pub reuse: Result<(), &'static str>,
+    /// An IAM renewal AUTH may go now (`renew`): quiet, and nothing for it to disturb.
+    pub renewable: bool,
 }
 
-/// A decision about the reply stream, taken when it reaches reply `at`.
-#[derive(Debug)]
-enum Mark {
-    /// Send this reply of the proxy's own once `at` replies have passed.
-    Answer { at: u64, reply: Bytes },
-    /// From reply `at` on, replies are `Replies::Uncounted` or `Replies::Raw`.
-    Mode { at: u64, replies: Replies },
-    /// Reply `at` answers RESET; while not counting (`marker`), the error naming the marker
-    /// command sent after it says where RESET's effects end.
-    Reset { at: u64, marker: bool },
-    /// Send this error once `at` replies have passed, then close. While not counting: once the
-    /// error naming the marker command sent after the bad request has come (`after_marker`), or
-    /// at once where no reply can come (CLIENT REPLY OFF or SKIP).
-    Fail {
-        at: u64,
-        reply: Bytes,
-        error: ConnError,
-        after_marker: bool,
-    },
-    /// Reply `at` answers the proxy's own AUTH sent to renew an IAM connection: kept from the
-    /// client.
-    Renewal { at: u64 },
-    /// Reply `at` answers a cluster topology request: rewritten to name local listeners.
-    Rewrite { at: u64, kind: Topology },
-    /// The reply to the proxy's `PING <marker>`, sent while replies are not counted, says
-    /// where the replies to earlier requests end and whether counting holds again (a bulk
-    /// string) or the connection is subscribed in RESP2 (`*2 pong <marker>`). Kept from the
-    /// client.
-    Probe,
+/// An exchange of the proxy's own that the I/O carries out, then reports back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SideTrip {
+    /// RESET took effect: authenticate again, then call `reauthenticated`.
+    Reauthenticate,
+    /// A redirect names a node no topology reply announced: read the topology again, then
+    /// call `topology_refreshed`.
+    RefreshTopology,
 }
 
 /// Where the connection waits on something other than the client's next request.
@@ -169,62 +171,13 @@ enum Awaiting {
     Probe,
 }
 
-/// One proxied connection's state, both directions.
+/// One proxied connection: the client's session, the upstream stream carrying it, and what
+/// joins them (a wait, the end).
 pub struct Connection<'a> {
     rules: Rules<'a>,
-    requests: RequestScanner,
-    replies: ReplyScanner,
-    /// Requests sent that the server will answer, while counting.
-    sent: u64,
-    /// Replies passed on (or kept from the client), while counting.
-    answered: u64,
-    /// How replies relate to requests at the request frontier; the reply frontier's view is
-    /// `reply_mode`, which catches up through `Mark::Mode`.
-    request_mode: Replies,
-    reply_mode: Replies,
-    marks: VecDeque<Mark>,
+    session: Session,
+    stream: Stream,
     awaiting: Option<Awaiting>,
-    in_multi: bool,
-    /// False until the client has sent the `--client-password-file` password.
-    authenticated: bool,
-    /// The request being scanned is refused: its remaining bytes are dropped, not forwarded.
-    dropping: bool,
-    /// QUIT is being forwarded; once it is whole, nothing after it is.
-    quitting: bool,
-    /// CLIENT REPLY OFF is on, or CLIENT REPLY SKIP was the last request: the server may not
-    /// answer the next one.
-    replies_suppressed: bool,
-    /// The last request forwarded was CLIENT REPLY SKIP.
-    skip_next: bool,
-    /// The last request forwarded was CLIENT CACHING, whose flag the next command consumes.
-    caching_next: bool,
-    /// Replies may answer requests one to one again once the request being scanned is whole
-    /// (after UNSUBSCRIBE, CLIENT REPLY ON, the request CLIENT REPLY SKIP skipped): a probe
-    /// goes after it.
-    probe_due: bool,
-    /// The client used pub/sub: a message can come between any two replies, also where they
-    /// are counted again (RESP3), so the proxy places no reply of its own until RESET.
-    pubsub_used: bool,
-    /// Replies stopped being counted for a reason no probe can undo (MONITOR, pub/sub inside
-    /// MULTI): only RESET starts counting again.
-    counting_lost: bool,
-    /// CLIENT NO-EVICT, NO-TOUCH or SETINFO was forwarded: state RESET does not clear.
-    sticky_state: bool,
-    /// The client may name this connection on the server (it learned its id: CLIENT ID, INFO,
-    /// LIST, HELLO), or the server keeps what it read (CLIENT TRACKING ON): RESET undoes
-    /// neither, so the connection is never handed to another client.
-    identity_exposed: bool,
-    /// CLIENT LIST or ACL LOG was forwarded since last asked: every connection's id is known.
-    listed_clients: bool,
-    /// No more requests are read: QUIT was sent, or a malformed request was found.
-    requests_done: bool,
-    /// The current reply frame's fate and what was kept of it.
-    frame: replies::Frame,
-    /// An attribute ended; the reply it annotates comes next and nothing may go between.
-    after_attribute: bool,
-    /// The random name of the command that follows a RESET while not counting; made when
-    /// first needed.
-    marker: Option<Bytes>,
     /// Set once the connection is to close, after the client has what is queued for it.
     outcome: Option<Result<(), ConnError>>,
     /// Whether the server accepted the last renewal AUTH, until taken.
@@ -233,117 +186,81 @@ pub struct Connection<'a> {
 
 impl<'a> Connection<'a> {
     pub fn new(rules: Rules<'a>) -> Self {
-        let authenticated = rules.client_passwords.is_none();
-        let mut requests = RequestScanner::new();
-        requests.set_unauthenticated(!authenticated);
         Connection {
+            session: Session::new(rules.client_passwords.is_none()),
+            stream: Stream::default(),
             rules,
-            requests,
-            replies: ReplyScanner::new(),
-            sent: 0,
-            answered: 0,
-            request_mode: Replies::Counted,
-            reply_mode: Replies::Counted,
-            marks: VecDeque::new(),
             awaiting: None,
-            in_multi: false,
-            authenticated,
-            dropping: false,
-            quitting: false,
-            replies_suppressed: false,
-            skip_next: false,
-            caching_next: false,
-            probe_due: false,
-            pubsub_used: false,
-            counting_lost: false,
-            sticky_state: false,
-            identity_exposed: false,
-            listed_clients: false,
-            requests_done: false,
-            frame: replies::Frame::default(),
-            after_attribute: false,
-            marker: None,
             outcome: None,
             renewed: None,
         }
     }
 
-    /// Whether the client's next bytes can be taken now.
-    pub fn accepts_requests(&self) -> bool {
-        !self.requests_done
-            && self.outcome.is_none()
-            && self.awaiting.is_none()
-            && self.marks.len() < MAX_MARKS
+    /// What the connection needs of the I/O now. Cheap: a handful of comparisons.
+    pub fn wants(&self) -> Wants {
+        let closing = self.outcome.is_some();
+        let side_trip = self.side_trip();
+        let idle_closable = self.owes_nothing();
+        let reusable = idle_closable
+            && self.session.at_boundary()
+            && self.stream.at_boundary()
+            && !self.session.done()
+            && !closing;
+        Wants {
+            requests: self.accepts_requests(),
+            replies: side_trip.is_none() && !closing,
+            replies_first: matches!(
+                self.awaiting,
+                Some(Awaiting::ResetReply | Awaiting::Quiet | Awaiting::Renewal | Awaiting::Probe)
+            ),
+            side_trip,
+            closing,
+            idle_closable,
+            reuse: match (reusable, self.session.identity_exposed) {
+                (false, _) => Err("owed"),
+                (true, true) => Err("identity"),
+                (true, false) => Ok(()),
+            },
+            renewable: reusable && !self.session.in_multi && !self.session.caching_next,
+        }
     }
 
-    /// Whether the client's requests wait on a reply still to come: the server must then be
-    /// read even while the client is slow to take what it was sent, or neither would move.
-    pub fn awaits_server(&self) -> bool {
-        matches!(
-            self.awaiting,
-            Some(Awaiting::ResetReply | Awaiting::Quiet | Awaiting::Renewal | Awaiting::Probe)
-        )
-    }
-
-    /// Whether the proxy must authenticate the connection again (after RESET) before going on;
-    /// answer with `reauthenticated`.
-    pub fn needs_reauthentication(&self) -> bool {
-        self.awaiting == Some(Awaiting::Reauthentication)
-    }
-
-    /// Every request answered, nothing pending, and replies counted (not subscribed, not in
-    /// MONITOR): what `--idle-timeout` requires before closing, as Redis's `timeout` does.
-    pub fn owes_nothing(&self) -> bool {
-        self.sent == self.answered
-            && self.request_mode == Replies::Counted
-            && self.reply_mode == Replies::Counted
-            && self.marks.is_empty()
-            && self.awaiting.is_none()
-            && !self.needs_topology()
-    }
-
-    /// Whether the upstream connection could serve another client once this one has left:
-    /// every request answered and counted, none cut short, nothing held, no error. RESET then
-    /// clears what the client left behind.
-    pub fn reusable(&self) -> bool {
-        self.owes_nothing()
-            && self.requests.at_boundary()
-            && self.replies.at_boundary()
-            && !self.requests_done
-            && self.outcome.is_none()
-    }
-
-    /// Why the upstream connection may not serve another client once this one has left, for
-    /// the metric: `None` when it may.
-    pub fn reuse_refusal(&self) -> Option<&'static str> {
-        if !self.reusable() {
-            Some("owed")
-        } else if self.identity_exposed {
-            Some("identity")
+    fn side_trip(&self) -> Option<SideTrip> {
+        if self.awaiting == Some(Awaiting::Reauthentication) {
+            Some(SideTrip::Reauthenticate)
+        } else if self.stream.frame.held.is_some() {
+            Some(SideTrip::RefreshTopology)
         } else {
             None
         }
     }
 
+    fn accepts_requests(&self) -> bool {
+        !self.session.done()
+            && self.outcome.is_none()
+            && self.awaiting.is_none()
+            && self.stream.marks.len() < MAX_MARKS
+    }
+
+    fn owes_nothing(&self) -> bool {
+        self.stream.settled() && self.awaiting.is_none() && self.stream.frame.held.is_none()
+    }
+
     /// Whether the client asked for every connection's id (CLIENT LIST, ACL LOG) since last
     /// asked: connections then open must not be reused either.
     pub fn take_listed_clients(&mut self) -> bool {
-        std::mem::take(&mut self.listed_clients)
+        std::mem::take(&mut self.session.listed_clients)
     }
 
     /// Whether the client set state that RESET leaves as it is (CLIENT NO-EVICT, NO-TOUCH,
     /// SETINFO), which reuse must undo.
     pub fn left_sticky_state(&self) -> bool {
-        self.sticky_state
+        self.session.sticky_state
     }
 
     /// The connection is to close once the client has what was queued for it; taken once.
     pub fn take_outcome(&mut self) -> Option<Result<(), ConnError>> {
         self.outcome.take()
-    }
-
-    pub fn is_closing(&self) -> bool {
-        self.outcome.is_some()
     }
 
     /// The server closed its side.
@@ -371,33 +288,17 @@ impl<'a> Connection<'a> {
     /// RESET took effect on the server: MULTI, pub/sub, MONITOR and CLIENT REPLY are behind,
     /// and with a client password the client is logged out, as on a server.
     fn reset_done(&mut self) {
-        self.request_mode = Replies::Counted;
-        self.reply_mode = Replies::Counted;
-        self.answered = self.sent;
-        self.in_multi = false;
-        self.replies_suppressed = false;
-        self.skip_next = false;
-        self.probe_due = false;
-        self.pubsub_used = false;
-        self.counting_lost = false;
-        self.set_authenticated(self.rules.client_passwords.is_none());
+        self.stream.reset();
+        self.session.reset(self.rules.client_passwords.is_none());
         self.awaiting = Some(Awaiting::Reauthentication);
     }
 
-    /// The marker, made on first use: random, so that no reply can be taken for its error.
-    fn marker(&mut self) -> Bytes {
-        self.marker
-            .get_or_insert_with(|| {
-                use std::hash::{BuildHasher, RandomState};
-                let state = RandomState::new();
-                let (a, b) = (state.hash_one(1u8), state.hash_one(2u8));
-                Bytes::from(format!("redis-auth-proxy-{a:016x}{b:016x}"))
-            })
-            .clone()
-    }
-
-    fn set_authenticated(&mut self, authenticated: bool) {
-        self.authenticated = authenticated;
-        self.requests.set_unauthenticated(!authenticated);
+    /// Whether requests are still owed replies before an AUTH may go alone. Where replies are
+    /// not counted (pub/sub, MONITOR, CLIENT REPLY) or are queued (MULTI) there is no such
+    /// point; the AUTH goes as a direct connection would send it.
+    fn owes_replies(&self) -> bool {
+        self.stream.sending == Replies::Counted
+            && !self.session.in_multi
+            && !self.stream.caught_up()
     }
 }

@@ -7,18 +7,19 @@
 //! MONITOR or CLIENT REPLY), not inside MULTI (it would be queued), no CLIENT CACHING flag
 //! for the AUTH to consume, and no request half sent.
 
-use super::{Actions, Awaiting, Connection, Mark, ToServer};
+use super::stream::{Claim, MarkKind};
+use super::{Actions, Awaiting, Connection, ToServer};
 
 impl Connection<'_> {
     /// Sends the proxy's AUTH if the connection is quiet; the client's next requests then wait
     /// for its answer. Returns false, doing nothing, when not quiet.
     pub fn renew(&mut self, actions: &mut Actions) -> bool {
-        if !self.reusable() || self.in_multi || self.caching_next {
+        if !self.wants().renewable {
             return false;
         }
         actions.server.push(ToServer::Auth);
-        self.marks.push_back(Mark::Renewal { at: self.sent });
-        self.sent += 1;
+        self.stream.place(MarkKind::Reply(Claim::Renewal));
+        self.stream.sent += 1;
         self.awaiting = Some(Awaiting::Renewal);
         true
     }
@@ -30,7 +31,7 @@ impl Connection<'_> {
 
     /// The renewal AUTH was answered (and kept from the client): requests go on.
     pub(super) fn renewal_answered(&mut self, accepted: bool) {
-        self.marks.pop_front();
+        self.stream.marks.pop_front();
         self.awaiting = None;
         self.renewed = Some(accepted);
     }

@@ -1,8 +1,9 @@
 //! The server-to-client half of the decisions: where each reply goes, and what the marks do
 //! between replies.
 
-use super::{Actions, Awaiting, Connection, Mark, Replies, ToClient};
-use crate::cluster::{ClusterError, Topology};
+use super::stream::{Act, Claim, Fate, Mark, MarkKind, Replies};
+use super::{Actions, Awaiting, Connection, ToClient};
+use crate::cluster::ClusterError;
 use crate::error::ConnError;
 use crate::resp::reply::{FrameKind, Scan};
 use bytes::Bytes;
@@ -16,36 +17,6 @@ const MAX_INSPECT: usize = 512;
 /// The largest topology reply rewritten (CLUSTER NODES of a 1,000-node cluster is ~200 KB).
 const MAX_TOPOLOGY: usize = 16 << 20;
 
-/// What happens to the reply frame in progress.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-enum Fate {
-    /// Passed on.
-    #[default]
-    Pass,
-    /// Passed on; it answers RESET, which took effect if it is `+RESET`.
-    ResetReply,
-    /// Held back until it ends: it may be the error naming the marker command after RESET.
-    MaybeMarker,
-    /// Kept from the client: it answers the proxy's AUTH renewing the connection.
-    Renewal,
-    /// Held whole and rewritten: it answers a cluster topology request.
-    Rewrite(Topology),
-    /// Held back until it ends (cluster mode): an error that may be a redirect to rewrite.
-    MaybeRedirect,
-    /// Held back until it ends: it may answer the proxy's `PING <marker>`.
-    MaybeProbe,
-}
-
-/// The reply frame in progress: its fate, and what is kept of it to settle that.
-#[derive(Debug, Default)]
-pub(super) struct Frame {
-    fate: Fate,
-    head: Vec<u8>,
-    /// A whole redirect to a node no topology reply named, held with every reply after it
-    /// until the topology has been read again.
-    pub(super) held: Option<Vec<u8>>,
-}
-
 impl Connection<'_> {
     /// Takes the server's bytes; returns how many were consumed (all, unless the connection
     /// must authenticate again first: the rest then waits for `reauthenticated`).
@@ -56,24 +27,20 @@ impl Connection<'_> {
             if self.between_frames() && self.fire_due(actions, &mut pass_from, pos, &input[pos..]) {
                 return input.len();
             }
-            if pos == input.len()
-                || self.needs_reauthentication()
-                || self.needs_topology()
-                || self.outcome.is_some()
-            {
+            if pos == input.len() || self.side_trip().is_some() || self.outcome.is_some() {
                 break;
             }
-            if self.reply_mode == Replies::Raw {
+            if self.stream.receiving == Replies::Raw {
                 pos = input.len();
                 break;
             }
-            if self.replies.at_boundary() {
+            if self.stream.at_boundary() {
                 self.begin_frame(input[pos]);
-                if self.frame.fate != Fate::Pass && self.frame.fate != Fate::ResetReply {
+                if self.holds_frame() {
                     actions.pass_to_client(pass_from..pos);
                 }
             }
-            let (end, ended) = match self.replies.scan(&input[pos..]) {
+            let (end, ended) = match self.stream.replies.scan(&input[pos..]) {
                 Ok(Scan::Partial) => (input.len(), None),
                 Ok(Scan::End { len, kind }) => (pos + len, Some(kind)),
                 Err(error) => {
@@ -112,20 +79,15 @@ impl Connection<'_> {
     /// Between two replies, where the proxy's own bytes may go: not inside a frame, and not
     /// between an attribute and the reply it annotates.
     fn between_frames(&self) -> bool {
-        self.replies.at_boundary()
-            && !self.after_attribute
+        self.stream.at_boundary()
+            && !self.stream.after_attribute
             && self.outcome.is_none()
-            && self.frame.held.is_none()
+            && self.stream.frame.held.is_none()
     }
 
     /// Carries out the marks due at this point of the reply stream, before `next` (what has
-    /// arrived after it, perhaps nothing). Returns true once the connection is to close.
-    ///
-    /// An answer of the proxy's own waits behind a tracking invalidation that follows the reply
-    /// before it: the server sends that (for the key the command just wrote) before it runs
-    /// the next command, which on a direct connection would be the AUTH answered here. Other
-    /// pushes (pub/sub messages, which come when they come, and RESP3 subscribe confirmations,
-    /// which answer later commands) do not hold it.
+    /// arrived after it, perhaps nothing; `Mark::due` says why that matters). Returns true
+    /// once the connection is to close.
     fn fire_due(
         &mut self,
         actions: &mut Actions,
@@ -133,42 +95,36 @@ impl Connection<'_> {
         pos: usize,
         next: &[u8],
     ) -> bool {
-        while let Some(mark) = self.marks.front() {
-            let counted = self.reply_mode == Replies::Counted;
-            let due = match mark {
-                Mark::Answer { at, .. } => {
-                    counted && *at == self.answered && !next.starts_with(INVALIDATION)
-                }
-                Mark::Mode { at, .. }
-                | Mark::Fail {
-                    at,
-                    after_marker: false,
-                    ..
-                } => !counted || *at == self.answered,
-                // Settled by the marker's error, in `end_frame`.
-                Mark::Fail { .. } => false,
-                // Settled by its reply, in `end_frame`.
-                Mark::Reset { .. } | Mark::Renewal { .. } | Mark::Rewrite { .. } | Mark::Probe => {
-                    false
-                }
-            };
-            if !due {
+        loop {
+            let (counted, answered) = (
+                self.stream.receiving == Replies::Counted,
+                self.stream.answered,
+            );
+            let Some(mark) = (self.stream.marks)
+                .pop_front_if(|mark| mark.due(counted, answered, next.starts_with(INVALIDATION)))
+            else {
                 return false;
-            }
+            };
             actions.pass_to_client(*pass_from..pos);
             *pass_from = pos;
-            match self.marks.pop_front() {
-                Some(Mark::Answer { reply, .. }) => actions.client.push(ToClient::Send(reply)),
-                Some(Mark::Mode { replies, .. }) => self.reply_mode = replies,
-                Some(Mark::Fail { reply, error, .. }) => {
-                    actions.client.push(ToClient::Send(reply));
-                    self.outcome = Some(Err(error));
-                    return true;
-                }
-                Some(
-                    Mark::Reset { .. } | Mark::Renewal { .. } | Mark::Rewrite { .. } | Mark::Probe,
-                )
-                | None => return false,
+            let MarkKind::Between(act) = mark.kind else {
+                unreachable!("a claim is never due between replies")
+            };
+            if self.act(act, actions) {
+                return true;
+            }
+        }
+    }
+
+    /// Carries out what a mark does between replies; true once the connection is to close.
+    fn act(&mut self, act: Act, actions: &mut Actions) -> bool {
+        match act {
+            Act::Answer(reply) => actions.client.push(ToClient::Send(reply)),
+            Act::Mode(replies) => self.stream.receiving = replies,
+            Act::Fail { reply, error } => {
+                actions.client.push(ToClient::Send(reply));
+                self.outcome = Some(Err(error));
+                return true;
             }
         }
         false
@@ -176,72 +132,65 @@ impl Connection<'_> {
 
     /// Decides the fate of the frame starting with `first`.
     fn begin_frame(&mut self, first: u8) {
-        self.frame.head.clear();
-        self.frame.fate = Fate::Pass;
+        let stream = &mut self.stream;
+        stream.frame.head.clear();
+        stream.frame.fate = Fate::Pass;
         if matches!(first, b'>' | b'|') {
             return;
         }
+        let counted = stream.receiving == Replies::Counted;
         // Where a marker command was sent: not counting, or after pub/sub (messages first).
-        let maybe_marker =
-            first == b'-' && (self.reply_mode == Replies::Uncounted || self.pubsub_used);
-        self.frame.fate = match self.marks.front() {
-            Some(Mark::Reset { at, marker: false })
-                if self.reply_mode == Replies::Counted && *at == self.answered =>
-            {
-                Fate::ResetReply
+        let marker_possible =
+            first == b'-' && (stream.receiving == Replies::Uncounted || stream.pubsub_used);
+        stream.frame.fate = match stream.marks.front() {
+            Some(Mark {
+                at,
+                kind: MarkKind::Reply(claim),
+            }) if claim.may_be(first, counted && *at == stream.answered, marker_possible) => {
+                Fate::Claimed(*claim)
             }
-            Some(Mark::Renewal { at })
-                if self.reply_mode == Replies::Counted && *at == self.answered =>
-            {
-                Fate::Renewal
-            }
-            Some(Mark::Rewrite { at, kind })
-                if self.reply_mode == Replies::Counted && *at == self.answered =>
-            {
-                Fate::Rewrite(*kind)
-            }
-            Some(Mark::Reset { marker: true, .. })
-            | Some(Mark::Fail {
-                after_marker: true, ..
-            }) if maybe_marker => Fate::MaybeMarker,
-            Some(Mark::Probe) if matches!(first, b'$' | b'*') => Fate::MaybeProbe,
             _ if first == b'-' && self.rules.cluster.is_some() => Fate::MaybeRedirect,
             _ => Fate::Pass,
         };
     }
 
+    /// Whether the frame in progress is kept back (whole or in part) rather than passed on.
+    fn holds_frame(&self) -> bool {
+        !matches!(
+            self.stream.frame.fate,
+            Fate::Pass | Fate::Claimed(Claim::Reset)
+        )
+    }
+
     /// Keeps what settling the frame needs; a frame that may be the marker is held back.
     fn keep(&mut self, bytes: &[u8], actions: &mut Actions, pass_from: &mut usize, end: usize) {
-        match self.frame.fate {
+        let frame = &mut self.stream.frame;
+        let keep_head = |head: &mut Vec<u8>, expected: &[u8]| {
+            let room = expected.len().saturating_sub(head.len());
+            head.extend_from_slice(&bytes[..bytes.len().min(room)]);
+        };
+        match frame.fate {
             Fate::Pass => {}
-            Fate::ResetReply => {
-                let room = b"+RESET\r\n".len().saturating_sub(self.frame.head.len());
-                self.frame
-                    .head
-                    .extend_from_slice(&bytes[..bytes.len().min(room)]);
-            }
-            Fate::Renewal => {
-                let room = b"+OK\r\n".len().saturating_sub(self.frame.head.len());
-                self.frame
-                    .head
-                    .extend_from_slice(&bytes[..bytes.len().min(room)]);
+            Fate::Claimed(Claim::Reset) => keep_head(&mut frame.head, b"+RESET\r\n"),
+            Fate::Claimed(Claim::Renewal) => {
+                keep_head(&mut frame.head, b"+OK\r\n");
                 *pass_from = end;
             }
-            Fate::Rewrite(_) => {
-                self.frame.head.extend_from_slice(bytes);
+            Fate::Claimed(Claim::Rewrite(_)) => {
+                frame.head.extend_from_slice(bytes);
                 *pass_from = end;
-                if self.frame.head.len() > MAX_TOPOLOGY {
+                if frame.head.len() > MAX_TOPOLOGY {
                     let error = ClusterError::Malformed(format!("over {MAX_TOPOLOGY} bytes"));
                     self.cluster_failed(error, actions);
                 }
             }
-            Fate::MaybeMarker | Fate::MaybeRedirect | Fate::MaybeProbe => {
-                self.frame.head.extend_from_slice(bytes);
+            Fate::Claimed(Claim::Marker { .. } | Claim::Probe) | Fate::MaybeRedirect => {
+                frame.head.extend_from_slice(bytes);
                 *pass_from = end;
-                if self.frame.head.len() > MAX_INSPECT {
-                    let held = std::mem::take(&mut self.frame.head);
+                if frame.head.len() > MAX_INSPECT {
+                    let held = std::mem::take(&mut frame.head);
                     actions.client.push(ToClient::Send(Bytes::from(held)));
-                    self.frame.fate = Fate::Pass;
+                    frame.fate = Fate::Pass;
                 }
             }
         }
@@ -251,85 +200,84 @@ impl Connection<'_> {
     fn end_frame(&mut self, kind: FrameKind, actions: &mut Actions) {
         match kind {
             FrameKind::Attribute => {
-                self.after_attribute = true;
+                self.stream.after_attribute = true;
                 return;
             }
             FrameKind::Push => return,
-            FrameKind::Reply => self.after_attribute = false,
+            FrameKind::Reply => self.stream.after_attribute = false,
         }
-        let head = std::mem::take(&mut self.frame.head);
-        match std::mem::take(&mut self.frame.fate) {
-            Fate::Pass => {}
-            Fate::ResetReply => {
-                self.marks.pop_front();
+        let head = std::mem::take(&mut self.stream.frame.head);
+        let counts = match std::mem::take(&mut self.stream.frame.fate) {
+            Fate::Pass => true,
+            Fate::MaybeRedirect => {
+                self.redirect(head, actions);
+                true
+            }
+            Fate::Claimed(claim) => self.settle(claim, head, actions),
+        };
+        if counts && self.stream.receiving == Replies::Counted {
+            self.stream.answered += 1;
+        }
+    }
+
+    /// Settles a claimed reply that just ended (or one that may have been it); false where
+    /// the count starts again from here.
+    fn settle(&mut self, claim: Claim, head: Vec<u8>, actions: &mut Actions) -> bool {
+        match claim {
+            Claim::Reset => {
+                self.stream.marks.pop_front();
                 if head == b"+RESET\r\n" {
-                    return self.reset_done();
+                    self.reset_done();
+                    return false;
                 }
                 // Refused (an ACL, say): nothing was reset.
                 self.awaiting = None;
             }
-            Fate::MaybeMarker if self.is_marker_reply(&head) => {
-                match self.marks.pop_front() {
-                    Some(Mark::Fail { reply, error, .. }) => {
-                        actions.client.push(ToClient::Send(reply));
-                        self.outcome = Some(Err(error));
-                    }
-                    _ => self.reset_done(),
+            Claim::Marker { reset } if self.stream.is_marker_reply(&head) => {
+                self.stream.marks.pop_front();
+                if reset {
+                    self.reset_done();
+                } else {
+                    self.fail_now(actions);
                 }
-                return;
+                return false;
             }
-            Fate::MaybeMarker => actions.client.push(ToClient::Send(Bytes::from(head))),
-            Fate::Renewal => self.renewal_answered(head == b"+OK\r\n"),
-            Fate::Rewrite(kind) => {
-                self.marks.pop_front();
+            Claim::Renewal => self.renewal_answered(head == b"+OK\r\n"),
+            Claim::Rewrite(kind) => {
+                self.stream.marks.pop_front();
                 self.rewritten(kind, &head, actions);
             }
-            Fate::MaybeRedirect => self.redirect(head, actions),
-            Fate::MaybeProbe => match self.probe_reply(&head) {
-                Some(counted) => return self.probe_answered(counted),
+            Claim::Probe => match self.stream.probe_reply(&head) {
+                Some(counted) => {
+                    self.probe_answered(counted);
+                    return false;
+                }
                 None => actions.client.push(ToClient::Send(Bytes::from(head))),
             },
+            Claim::Marker { .. } => actions.client.push(ToClient::Send(Bytes::from(head))),
         }
-        if self.reply_mode == Replies::Counted {
-            self.answered += 1;
-        }
+        true
     }
 
-    /// The reply to `PING <marker>`: `Some(true)` for the bulk string (replies answer requests
-    /// one to one), `Some(false)` for RESP2's subscribed `*2 pong <marker>`.
-    fn probe_reply(&self, frame: &[u8]) -> Option<bool> {
-        let marker = self.marker.as_ref()?;
-        let bulk = format!("${}\r\n", marker.len());
-        let rest = frame.strip_suffix(b"\r\n")?.strip_suffix(&marker[..])?;
-        if rest == bulk.as_bytes() {
-            Some(true)
-        } else if rest.strip_suffix(bulk.as_bytes())? == b"*2\r\n$4\r\npong\r\n" {
-            Some(false)
-        } else {
-            None
+    /// The marker's error came after the valid requests before a malformed one: every reply
+    /// they were owed has passed, so the failure queued behind it goes now.
+    fn fail_now(&mut self, actions: &mut Actions) {
+        if let Some(Mark {
+            kind: MarkKind::Between(act @ Act::Fail { .. }),
+            ..
+        }) = self.stream.marks.pop_front()
+        {
+            self.act(act, actions);
         }
     }
 
     /// The probe's reply came: every earlier request is answered and later ones were held, so
     /// counting starts again from here, or the connection stays subscribed.
     fn probe_answered(&mut self, counted: bool) {
-        self.marks.pop_front();
+        self.stream.marks.pop_front();
         self.awaiting = None;
         if counted {
-            self.request_mode = Replies::Counted;
-            self.reply_mode = Replies::Counted;
-            self.answered = self.sent;
+            self.stream.count_again();
         }
-    }
-
-    /// The marker is sent as a command name no server knows; the error naming it comes
-    /// whether or not RESET left the connection authenticated.
-    fn is_marker_reply(&self, frame: &[u8]) -> bool {
-        let Some(marker) = &self.marker else {
-            return false;
-        };
-        frame
-            .windows(marker.len() + 2)
-            .any(|w| w[0] == b'\'' && w.ends_with(b"'") && w[1..=marker.len()] == marker[..])
     }
 }

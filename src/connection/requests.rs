@@ -1,6 +1,8 @@
 //! The client-to-server half of the decisions: what each request becomes.
 
-use super::{Actions, Awaiting, Connection, Mark, Replies, ToServer};
+use super::session::{ClientReply, Input};
+use super::stream::{Act, Claim, MarkKind, Replies};
+use super::{Actions, Awaiting, Connection, ToServer};
 use crate::client_auth::{NOAUTH, NOAUTH_HELLO, WRONGPASS};
 use crate::error::ConnError;
 use crate::resp::request::{ClientCredentials, Command, ReplyMode, Step};
@@ -29,8 +31,8 @@ impl Connection<'_> {
         let mut pos = start;
         let mut pass_from = start;
         while self.accepts_requests() {
-            let mid_request = !self.requests.at_boundary();
-            let step = match self.requests.step(&input[pos..]) {
+            let mid_request = !self.session.at_boundary();
+            let step = match self.session.requests.step(&input[pos..]) {
                 Ok(step) => step,
                 Err(error) => {
                     actions.pass_to_server(pass_from..pos);
@@ -44,26 +46,26 @@ impl Connection<'_> {
                 Step::NeedMore => break,
                 Step::Continue { len } => {
                     pos += len;
-                    if self.dropping {
+                    if self.session.input == Input::Dropping {
                         pass_from = pos;
                     }
                 }
                 Step::Start {
                     command: Command::Reset,
                     ..
-                } if self.request_mode != Replies::Raw && self.owes_replies() => {
+                } if self.stream.sending != Replies::Raw && self.owes_replies() => {
                     // RESET logs the connection out, and Redis closes a connection that is
                     // logged out with over 1 KiB of replies unsent: let those arrive first.
                     self.awaiting = Some(Awaiting::Quiet);
                     continue;
                 }
                 Step::Start { len, command } if self.passes(&command) => {
-                    self.dropping = false;
+                    self.session.input = Input::Forwarding;
                     pos += len;
                     self.forwarded(&command, actions, &mut pass_from, pos);
                 }
                 Step::Start { len, command }
-                    if self.authenticated && self.names_another_user(&command) =>
+                    if self.session.authenticated() && self.names_another_user(&command) =>
                 {
                     if self.owes_replies() {
                         // Offered again from its start once the replies owed have arrived.
@@ -71,23 +73,24 @@ impl Connection<'_> {
                         continue;
                     }
                     // Forwarded as sent: the server checks it and answers in its place.
-                    self.dropping = false;
+                    self.session.input = Input::Forwarding;
                     pos += len;
-                    self.sent += 1;
-                    self.identity_exposed |= matches!(command, Command::HelloWithAuth { .. });
+                    self.stream.sent += 1;
+                    self.session.identity_exposed |=
+                        matches!(command, Command::HelloWithAuth { .. });
                 }
                 Step::Start { len, command } => {
                     actions.pass_to_server(pass_from..pos);
                     pos += len;
                     pass_from = pos;
-                    self.dropping = true;
+                    self.session.input = Input::Dropping;
                     self.intercept(command, actions);
                 }
             }
-            if self.quitting && self.requests.at_boundary() {
-                self.requests_done = true;
+            if self.session.input == Input::Quitting && self.session.at_boundary() {
+                self.session.input = Input::Done;
             }
-            if self.probe_due && self.requests.at_boundary() {
+            if self.stream.probe_due && self.session.at_boundary() {
                 actions.pass_to_server(pass_from..pos);
                 pass_from = pos;
                 self.probe(actions);
@@ -111,23 +114,15 @@ impl Connection<'_> {
             .is_some_and(|user| user != own)
     }
 
-    /// Whether requests are still owed replies before an AUTH may go alone. Where replies are
-    /// not counted (pub/sub, MONITOR, CLIENT REPLY) or are queued (MULTI) there is no such
-    /// point; the AUTH goes as a direct connection would send it.
-    pub(super) fn owes_replies(&self) -> bool {
-        let counted = self.request_mode == Replies::Counted && !self.in_multi;
-        counted && (self.sent != self.answered || !self.marks.is_empty())
-    }
-
     /// Whether a request goes upstream in the client's own bytes. Before the client has
     /// authenticated, only what Redis allows then (QUIT, RESET) does.
     fn passes(&self, command: &Command) -> bool {
         command.passes_through()
-            && (self.authenticated
+            && (self.session.authenticated()
                 || matches!(command, Command::Quit | Command::Reset | Command::Empty))
     }
 
-    /// Records what a forwarded request does to the reply stream.
+    /// Records what a forwarded request does to the session and the reply stream.
     fn forwarded(
         &mut self,
         command: &Command,
@@ -135,64 +130,64 @@ impl Connection<'_> {
         pass_from: &mut usize,
         pos: usize,
     ) {
-        self.caching_next = matches!(command, Command::ClientCaching);
-        let skipped = std::mem::take(&mut self.skip_next);
-        if skipped && !matches!(command, Command::Empty) {
-            self.replies_suppressed = false;
-            self.probe_due = true;
+        let session = &mut self.session;
+        let stream = &mut self.stream;
+        session.caching_next = matches!(command, Command::ClientCaching);
+        // The skip applies to the next request, even an empty one, as Redis's `resetClient`.
+        if session.client_reply == ClientReply::Skip {
+            session.client_reply = ClientReply::On;
+            stream.probe_due = true;
         }
         match command {
             Command::Empty => return,
             Command::ClientReply(mode) => {
-                if self.request_mode == Replies::Counted {
-                    self.switch_replies(Replies::Uncounted);
+                if stream.sending == Replies::Counted {
+                    stream.switch(Replies::Uncounted);
                 }
-                self.replies_suppressed = *mode != ReplyMode::On;
-                self.skip_next = *mode == ReplyMode::Skip;
-                self.probe_due = *mode == ReplyMode::On;
+                session.client_reply = match mode {
+                    ReplyMode::On => ClientReply::On,
+                    ReplyMode::Off => ClientReply::Off,
+                    ReplyMode::Skip => ClientReply::Skip,
+                };
+                stream.probe_due = *mode == ReplyMode::On;
             }
-            Command::ClientSticky => self.sticky_state = true,
+            Command::ClientSticky => session.sticky_state = true,
             Command::ClientIdentity | Command::ClientTracking | Command::Hello => {
-                self.identity_exposed = true;
+                session.identity_exposed = true;
             }
             Command::ClientList => {
-                self.identity_exposed = true;
-                self.listed_clients = true;
+                session.identity_exposed = true;
+                session.listed_clients = true;
             }
-            Command::Multi => self.in_multi = true,
-            Command::EndMulti => self.in_multi = false,
-            Command::Quit => self.quitting = true,
+            Command::Multi => session.in_multi = true,
+            Command::EndMulti => session.in_multi = false,
+            Command::Quit => session.input = Input::Quitting,
             Command::Monitor | Command::PubSub { .. } => {
                 // Counted before (RESP3, or not yet subscribed) the probe tells whether it still
                 // is; not counted (subscribed in RESP2), only an UNSUBSCRIBE can change that.
                 let may_count = match command {
-                    Command::PubSub { leaving } => {
-                        *leaving || self.request_mode == Replies::Counted
-                    }
+                    Command::PubSub { leaving } => *leaving || stream.sending == Replies::Counted,
                     _ => false,
                 };
-                if self.request_mode == Replies::Counted {
-                    self.switch_replies(Replies::Uncounted);
+                if stream.sending == Replies::Counted {
+                    stream.switch(Replies::Uncounted);
                 }
-                self.pubsub_used |= matches!(command, Command::PubSub { .. });
-                let lost = matches!(command, Command::Monitor) || self.in_multi;
-                self.counting_lost |= lost;
-                self.probe_due = (self.probe_due || may_count) && !lost;
+                stream.pubsub_used |= matches!(command, Command::PubSub { .. });
+                let lost = matches!(command, Command::Monitor) || session.in_multi;
+                stream.counting_lost |= lost;
+                stream.probe_due = (stream.probe_due || may_count) && !lost;
             }
-            Command::Replicate => self.switch_replies(Replies::Raw),
+            Command::Replicate => stream.switch(Replies::Raw),
             // Inside MULTI the reply is +QUEUED and the topology comes in EXEC's array, which
             // is not rewritten (docs/cluster.md).
             Command::ClusterTopology(kind)
                 if self.rules.cluster.is_some()
-                    && self.request_mode == Replies::Counted
-                    && !self.in_multi =>
+                    && stream.sending == Replies::Counted
+                    && !session.in_multi =>
             {
-                self.marks.push_back(Mark::Rewrite {
-                    at: self.sent,
-                    kind: *kind,
-                });
+                stream.place(MarkKind::Reply(Claim::Rewrite(*kind)));
             }
-            Command::Reset if self.request_mode != Replies::Raw => {
+            Command::Reset if stream.sending != Replies::Raw => {
                 actions.pass_to_server(*pass_from..pos);
                 *pass_from = pos;
                 self.reset(actions);
@@ -200,51 +195,44 @@ impl Connection<'_> {
             }
             _ => {}
         }
-        self.sent += 1;
+        stream.sent += 1;
     }
 
     /// Sends `PING <marker>` after the request just forwarded, where replies may answer
     /// requests one to one again, unless nothing could answer it (CLIENT REPLY OFF or SKIP) or
     /// only RESET can bring counting back. Later requests wait for its reply.
     fn probe(&mut self, actions: &mut Actions) {
-        self.probe_due = false;
-        let useful = self.request_mode == Replies::Uncounted
+        self.stream.probe_due = false;
+        let useful = self.stream.sending == Replies::Uncounted
             && self.awaiting.is_none()
-            && !self.counting_lost
-            && !self.in_multi
-            && !self.replies_suppressed
-            && !self.requests_done;
+            && !self.stream.counting_lost
+            && !self.session.in_multi
+            && !self.session.replies_suppressed()
+            && !self.session.done();
         if !useful {
             return;
         }
-        let command = encode_request(&[b"PING", &self.marker()]);
+        let command = encode_request(&[b"PING", &self.stream.marker()]);
         actions.server.push(ToServer::Send(Bytes::from(command)));
-        self.marks.push_back(Mark::Probe);
+        self.stream.place(MarkKind::Reply(Claim::Probe));
         self.awaiting = Some(Awaiting::Probe);
-    }
-
-    fn switch_replies(&mut self, replies: Replies) {
-        self.marks.push_back(Mark::Mode {
-            at: self.sent,
-            replies,
-        });
-        self.request_mode = replies;
     }
 
     /// RESET is on its way: later requests wait until its reply has passed, then the proxy
     /// authenticates again. While not counting, the marker command says where its effects end.
     fn reset(&mut self, actions: &mut Actions) {
         self.rules.metrics.intercepted("reset");
-        self.probe_due = false;
-        let marker = (self.request_mode != Replies::Counted).then(|| {
-            let command = encode_request(&[&self.marker()]);
+        self.stream.probe_due = false;
+        let marker = (self.stream.sending != Replies::Counted).then(|| {
+            let command = encode_request(&[&self.stream.marker()]);
             actions.server.push(ToServer::Send(Bytes::from(command)));
         });
-        self.marks.push_back(Mark::Reset {
-            at: self.sent,
-            marker: marker.is_some(),
-        });
-        self.sent += 1;
+        let claim = match marker {
+            Some(()) => Claim::Marker { reset: true },
+            None => Claim::Reset,
+        };
+        self.stream.place(MarkKind::Reply(claim));
+        self.stream.sent += 1;
         self.awaiting = Some(Awaiting::ResetReply);
     }
 
@@ -267,9 +255,9 @@ impl Connection<'_> {
                 self.rules.metrics.intercepted("hello");
                 if !well_formed || self.client_password_ok(&credentials) {
                     debug!("Removed AUTH from client HELLO");
-                    self.identity_exposed = true;
+                    self.session.identity_exposed = true;
                     actions.server.push(ToServer::Send(Bytes::from(rewritten)));
-                    self.sent += 1;
+                    self.stream.sent += 1;
                 } else {
                     self.reply_or_fail(WRONGPASS);
                 }
@@ -292,7 +280,7 @@ impl Connection<'_> {
         };
         if passwords.check(sent) {
             self.rules.metrics.client_auth("accepted");
-            self.set_authenticated(true);
+            self.session.set_authenticated(true);
             true
         } else {
             self.rules.metrics.client_auth("wrongpass");
@@ -306,12 +294,12 @@ impl Connection<'_> {
     /// CLIENT CACHING the proxy's AUTH goes too, so that it consumes the one-shot flag as the
     /// client's AUTH would have.
     fn answer_auth(&mut self, actions: &mut Actions) {
-        if !std::mem::take(&mut self.caching_next) && self.place_reply(b"+OK\r\n") {
+        if !std::mem::take(&mut self.session.caching_next) && self.place_reply(b"+OK\r\n") {
             debug!("Answered client AUTH");
         } else {
             debug!("Replaced client AUTH with the proxy's");
             actions.server.push(ToServer::Auth);
-            self.sent += 1;
+            self.stream.sent += 1;
         }
     }
 
@@ -328,13 +316,12 @@ impl Connection<'_> {
     /// one to one (after SUBSCRIBE, MONITOR, CLIENT REPLY), where a pub/sub message the server
     /// sends first could come before it, or where the server queues them (MULTI).
     fn place_reply(&mut self, reply: &'static [u8]) -> bool {
-        let placeable =
-            self.request_mode == Replies::Counted && !self.in_multi && !self.pubsub_used;
+        let placeable = self.stream.sending == Replies::Counted
+            && !self.session.in_multi
+            && !self.stream.pubsub_used;
         if placeable {
-            self.marks.push_back(Mark::Answer {
-                at: self.sent,
-                reply: Bytes::from_static(reply),
-            });
+            let reply = Bytes::from_static(reply);
+            self.stream.place(MarkKind::Between(Act::Answer(reply)));
         }
         placeable
     }
@@ -346,33 +333,25 @@ impl Connection<'_> {
     /// marker command sent after the valid requests says when their replies have all come,
     /// unless the server may not answer it (CLIENT REPLY OFF or SKIP).
     fn malformed(&mut self, error: ProtocolError, mid_request: bool, actions: &mut Actions) {
-        if mid_request && !self.dropping {
-            self.sent -= 1;
+        if mid_request && self.session.input != Input::Dropping {
+            self.stream.sent -= 1;
         }
         let reply = Bytes::from(error_reply(&format!("ERR {error}")));
-        let after_marker = (self.request_mode == Replies::Uncounted || self.pubsub_used)
-            && !self.replies_suppressed;
+        let after_marker = (self.stream.sending == Replies::Uncounted || self.stream.pubsub_used)
+            && !self.session.replies_suppressed();
         if after_marker {
-            let command = encode_request(&[&self.marker()]);
+            let command = encode_request(&[&self.stream.marker()]);
             actions.server.push(ToServer::Send(Bytes::from(command)));
+            self.stream
+                .place(MarkKind::Reply(Claim::Marker { reset: false }));
         }
-        self.requests_done = true;
-        self.marks.push_back(Mark::Fail {
-            at: self.sent,
-            reply,
-            error: error.into(),
-            after_marker,
-        });
+        self.fail(reply, error.into());
     }
 
     /// Queues an error for the client after every reply it is owed; no more requests are read.
     fn fail(&mut self, reply: Bytes, error: ConnError) {
-        self.requests_done = true;
-        self.marks.push_back(Mark::Fail {
-            at: self.sent,
-            reply,
-            error,
-            after_marker: false,
-        });
+        self.session.input = Input::Done;
+        self.stream
+            .place(MarkKind::Between(Act::Fail { reply, error }));
     }
 }

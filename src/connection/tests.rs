@@ -4,6 +4,7 @@
 
 mod cluster;
 mod counting;
+mod invariants;
 mod model;
 mod modes;
 mod renewal;
@@ -59,7 +60,7 @@ impl Wire {
         Wire {
             conn: {
                 let mut conn = Connection::new(rules);
-                conn.marker = Some(Bytes::from_static(MARKER.as_bytes()));
+                conn.stream.marker = Some(Bytes::from_static(MARKER.as_bytes()));
                 conn
             },
             from_client: Vec::new(),
@@ -80,26 +81,26 @@ impl Wire {
         self.pump();
     }
 
-    /// Feeds what each side sent for as long as the connection takes any of it.
+    /// Feeds what each side sent for as long as the connection takes any of it, as `forward`
+    /// does: by what `wants()` reports. After each step the connection's invariants hold.
     fn pump(&mut self) {
         loop {
             let mut moved = false;
-            if self.conn.accepts_requests() && !self.from_client.is_empty() {
+            if self.conn.wants().requests && !self.from_client.is_empty() {
                 let input = std::mem::take(&mut self.from_client);
                 let used = self.conn.on_requests(&input, &mut self.actions);
                 self.apply(&input);
                 self.from_client = input[used..].to_vec();
                 moved = used > 0;
+                self.conn.check_invariants();
             }
-            if !self.conn.needs_reauthentication()
-                && !self.conn.needs_topology()
-                && !self.from_server.is_empty()
-            {
+            if self.conn.wants().replies && !self.from_server.is_empty() {
                 let input = std::mem::take(&mut self.from_server);
                 let used = self.conn.on_replies(&input, &mut self.actions);
                 self.apply(&input);
                 self.from_server = input[used..].to_vec();
                 moved |= used > 0;
+                self.conn.check_invariants();
             }
             if !moved {
                 return;
@@ -124,14 +125,20 @@ impl Wire {
     }
 
     fn reauthenticated(&mut self, result: Result<(), ConnError>) {
-        assert!(self.conn.needs_reauthentication(), "no RESET to follow");
+        assert!(
+            self.conn.wants().side_trip == Some(SideTrip::Reauthenticate),
+            "no RESET to follow"
+        );
         self.conn.reauthenticated(result, &mut self.actions);
         self.apply(&[]);
         self.pump();
     }
 
     fn topology_refreshed(&mut self) {
-        assert!(self.conn.needs_topology(), "no redirect held");
+        assert!(
+            self.conn.wants().side_trip == Some(SideTrip::RefreshTopology),
+            "no redirect held"
+        );
         self.conn.topology_refreshed(&mut self.actions);
         self.apply(&[]);
         self.pump();
@@ -173,7 +180,7 @@ fn pipelined_auth_among_commands_is_answered_in_its_place() {
     assert!(wire.take_client().is_empty(), "+OK waits for SET's reply");
     wire.server_sends(b"+OK\r\n$1\r\nv\r\n");
     assert_eq!(wire.take_client(), b"+OK\r\n+OK\r\n$1\r\nv\r\n");
-    assert!(wire.conn.owes_nothing());
+    assert!(wire.conn.wants().idle_closable);
 }
 
 #[test]
@@ -298,7 +305,7 @@ fn a_malformed_header_in_a_later_read_is_answered_at_once() {
         wire.take_client(),
         b"-ERR Protocol error: invalid bulk length\r\n"
     );
-    assert!(wire.conn.is_closing());
+    assert!(wire.conn.wants().closing);
 }
 
 #[test]
@@ -332,11 +339,11 @@ fn requests_wait_once_too_many_own_replies_are_pending() {
         .flat_map(|_| req(&["AUTH", "pw"]))
         .collect();
     wire.client_sends(&auths);
-    assert!(!wire.conn.accepts_requests());
+    assert!(!wire.conn.wants().requests);
     assert!(!wire.from_client.is_empty(), "the rest waits, unread");
     wire.server_sends(b"*2\r\n$4\r\nlist\r\n$1\r\nx\r\n");
     assert!(wire.from_client.is_empty());
-    assert!(wire.conn.owes_nothing());
+    assert!(wire.conn.wants().idle_closable);
 }
 
 #[test]
@@ -357,7 +364,7 @@ fn reset_waits_until_every_earlier_reply_has_arrived() {
     let mut wire = Wire::new();
     wire.client_sends(&cat(&[&req(&["GET", "big"]), &req(&["RESET"])]));
     assert_eq!(wire.take_server(), req(&["GET", "big"]));
-    assert!(wire.conn.awaits_server());
+    assert!(wire.conn.wants().replies_first);
     wire.server_sends(b"$3\r\nbig\r\n");
     assert_eq!(wire.take_server(), req(&["RESET"]));
 }

@@ -62,7 +62,6 @@ pub(super) struct Renewer {
     /// When the server last accepted an AUTH on this connection.
     last_auth: Instant,
     due: bool,
-    in_flight: bool,
     /// This connection's share of the jitter: the interval times 0.9 to 1.0, so that
     /// connections opened together do not all renew together.
     every: Duration,
@@ -78,26 +77,15 @@ impl Renewer {
             policy,
             last_auth,
             due: false,
-            in_flight: false,
             every,
             sleep: Box::pin(tokio::time::sleep_until(last_auth + every)),
         }
-    }
-
-    /// Due, and no renewal in flight.
-    pub(super) fn wants_renewal(&self) -> bool {
-        self.due && !self.in_flight
-    }
-
-    pub(super) fn sent(&mut self) {
-        self.in_flight = true;
     }
 
     /// The renewal's answer came. Accepted: the next is one interval away. Rejected (the
     /// token was refused; the store is asked for a fresh one): try again soon, before the cut.
     pub(super) fn answered(&mut self, accepted: bool) {
         let now = Instant::now();
-        self.in_flight = false;
         self.due = false;
         let next = if accepted {
             self.last_auth = now;
@@ -135,8 +123,13 @@ where
     U: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
 {
     /// With IAM: settles a renewal answered, and starts one when due and the connection is
-    /// quiet with nothing left to write upstream. True if one was started.
-    pub(super) fn renew_if_due(&mut self, conn: &mut crate::connection::Connection<'_>) -> bool {
+    /// quiet with nothing left to write upstream (a renewal in flight is not quiet). True if
+    /// one was started.
+    pub(super) fn renew_if_due(
+        &mut self,
+        conn: &mut crate::connection::Connection<'_>,
+        wants: &crate::connection::Wants,
+    ) -> bool {
         let Some(renewer) = &mut self.renewer else {
             return false;
         };
@@ -150,14 +143,13 @@ where
                 self.ctx.store.request_reload();
             }
         }
-        if !renewer.wants_renewal() || !self.to_server.is_empty() || conn.is_closing() {
+        if !renewer.due || !wants.renewable || !self.to_server.is_empty() {
             return false;
         }
         self.actions.clear();
         if !conn.renew(&mut self.actions) {
             return false;
         }
-        renewer.sent();
         // Only `ToServer::Auth`, which cannot fail while the store holds a token.
         self.queue(&bytes::Bytes::new()).is_ok()
     }

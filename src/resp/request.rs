@@ -155,6 +155,10 @@ impl RequestScanner {
         self.unauthenticated = unauthenticated;
     }
 
+    pub fn unauthenticated(&self) -> bool {
+        self.unauthenticated
+    }
+
     fn check_count(&self, count: i64) -> Result<(), ProtocolError> {
         if self.unauthenticated && count > UNAUTHENTICATED_MAX_ARGS {
             return Err(ProtocolError::UnauthenticatedMultibulkLength);

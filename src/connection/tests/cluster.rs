@@ -56,7 +56,7 @@ fn a_moved_error_among_other_replies_is_rewritten_in_its_place() {
         wire.take_client(),
         b"$1\r\nx\r\n-MOVED 3999 127.0.0.1:7380\r\n-WRONGTYPE Operation\r\n"
     );
-    assert!(wire.conn.owes_nothing());
+    assert!(wire.conn.wants().idle_closable);
 }
 
 #[test]
@@ -109,7 +109,7 @@ fn a_topology_reply_beyond_sixteen_mib_is_refused_with_an_error_not_held() {
     let chunk = vec![b'x'; 1 << 20];
     for _ in 0..17 {
         wire.server_sends(&chunk);
-        if wire.conn.is_closing() {
+        if wire.conn.wants().closing {
             break;
         }
     }
@@ -142,8 +142,8 @@ fn errors_a_script_words_like_redirects_pass_unchanged_and_the_connection_goes_o
         wire.client_sends(&cat(&[&eval, &req(&["GET", "a"])]));
         wire.server_sends(format!("{error}$1\r\nx\r\n").as_bytes());
         assert_eq!(wire.take_client(), format!("{error}$1\r\nx\r\n").as_bytes());
-        assert!(!wire.conn.is_closing(), "{error:?}");
-        assert!(wire.conn.owes_nothing(), "{error:?}");
+        assert!(!wire.conn.wants().closing, "{error:?}");
+        assert!(wire.conn.wants().idle_closable, "{error:?}");
     }
 }
 
@@ -158,15 +158,18 @@ fn a_redirect_to_a_host_no_topology_named_waits_for_the_topology_then_passes_unc
     wire.client_sends(&cat(&[&eval, &req(&["GET", "a"])]));
     wire.server_sends(b"-MOVED 1 attacker.example:6379\r\n$1\r\nx\r\n");
     assert!(wire.take_client().is_empty(), "held, with what follows it");
-    assert!(wire.conn.needs_topology());
-    assert!(!wire.conn.owes_nothing(), "not reusable nor idle meanwhile");
+    assert!(wire.conn.wants().side_trip == Some(SideTrip::RefreshTopology));
+    assert!(
+        !wire.conn.wants().idle_closable,
+        "not reusable nor idle meanwhile"
+    );
     wire.topology_refreshed();
     assert_eq!(
         wire.take_client(),
         b"-MOVED 1 attacker.example:6379\r\n$1\r\nx\r\n",
         "passed as the server sent it: no listener names that host"
     );
-    assert!(wire.conn.owes_nothing());
+    assert!(wire.conn.wants().idle_closable);
 }
 
 #[test]

@@ -8,11 +8,11 @@ use super::*;
 /// the server answers the proxy's own AUTH in the client's place (a message it sends first
 /// must come first); otherwise the proxy answers AUTH itself.
 fn counts_again(wire: &mut Wire) {
-    assert!(wire.conn.owes_nothing(), "replies are counted again");
+    assert!(wire.conn.wants().idle_closable, "replies are counted again");
     let get = req(&["GET", "k"]);
     wire.client_sends(&cat(&[&get, &req(&["AUTH", "pw"])]));
     let server = wire.take_server();
-    if wire.conn.pubsub_used {
+    if wire.conn.stream.pubsub_used {
         assert_eq!(server, cat(&[&get, PROXY_AUTH]));
         wire.server_sends(b"$1\r\nv\r\n+OK\r\n");
     } else {
@@ -20,7 +20,7 @@ fn counts_again(wire: &mut Wire) {
         wire.server_sends(b"$1\r\nv\r\n");
     }
     assert_eq!(wire.take_client(), b"$1\r\nv\r\n+OK\r\n");
-    assert!(wire.conn.owes_nothing());
+    assert!(wire.conn.wants().idle_closable);
 }
 
 #[test]
@@ -30,7 +30,7 @@ fn unsubscribing_from_the_last_channel_in_resp2_counts_replies_again() {
     let subscribed = b"*3\r\n$9\r\nsubscribe\r\n$1\r\nc\r\n:1\r\n";
     wire.server_sends(&cat(&[subscribed, &probe_subscribed()]));
     assert_eq!(wire.take_client(), subscribed);
-    assert!(!wire.conn.owes_nothing(), "subscribed");
+    assert!(!wire.conn.wants().idle_closable, "subscribed");
     wire.take_server();
     let unsubscribe = req(&["UNSUBSCRIBE"]);
     wire.client_sends(&cat(&[&unsubscribe, &req(&["PING"])]));
@@ -161,5 +161,5 @@ fn a_subscribe_that_client_reply_skip_skipped_is_still_probed() {
         wire.take_client().is_empty(),
         "the confirmation was skipped"
     );
-    assert!(!wire.conn.owes_nothing(), "subscribed");
+    assert!(!wire.conn.wants().idle_closable, "subscribed");
 }

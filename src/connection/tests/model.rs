@@ -159,7 +159,7 @@ fn run_case(seed: u64) -> usize {
     while sent < client_bytes.len() || next < script.len() || !out.is_empty() {
         steps += 1;
         assert!(steps < 100_000, "seed {seed}: no progress");
-        if wire.conn.needs_reauthentication() {
+        if wire.conn.wants().side_trip == Some(SideTrip::Reauthenticate) {
             wire.reauthenticated(Ok(()));
         }
         if rng.below(4) == 0 && wire.renew() {
@@ -188,7 +188,7 @@ fn run_case(seed: u64) -> usize {
             out.drain(..n);
         }
     }
-    if wire.conn.needs_reauthentication() {
+    if wire.conn.wants().side_trip == Some(SideTrip::Reauthenticate) {
         wire.reauthenticated(Ok(()));
     }
 
@@ -212,7 +212,7 @@ fn run_case(seed: u64) -> usize {
         "seed {seed}: the client's pushes differ"
     );
     assert!(
-        wire.conn.owes_nothing(),
+        wire.conn.wants().idle_closable,
         "seed {seed}: something still owed"
     );
     renewals.len()

@@ -41,7 +41,7 @@ fn subscribe_stops_counting_and_reset_starts_it_again_after_authenticating() {
     assert_eq!(wire.take_client(), b"+OK\r\n");
     wire.server_sends(b"+PONG\r\n");
     assert_eq!(wire.take_client(), b"+PONG\r\n");
-    assert!(wire.conn.owes_nothing());
+    assert!(wire.conn.wants().idle_closable);
 }
 
 #[test]
@@ -56,14 +56,14 @@ fn monitor_output_passes_and_reset_ends_it() {
         "a line reading +RESET is only content"
     );
     assert!(
-        !wire.conn.owes_nothing(),
+        !wire.conn.wants().idle_closable,
         "a monitoring client is never idle"
     );
     wire.client_sends(&req(&["RESET"]));
     wire.server_sends(&cat(&[b"+RESET\r\n", &marker_error()]));
     assert_eq!(wire.take_client(), b"+RESET\r\n");
     wire.reauthenticated(Ok(()));
-    assert!(wire.conn.owes_nothing());
+    assert!(wire.conn.wants().idle_closable);
 }
 
 #[test]
@@ -76,7 +76,7 @@ fn client_reply_skip_then_reset_does_not_wait_for_a_reply_that_never_comes() {
     // The server answers neither (SKIP swallows RESET's reply); only the marker's error comes.
     wire.server_sends(&marker_error());
     assert!(wire.take_client().is_empty());
-    assert!(wire.conn.needs_reauthentication());
+    assert!(wire.conn.wants().side_trip == Some(SideTrip::Reauthenticate));
     wire.reauthenticated(Ok(()));
     wire.client_sends(&req(&["AUTH", "pw"]));
     assert_eq!(wire.take_client(), b"+OK\r\n");
@@ -102,7 +102,7 @@ fn requests_after_reset_wait_for_its_reply_and_the_proxys_auth() {
     let (reset, get) = (req(&["RESET"]), req(&["GET", "k"]));
     wire.client_sends(&cat(&[&reset, &get]));
     assert_eq!(wire.take_server(), reset);
-    assert!(wire.conn.awaits_server());
+    assert!(wire.conn.wants().replies_first);
     wire.server_sends(b"+RESET\r\n");
     assert_eq!(wire.take_client(), b"+RESET\r\n");
     assert!(wire.take_server().is_empty());
@@ -115,7 +115,7 @@ fn a_refused_reset_resets_nothing_and_needs_no_authentication() {
     let mut wire = Wire::new();
     wire.client_sends(&cat(&[&req(&["RESET"]), &req(&["PING"])]));
     wire.server_sends(b"-NOPERM this user has no permissions to run the 'reset' command\r\n");
-    assert!(!wire.conn.needs_reauthentication());
+    assert!(wire.conn.wants().side_trip != Some(SideTrip::Reauthenticate));
     assert_eq!(
         wire.take_server(),
         cat(&[&req(&["RESET"]), &req(&["PING"])])
@@ -152,7 +152,7 @@ fn reset_with_an_argument_is_only_forwarded() {
         wire.take_server(),
         cat(&[&req(&["RESET", "x"]), &req(&["PING"])])
     );
-    assert!(!wire.conn.awaits_server());
+    assert!(!wire.conn.wants().replies_first);
 }
 
 #[test]
@@ -163,7 +163,7 @@ fn a_replication_stream_passes_unscanned() {
     wire.server_sends(stream);
     wire.client_sends(&req(&["REPLCONF", "ACK", "0"]));
     assert_eq!(wire.take_client(), stream);
-    assert!(!wire.conn.is_closing());
+    assert!(!wire.conn.wants().closing);
 }
 
 #[test]
@@ -171,7 +171,7 @@ fn nothing_after_quit_is_forwarded() {
     let mut wire = Wire::new();
     wire.client_sends(&cat(&[&req(&["QUIT"]), &req(&["SET", "k", "v"])]));
     assert_eq!(wire.take_server(), req(&["QUIT"]));
-    assert!(!wire.conn.accepts_requests());
+    assert!(!wire.conn.wants().requests);
 }
 
 #[test]

@@ -26,13 +26,17 @@ fn a_client_that_learns_its_id_or_tracks_keys_leaves_a_connection_no_other_clien
         let mut wire = Wire::new();
         wire.client_sends(&req(words));
         wire.server_sends(b"+OK\r\n");
-        assert!(wire.conn.reusable(), "{words:?}: owes nothing");
-        assert_eq!(wire.conn.reuse_refusal(), Some("identity"), "{words:?}");
+        assert_ne!(
+            wire.conn.wants().reuse,
+            Err("owed"),
+            "{words:?}: owes nothing"
+        );
+        assert_eq!(wire.conn.wants().reuse.err(), Some("identity"), "{words:?}");
     }
     let mut wire = Wire::new();
     wire.client_sends(&req(&["CLIENT", "TRACKING", "off"]));
     wire.server_sends(b"+OK\r\n");
-    assert_eq!(wire.conn.reuse_refusal(), None);
+    assert_eq!(wire.conn.wants().reuse.err(), None);
     wire.client_sends(&req(&["CLIENT", "LIST"]));
     assert!(
         wire.conn.take_listed_clients(),

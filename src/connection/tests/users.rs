@@ -18,7 +18,7 @@ fn auth_for_another_user_goes_to_the_server_alone_and_in_its_place() {
         &ping,
     ]));
     assert_eq!(wire.take_server(), get, "bob's AUTH waits for GET's reply");
-    assert!(wire.conn.awaits_server());
+    assert!(wire.conn.wants().replies_first);
     wire.server_sends(b"$1\r\nv\r\n");
     assert_eq!(wire.take_client(), b"$1\r\nv\r\n+OK\r\n");
     assert_eq!(
@@ -33,7 +33,7 @@ fn auth_for_another_user_goes_to_the_server_alone_and_in_its_place() {
         wire.take_client(),
         b"-WRONGPASS invalid username-password pair or user is disabled.\r\n+PONG\r\n"
     );
-    assert!(wire.conn.owes_nothing());
+    assert!(wire.conn.wants().idle_closable);
 }
 
 #[test]
