@@ -55,7 +55,7 @@ async fn check_route(
     let connector = Connector::new(
         route.upstream.clone(),
         route.tls.as_ref(),
-        config.connect_timeout,
+        config.connections.connect_timeout,
     )
     .map_err(|e| e.to_string())?;
     let mut stream = connector.connect().await.map_err(|e| e.to_string())?;
@@ -63,14 +63,14 @@ async fn check_route(
     let slot = handshake::authenticate(
         &mut stream,
         store,
-        config.username.as_deref(),
+        config.connections.username.as_deref(),
         &upstream,
-        config.auth_timeout,
+        config.connections.auth_timeout,
         None,
     )
     .await
     .map_err(|e| e.to_string())?;
-    ping(&mut stream, &upstream, config.auth_timeout)
+    ping(&mut stream, &upstream, config.connections.auth_timeout)
         .await
         .map_err(|e| e.to_string())?;
     Ok(slot.as_str())

@@ -14,6 +14,7 @@ mod timers;
 
 use crate::client_auth::ClientPasswords;
 use crate::cluster::rewrite::Rewriter;
+use crate::config::ConnectionSettings;
 use crate::connection::{Actions, Connection, Rules, SideTrip, ToClient, ToServer, Wants};
 use crate::error::ConnError;
 use crate::handshake::{AuthTarget, auth_command};
@@ -24,7 +25,7 @@ use outbox::Outbox;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context as TaskContext, Poll, ready};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 use timers::{Alarm, Idle, Renewer};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_util::io::poll_read_buf;
@@ -37,19 +38,12 @@ const MAX_CLIENT_BACKLOG: usize = 4 * 1024 * 1024;
 /// What the proxy needs from its route while forwarding.
 pub(crate) struct Context {
     pub store: Arc<TokenStore>,
-    pub username: Option<String>,
+    /// The route's server, as errors name it.
     pub upstream: String,
-    pub auth_timeout: Duration,
+    pub settings: ConnectionSettings,
     pub metrics: RouteMetrics,
     /// `--client-password-file`: clients must authenticate to the proxy first.
     pub client_passwords: Option<Arc<ClientPasswords>>,
-    /// `--idle-timeout`.
-    pub idle_timeout: Option<Duration>,
-    /// `--upstream-reuse`: hand the upstream connection back when the client leaves owing
-    /// nothing.
-    pub reuse: bool,
-    /// With IAM: authenticate live connections again before the server cuts them.
-    pub renewal: Option<crate::config::Renewal>,
     /// When a client of this route last listed every connection's id (CLIENT LIST, ACL LOG):
     /// connections open then are not reused.
     pub(crate) clients_listed: std::sync::Mutex<Option<Instant>>,
@@ -62,9 +56,9 @@ impl Context {
     pub(crate) fn auth_target(&self) -> AuthTarget<'_> {
         AuthTarget {
             store: &self.store,
-            username: self.username.as_deref(),
+            username: self.settings.username.as_deref(),
             upstream: &self.upstream,
-            timeout: self.auth_timeout,
+            timeout: self.settings.auth_timeout,
             metrics: Some(&self.metrics),
         }
     }
@@ -102,7 +96,7 @@ where
     let source_user = credentials.as_ref().and_then(|c| c.username.as_deref());
     let rules = Rules {
         client_passwords: ctx.client_passwords.as_deref(),
-        username: ctx.username.as_deref().or(source_user),
+        username: ctx.settings.username.as_deref().or(source_user),
         metrics: &ctx.metrics,
         cluster: ctx.cluster.as_ref().map(|link| Rewriter {
             nodes: &*link.table,
@@ -124,9 +118,10 @@ where
         replies_waiting: false,
         client_eof: false,
         upstream_shut: false,
-        idle: ctx.idle_timeout.map(Idle::new),
+        idle: ctx.settings.idle_timeout.map(Idle::new),
         born: authenticated_at,
         renewer: ctx
+            .settings
             .renewal
             .map(|policy| Renewer::new(policy, authenticated_at.into())),
     };
@@ -213,7 +208,7 @@ where
             }
             if self.client_eof && !self.upstream_shut && self.to_server.is_empty() {
                 let refusal = self.reuse_refusal(&wants);
-                if self.ctx.reuse && refusal.is_none() {
+                if self.ctx.settings.reuse && refusal.is_none() {
                     if self.to_client.is_empty() {
                         let _ = ready!(Pin::new(&mut self.client_w).poll_shutdown(cx));
                         return Poll::Ready(Turn::HandBack);
@@ -221,7 +216,7 @@ where
                 } else if Pin::new(&mut self.upstream).poll_shutdown(cx).is_ready() {
                     // The client is done sending: pass that on and let the replies owed arrive.
                     self.upstream_shut = true;
-                    if self.ctx.reuse {
+                    if self.ctx.settings.reuse {
                         self.ctx.metrics.not_reused(refusal.unwrap_or("owed"));
                     }
                 }
@@ -361,7 +356,7 @@ where
                     let store = &self.ctx.store;
                     let credentials = store.credentials().ok_or(ConnError::NoToken)?;
                     let slot = store.attempt_order(&credentials)[0];
-                    let username = self.ctx.username.as_deref();
+                    let username = self.ctx.settings.username.as_deref();
                     self.to_server
                         .push_secret(auth_command(&credentials, username, slot));
                 }

@@ -10,7 +10,7 @@ use crate::health::Health;
 use crate::listener::Listener;
 use crate::serve::RouteRuntime;
 use crate::token::{Credentials, Refresher, TokenError, TokenStore};
-use crate::upstream::{Connector, TlsConfigError};
+use crate::upstream::TlsConfigError;
 use crate::{admin, health, listener, metrics, serve, token};
 use std::future::Future;
 use std::sync::Arc;
@@ -121,53 +121,41 @@ pub async fn load_client_passwords(
     Ok(Some(passwords))
 }
 
-/// Builds each route's connector (its TLS config, built once) and shared state; routes serve
-/// with `serving`, and `own_ports[i]` is route `i`'s TCP listener port (a cluster route's
-/// configured endpoint is served there).
+/// Builds each route (its connector, with its TLS config built once, and shared state) from
+/// `shared`; routes serve with `serving`, and `own_ports[i]` is route `i`'s TCP listener port (a
+/// cluster route's configured endpoint is served there).
 pub(crate) fn routes(
     config: &Config,
-    store: &Arc<TokenStore>,
-    client_passwords: Option<&Arc<ClientPasswords>>,
-    health: &Arc<Health>,
+    shared: &serve::RouteShared,
     serving: &serve::Serving,
     own_ports: &[Option<u16>],
 ) -> Result<Vec<Arc<RouteRuntime>>, RunError> {
-    config
-        .routes
-        .iter()
-        .enumerate()
+    let routes = config.routes.iter().enumerate();
+    routes
         .map(|(index, route)| {
-            let connector = Connector::new(
+            let tls = route.tls.as_ref();
+            let runtime = RouteRuntime::new(
+                index,
+                route.name.clone(),
                 route.upstream.clone(),
-                route.tls.as_ref(),
-                config.connect_timeout,
+                tls,
+                shared,
             )
             .map_err(|error| RunError::Tls {
                 route: route.name.clone(),
                 error,
-            })?
-            .counting_handshakes(&route.name);
+            })?;
+            if !route.cluster {
+                return Ok(Arc::new(runtime));
+            }
             // A cluster route's node table asks this very route for the topology.
             Ok(Arc::new_cyclic(|me| {
-                let runtime = RouteRuntime::new(
-                    index,
-                    route.name.clone(),
-                    connector,
-                    Arc::clone(store),
-                    client_passwords.cloned(),
-                    config,
-                    Arc::clone(health),
-                );
-                if !route.cluster {
-                    return runtime;
-                }
                 let endpoint = serve::nodes::Endpoint {
                     serving: serving.clone(),
                     route: me.clone(),
                     own_port: own_ports.get(index).copied().flatten(),
                 };
-                let table =
-                    serve::nodes::table(route, config, store, client_passwords, health, endpoint);
+                let table = serve::nodes::table(route, &config.cluster_ports, shared, endpoint);
                 runtime.with_cluster(crate::cluster::ClusterLink {
                     table,
                     this_node: route.upstream.clone(),
@@ -291,15 +279,13 @@ impl Lifecycle {
                 _ => None,
             })
             .collect();
-        let passwords = client_passwords.as_ref();
-        let routes = routes(
-            &config,
-            &store,
-            passwords,
-            &self.health,
-            &serving,
-            &own_ports,
-        )?;
+        let shared = serve::RouteShared {
+            settings: config.connections.clone(),
+            store: Arc::clone(&store),
+            client_passwords,
+            health: Arc::clone(&self.health),
+        };
+        let routes = routes(&config, &shared, &serving, &own_ports)?;
         spawn_refresher(&config, &store, initial, &self.stop);
         // Registered before the first accept, so a SIGHUP can never hit the default (fatal) action.
         if let Ok(hangups) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())

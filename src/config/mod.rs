@@ -57,24 +57,15 @@ pub struct Config {
     pub token: TokenSource,
     /// `--cluster-ports`: where cluster nodes' listeners go.
     pub cluster_ports: std::ops::RangeInclusive<u16>,
-    /// With IAM: re-authenticating live connections before the server cuts them.
-    pub renewal: Option<Renewal>,
+    /// What every upstream connection is opened, authenticated and kept with.
+    pub connections: ConnectionSettings,
     /// How often a Secrets Manager source is re-read.
     pub token_refresh_interval: Duration,
-    pub username: Option<String>,
-    pub connect_timeout: Duration,
-    pub auth_timeout: Duration,
-    /// `None` for never.
-    pub idle_timeout: Option<Duration>,
     pub unix_socket_mode: u32,
     pub client_password_file: Option<PathBuf>,
     pub max_connections: u32,
     /// `None`: one per CPU.
     pub worker_threads: Option<u32>,
-    pub upstream_pool_size: u32,
-    pub upstream_pool_max_age: Duration,
-    /// `--upstream-reuse`.
-    pub upstream_reuse: bool,
     /// `None` for `--admin-listen off`.
     pub admin_listen: Option<SocketAddr>,
     pub ready_requires_upstream: bool,
@@ -82,6 +73,26 @@ pub struct Config {
     pub shutdown_grace: Duration,
     pub log_level: Option<String>,
     pub log_format: LogFormat,
+}
+
+/// What every upstream connection of every route (a cluster node's too) is opened,
+/// authenticated and kept with: one value from the configuration to the forwarding loop.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnectionSettings {
+    /// `--username`: the ACL user the proxy authenticates as (`None`: the token's, else
+    /// `default`).
+    pub username: Option<String>,
+    pub connect_timeout: Duration,
+    pub auth_timeout: Duration,
+    /// `--idle-timeout`; `None` for never.
+    pub idle_timeout: Option<Duration>,
+    /// `--upstream-pool-size`: ready connections kept per route (0: none).
+    pub pool_size: u32,
+    pub pool_max_age: Duration,
+    /// `--upstream-reuse`.
+    pub reuse: bool,
+    /// With IAM: re-authenticating live connections before the server cuts them.
+    pub renewal: Option<Renewal>,
 }
 
 /// `--iam-reauth-interval` and `--iam-connection-lifetime`.

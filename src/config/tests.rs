@@ -39,7 +39,7 @@ fn defaults_give_one_tls_route_on_localhost_6379() {
     let route = &config.routes[0];
     assert_eq!(route.listen.to_string(), "127.0.0.1:6379");
     assert_eq!(route.tls.as_ref().unwrap().server_name, "cache.example.com");
-    assert_eq!(config.connect_timeout, Duration::from_secs(5));
+    assert_eq!(config.connections.connect_timeout, Duration::from_secs(5));
 }
 
 #[test]
@@ -121,7 +121,7 @@ fn upstream_reuse_needs_a_pool_to_hold_the_connections() {
         upstream_pool_size: Some(8),
         ..reuse
     };
-    assert!(Config::from_flags(&with_pool).unwrap().upstream_reuse);
+    assert!(Config::from_flags(&with_pool).unwrap().connections.reuse);
 }
 
 fn iam_flags() -> Flags {
@@ -139,14 +139,14 @@ fn iam_settings_make_an_iam_source_with_renewal_every_eleven_hours_by_default() 
     let config = Config::from_flags(&iam_flags()).unwrap();
     assert_eq!(config.token.kind(), "iam");
     assert_eq!(
-        config.renewal,
+        config.connections.renewal,
         Some(Renewal {
             every: Duration::from_secs(11 * 3600),
             lifetime: Duration::from_secs(12 * 3600),
         })
     );
     let other = Config::from_flags(&flags()).unwrap();
-    assert_eq!(other.renewal, None, "only IAM connections renew");
+    assert_eq!(other.connections.renewal, None, "only IAM connections renew");
 }
 
 #[test]
@@ -259,4 +259,43 @@ fn a_bad_cluster_port_range_names_the_flag() {
             "{bad}: {errors}"
         );
     }
+}
+
+#[test]
+fn a_route_key_loses_to_its_flag_and_beats_the_files_top_level_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("proxy.toml");
+    std::fs::write(
+        &path,
+        "tls-server-name = \"top.example\"\ntls-ca-file = \"/top.pem\"\n\
+         [token]\nfile = \"/run/secrets/token\"\n\n\
+         [[route]]\nname = \"own\"\nlisten = \"127.0.0.1:6379\"\nupstream = \"a.example:6379\"\n\
+         tls-server-name = \"route.example\"\ntls-ca-file = \"/route.pem\"\n\n\
+         [[route]]\nname = \"plain\"\nlisten = \"127.0.0.1:6380\"\nupstream = \"b.example:6379\"\n",
+    )
+    .unwrap();
+    let names = |flags: Flags| {
+        let config = Config::from_flags(&flags).unwrap();
+        let tls = config.routes.iter().map(|r| r.tls.clone().unwrap());
+        tls.map(|t| (t.server_name, t.ca_file.unwrap().display().to_string()))
+            .collect::<Vec<_>>()
+    };
+    let file_only = Flags {
+        config: Some(path.clone()),
+        ..Flags::default()
+    };
+    assert_eq!(
+        names(file_only.clone()),
+        [
+            ("route.example".into(), "/route.pem".into()),
+            ("top.example".into(), "/top.pem".into())
+        ]
+    );
+    let flagged = Flags {
+        tls_server_name: Some("flag.example".into()),
+        tls_ca_file: Some("/flag.pem".into()),
+        ..file_only
+    };
+    let flag = ("flag.example".to_string(), "/flag.pem".to_string());
+    assert_eq!(names(flagged), [flag.clone(), flag]);
 }

@@ -20,22 +20,7 @@ impl Merger<'_> {
     pub(super) fn merge(&mut self) -> Option<Config> {
         let token = self.token_source();
         let iam = matches!(token, Some(TokenSource::Iam(_)));
-        let renewal = self.renewal(iam);
-        let connect_timeout = self.duration(
-            "--connect-timeout",
-            self.s.connect_timeout.as_ref(),
-            DEFAULT_CONNECT_TIMEOUT,
-        );
-        let auth_timeout = self.duration(
-            "--auth-timeout",
-            self.s.auth_timeout.as_ref(),
-            DEFAULT_AUTH_TIMEOUT,
-        );
-        let idle_timeout = self.duration(
-            "--idle-timeout",
-            self.s.idle_timeout.as_ref(),
-            Duration::ZERO,
-        );
+        let connections = self.connections(iam);
         let unix_socket_mode = self.unix_socket_mode();
         let client_password_file = self.s.client_password_file.clone();
         let refresh = self.s.token_refresh_interval.clone();
@@ -68,6 +53,49 @@ impl Merger<'_> {
                 .push("--max-connections: must be at least 1".into());
         }
         self.refuse_remote_listeners(&routes, client_password_file.is_some());
+        let cluster_ports = self.cluster_ports();
+        let worker_threads = self.s.worker_threads;
+        if worker_threads == Some(0) || worker_threads.is_some_and(|n| n > 1024) {
+            self.errors
+                .push("--worker-threads: between 1 and 1024".into());
+        }
+        Some(Config {
+            max_connections,
+            worker_threads,
+            connections,
+            routes,
+            token: token?,
+            cluster_ports,
+            token_refresh_interval,
+            unix_socket_mode,
+            client_password_file,
+            admin_listen,
+            ready_requires_upstream: self.s.ready_requires_upstream.unwrap_or(false),
+            shutdown_delay,
+            shutdown_grace,
+            log_level: self.s.log_level.clone(),
+            log_format,
+        })
+    }
+
+    /// What every upstream connection is opened, authenticated and kept with.
+    fn connections(&mut self, iam: bool) -> ConnectionSettings {
+        let renewal = self.renewal(iam);
+        let connect_timeout = self.duration(
+            "--connect-timeout",
+            self.s.connect_timeout.as_ref(),
+            DEFAULT_CONNECT_TIMEOUT,
+        );
+        let auth_timeout = self.duration(
+            "--auth-timeout",
+            self.s.auth_timeout.as_ref(),
+            DEFAULT_AUTH_TIMEOUT,
+        );
+        let idle_timeout = self.duration(
+            "--idle-timeout",
+            self.s.idle_timeout.as_ref(),
+            Duration::ZERO,
+        );
         let upstream_pool_size = self.s.upstream_pool_size.unwrap_or(0);
         if upstream_pool_size > 1000 {
             self.errors
@@ -90,36 +118,16 @@ impl Merger<'_> {
                     .into(),
             );
         }
-        let cluster_ports = self.cluster_ports();
-        let worker_threads = self.s.worker_threads;
-        if worker_threads == Some(0) || worker_threads.is_some_and(|n| n > 1024) {
-            self.errors
-                .push("--worker-threads: between 1 and 1024".into());
-        }
-        Some(Config {
-            max_connections,
-            worker_threads,
-            upstream_pool_size,
-            upstream_pool_max_age,
-            upstream_reuse,
-            routes,
-            token: token?,
-            renewal,
-            cluster_ports,
-            token_refresh_interval,
+        ConnectionSettings {
             username: self.s.username.clone(),
             connect_timeout,
             auth_timeout,
             idle_timeout: (!idle_timeout.is_zero()).then_some(idle_timeout),
-            unix_socket_mode,
-            client_password_file,
-            admin_listen,
-            ready_requires_upstream: self.s.ready_requires_upstream.unwrap_or(false),
-            shutdown_delay,
-            shutdown_grace,
-            log_level: self.s.log_level.clone(),
-            log_format,
-        })
+            pool_size: upstream_pool_size,
+            pool_max_age: upstream_pool_max_age,
+            reuse: upstream_reuse,
+            renewal,
+        }
     }
 
     fn admin_listen(&mut self) -> Option<SocketAddr> {
@@ -252,7 +260,10 @@ impl Merger<'_> {
         routes
     }
 
-    /// Builds one route; `prefix` is empty for the flag-defined one.
+    /// Builds one route; `prefix` is empty for the flag-defined one. A key a route may set
+    /// (`cluster`, `no-tls`, `tls-ca-file`, `tls-server-name`) follows the one order every
+    /// setting does: the flag, then its variable, then the route's key, then the file's
+    /// top-level key.
     fn route(
         &mut self,
         table: &FileRoute,
@@ -312,15 +323,13 @@ impl Merger<'_> {
         let tls = (!no_tls).then(|| TlsSettings {
             min_version,
             max_version,
-            server_name: table
-                .tls_server_name
-                .clone()
-                .or_else(|| self.s.tls_server_name.clone())
+            server_name: (self.flags.tls_server_name.clone())
+                .or_else(|| table.tls_server_name.clone())
+                .or_else(|| self.file.tls_server_name.clone())
                 .unwrap_or_else(|| upstream.host.clone()),
-            ca_file: table
-                .tls_ca_file
-                .clone()
-                .or_else(|| self.s.tls_ca_file.clone()),
+            ca_file: (self.flags.tls_ca_file.clone())
+                .or_else(|| table.tls_ca_file.clone())
+                .or_else(|| self.file.tls_ca_file.clone()),
             client_cert: self.s.tls_client_cert.clone(),
             client_key: self.s.tls_client_key.clone(),
             insecure_skip_verify: self.s.tls_insecure_skip_verify.unwrap_or(false),

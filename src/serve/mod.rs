@@ -9,8 +9,9 @@ pub(crate) mod pool;
 mod refresh;
 pub(crate) mod reuse;
 
+use crate::address::UpstreamAddr;
 use crate::client_auth::ClientPasswords;
-use crate::config::Config;
+use crate::config::ConnectionSettings;
 use crate::error::ConnError;
 use crate::forward;
 use crate::handshake;
@@ -18,7 +19,7 @@ use crate::health::Health;
 use crate::listener::{ClientStream, Listener};
 use crate::metrics::RouteMetrics;
 use crate::token::TokenStore;
-use crate::upstream::{Connector, UpstreamStream};
+use crate::upstream::{Connector, TlsConfigError, TlsSettings, UpstreamStream};
 use pool::Pool;
 use std::future::Future;
 use std::pin::Pin;
@@ -33,9 +34,20 @@ use tracing::{Instrument, Level, debug, error, info_span, warn};
 /// How long a client that is being refused may keep sending before the socket is closed.
 const REFUSAL_LINGER: Duration = Duration::from_secs(1);
 
+/// What every route is made with besides its own name and server: the settings of its
+/// connections, the token store, the client passwords and the health the probes read. A cluster
+/// node's route is made with the same, so a setting reaches a node as it reaches its route.
+#[derive(Clone)]
+pub(crate) struct RouteShared {
+    pub settings: ConnectionSettings,
+    pub store: Arc<TokenStore>,
+    pub client_passwords: Option<Arc<ClientPasswords>>,
+    pub health: Arc<Health>,
+}
+
 /// Everything one route's connections share.
 pub(crate) struct RouteRuntime {
-    /// Position in `config.routes`.
+    /// Position in `config.routes` (`usize::MAX` for a cluster node's route).
     pub index: usize,
     pub name: String,
     pub connector: Connector,
@@ -46,47 +58,40 @@ pub(crate) struct RouteRuntime {
 }
 
 impl RouteRuntime {
+    /// The route `name` to `upstream`, over TLS with `tls` (`None`: plain TCP). The one place a
+    /// route's connector is made.
     pub(crate) fn new(
         index: usize,
         name: String,
-        connector: Connector,
-        store: Arc<TokenStore>,
-        client_passwords: Option<Arc<ClientPasswords>>,
-        config: &Config,
-        health: Arc<Health>,
-    ) -> Self {
-        let upstream = connector.addr.to_string();
+        upstream: UpstreamAddr,
+        tls: Option<&TlsSettings>,
+        shared: &RouteShared,
+    ) -> Result<Self, TlsConfigError> {
+        let settings = &shared.settings;
+        let connector =
+            Connector::new(upstream, tls, settings.connect_timeout)?.counting_handshakes(&name);
         let metrics = RouteMetrics::new(&name);
-        let pool = (config.upstream_pool_size > 0).then(|| {
-            Pool::new(
-                &name,
-                config.upstream_pool_size as usize,
-                config.upstream_pool_max_age,
-            )
-        });
-        if config.renewal.is_some() {
+        let pool = (settings.pool_size > 0)
+            .then(|| Pool::new(&name, settings.pool_size as usize, settings.pool_max_age));
+        if settings.renewal.is_some() {
             crate::metrics::iam::register(&name);
         }
-        RouteRuntime {
+        Ok(RouteRuntime {
             pool,
             index,
-            name,
-            connector,
             forward: forward::Context {
-                store,
-                username: config.username.clone(),
-                upstream,
-                auth_timeout: config.auth_timeout,
+                store: Arc::clone(&shared.store),
+                upstream: connector.addr.to_string(),
+                settings: settings.clone(),
                 metrics,
-                client_passwords,
-                idle_timeout: config.idle_timeout,
-                reuse: config.upstream_reuse,
-                renewal: config.renewal,
+                client_passwords: shared.client_passwords.clone(),
                 clients_listed: std::sync::Mutex::new(None),
                 cluster: None,
             },
-            health,
-        }
+            name,
+            connector,
+            health: Arc::clone(&shared.health),
+        })
     }
 
     /// With `--cluster`: replies naming nodes are rewritten, and nodes served, through `link`.
@@ -106,9 +111,9 @@ impl RouteRuntime {
         let slot = handshake::authenticate(
             &mut upstream,
             &ctx.store,
-            ctx.username.as_deref(),
+            ctx.settings.username.as_deref(),
             &ctx.upstream,
-            ctx.auth_timeout,
+            ctx.settings.auth_timeout,
             Some(&ctx.metrics),
         )
         .await?;
@@ -258,7 +263,7 @@ async fn proxy(mut client: ClientStream, route: &RouteRuntime) -> Result<(), Con
             let _lease = route
                 .pool
                 .as_ref()
-                .filter(|_| route.forward.reuse)
+                .filter(|_| route.forward.settings.reuse)
                 .map(|pool| pool.lease());
             let ended = match &mut client {
                 ClientStream::Tcp(stream) => {
@@ -282,7 +287,7 @@ async fn proxy(mut client: ClientStream, route: &RouteRuntime) -> Result<(), Con
                     Ok(())
                 }
                 Err(error) => {
-                    if route.forward.reuse {
+                    if route.forward.settings.reuse {
                         route.metrics().not_reused("error");
                     }
                     Err(error)

@@ -4,15 +4,11 @@
 //! absent from every topology reply for `RELEASE_AFTER`, while later ones came, gives its port
 //! back: the range holds the cluster as it is, not every node it ever had.
 
-use super::{RouteRuntime, Serving};
-use crate::client_auth::ClientPasswords;
+use super::{RouteRuntime, RouteShared, Serving};
 use crate::cluster::ports::Ports;
 use crate::cluster::{ClusterError, ClusterLink, NodeAddr, NodeMap, Nodes};
-use crate::config::Config;
-use crate::health::Health;
 use crate::listener::Listener;
-use crate::token::TokenStore;
-use crate::upstream::{Connector, TlsSettings};
+use crate::upstream::TlsSettings;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::ops::RangeInclusive;
 use std::sync::{Arc, Mutex, Weak};
@@ -28,31 +24,27 @@ pub(crate) struct Endpoint {
     pub(crate) own_port: Option<u16>,
 }
 
-/// The node table of a `--cluster` route; its nodes' listeners are made like the route's own.
+/// The node table of a `--cluster` route; its nodes' routes are made like the route's own,
+/// from the same `shared`, with ports from `range` (`--cluster-ports`).
 pub(crate) fn table(
     route: &crate::config::Route,
-    config: &Config,
-    store: &Arc<TokenStore>,
-    client_passwords: Option<&Arc<ClientPasswords>>,
-    health: &Arc<Health>,
+    range: &RangeInclusive<u16>,
+    shared: &RouteShared,
     endpoint: Endpoint,
 ) -> Arc<NodeTable> {
     let template = NodeTemplate {
         route: route.name.clone(),
-        config: config.clone(),
         tls: route.tls.clone(),
-        store: Arc::clone(store),
-        client_passwords: client_passwords.cloned(),
-        health: Arc::clone(health),
+        shared: shared.clone(),
     };
-    let mut ports = Ports::new(*config.cluster_ports.start());
+    let mut ports = Ports::new(*range.start());
     if let Some(port) = endpoint.own_port {
         ports.keep_forever(route.upstream.clone(), port);
     }
     crate::metrics::cluster::register(&template.route);
     Arc::new_cyclic(|myself| NodeTable {
         template,
-        range: config.cluster_ports.clone(),
+        range: range.clone(),
         ports: Mutex::new(ports),
         serving: endpoint.serving,
         endpoint: endpoint.route,
@@ -61,14 +53,12 @@ pub(crate) fn table(
     })
 }
 
-/// What a node's route is made from: the cluster route's settings with another upstream.
+/// What a node's route is made from: the cluster route's name, TLS and shared state, with
+/// the node as its upstream.
 pub(crate) struct NodeTemplate {
     pub(crate) route: String,
-    pub(crate) config: Config,
     pub(crate) tls: Option<TlsSettings>,
-    pub(crate) store: Arc<TokenStore>,
-    pub(crate) client_passwords: Option<Arc<ClientPasswords>>,
-    pub(crate) health: Arc<Health>,
+    pub(crate) shared: RouteShared,
 }
 
 pub(crate) struct NodeTable {
@@ -128,22 +118,12 @@ impl NodeTable {
             }
             tls
         });
-        let connector = Connector::new(node.clone(), tls.as_ref(), t.config.connect_timeout)
+        let route = RouteRuntime::new(usize::MAX, name, node.clone(), tls.as_ref(), &t.shared)
             .map_err(|e| e.to_string())?
-            .counting_handshakes(&name);
-        let route = RouteRuntime::new(
-            usize::MAX,
-            name,
-            connector,
-            Arc::clone(&t.store),
-            t.client_passwords.clone(),
-            &t.config,
-            Arc::clone(&t.health),
-        )
-        .with_cluster(ClusterLink {
-            table,
-            this_node: node.clone(),
-        });
+            .with_cluster(ClusterLink {
+                table,
+                this_node: node.clone(),
+            });
         let mut serving = self.serving.clone();
         serving.accepting = serving.accepting.child_token();
         let stop = serving.accepting.clone();

@@ -50,8 +50,8 @@ impl NodeTable {
     /// within the last second; waits for one in flight instead of starting another. Bounded by
     /// the connect timeout and twice the auth timeout.
     pub(crate) async fn refresh_topology(&self) {
-        let config = &self.template.config;
-        let limit = config.connect_timeout + 2 * config.auth_timeout;
+        let settings = &self.template.shared.settings;
+        let limit = settings.connect_timeout + 2 * settings.auth_timeout;
         let finished = self.refreshes.done.notified();
         let running = {
             let mut state = self.refreshes.state.lock().expect("refresh state");

@@ -101,13 +101,13 @@ async fn exchange(
     unread: &mut BytesMut,
 ) -> Result<Vec<Vec<u8>>, ConnError> {
     tokio::time::timeout(
-        ctx.auth_timeout,
+        ctx.settings.auth_timeout,
         pipeline(upstream, &ctx.upstream, commands, unread),
     )
     .await
     .map_err(|_| ConnError::Timeout {
         stage: crate::error::Stage::Auth,
-        after: ctx.auth_timeout,
+        after: ctx.settings.auth_timeout,
         upstream: ctx.upstream.clone(),
     })?
 }
