@@ -2,11 +2,13 @@
 //!
 //! Labels only take values from closed sets: route names (from the config), token slots,
 //! results, stages, reasons and source kinds. Never an error text, never a token.
+//!
+//! One style: a metric is recorded through a handle's method. A metric labelled by route goes
+//! through that route's `RouteMetrics` (`route.rs`, with the cluster, pool and IAM ones beside
+//! their names in `cluster.rs`, `iam.rs` and here); the few process-wide ones through
+//! `PROCESS`.
 
-use metrics::{
-    Counter, Gauge, Histogram, counter, describe_counter, describe_gauge, describe_histogram,
-    gauge, histogram,
-};
+use metrics::{Counter, counter, describe_counter, describe_gauge, describe_histogram, gauge};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use std::sync::OnceLock;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -144,120 +146,6 @@ fn describe() {
     );
 }
 
-/// The metrics of one route, with its hot-path handles resolved once.
-pub struct RouteMetrics {
-    route: String,
-    pub connections_active: Gauge,
-    pub connections: Counter,
-    pub connect_duration: Histogram,
-    pub bytes_upstream: Counter,
-    pub bytes_downstream: Counter,
-}
-
-impl RouteMetrics {
-    pub fn new(route: &str) -> Self {
-        let r = route.to_owned();
-        let metrics = RouteMetrics {
-            connections_active: gauge!(CONNECTIONS_ACTIVE, "route" => r.clone()),
-            connections: counter!(CONNECTIONS, "route" => r.clone()),
-            connect_duration: histogram!(CONNECT_DURATION, "route" => r.clone()),
-            bytes_upstream: counter!(BYTES, "route" => r.clone(), "direction" => "upstream"),
-            bytes_downstream: counter!(BYTES, "route" => r.clone(), "direction" => "downstream"),
-            route: r,
-        };
-        metrics.register_zeros();
-        metrics
-    }
-
-    /// Creates every failure series at zero, so that alerts and `rate()` see a counter before
-    /// the first failure rather than an absent series.
-    fn register_zeros(&self) {
-        for slot in ["current", "previous"] {
-            for result in ["accepted", "rejected", "no_password", "error"] {
-                counter!(AUTH_ATTEMPTS, "route" => self.route.clone(), "slot" => slot, "result" => result).absolute(0);
-            }
-        }
-        for reason in ["rejected", "error", "timeout", "closed"] {
-            counter!(AUTH_FAILURES, "route" => self.route.clone(), "reason" => reason).absolute(0);
-        }
-        for stage in ["dns", "tcp", "tls", "auth", "timeout"] {
-            counter!(CONNECT_FAILURES, "route" => self.route.clone(), "stage" => stage).absolute(0);
-            counter!(CONNECTIONS_REJECTED, "route" => self.route.clone(), "stage" => stage)
-                .absolute(0);
-        }
-        for stage in ["no_token", "max_connections"] {
-            counter!(CONNECTIONS_REJECTED, "route" => self.route.clone(), "stage" => stage)
-                .absolute(0);
-        }
-        counter!(TOKEN_FALLBACKS, "route" => self.route.clone()).absolute(0);
-        for command in ["auth", "hello", "reset"] {
-            counter!(INTERCEPTED, "route" => self.route.clone(), "command" => command).absolute(0);
-        }
-        for result in ["accepted", "wrongpass", "noauth"] {
-            counter!(CLIENT_AUTH, "route" => self.route.clone(), "result" => result).absolute(0);
-        }
-    }
-
-    pub fn auth_attempt(&self, slot: &'static str, result: &'static str) {
-        counter!(AUTH_ATTEMPTS, "route" => self.route.clone(), "slot" => slot, "result" => result)
-            .increment(1);
-    }
-
-    pub fn auth_failure(&self, reason: &'static str) {
-        counter!(AUTH_FAILURES, "route" => self.route.clone(), "reason" => reason).increment(1);
-    }
-
-    pub fn fallback(&self) {
-        counter!(TOKEN_FALLBACKS, "route" => self.route.clone()).increment(1);
-    }
-
-    pub fn connect_failure(&self, stage: &'static str) {
-        counter!(CONNECT_FAILURES, "route" => self.route.clone(), "stage" => stage).increment(1);
-    }
-
-    pub fn rejected(&self, stage: &'static str) {
-        counter!(CONNECTIONS_REJECTED, "route" => self.route.clone(), "stage" => stage)
-            .increment(1);
-    }
-
-    pub fn connection_error(&self, reason: &'static str) {
-        counter!(CONNECTION_ERRORS, "route" => self.route.clone(), "reason" => reason).increment(1);
-    }
-
-    pub fn client_auth(&self, result: &'static str) {
-        counter!(CLIENT_AUTH, "route" => self.route.clone(), "result" => result).increment(1);
-    }
-
-    /// With `--upstream-reuse`: a connection a client left, reset for the next one or not.
-    pub fn reused(&self, result: &'static str) {
-        counter!(REUSES, "route" => self.route.clone(), "result" => result).increment(1);
-    }
-
-    /// With `--upstream-reuse`: a connection closed when its client left, and why.
-    pub fn not_reused(&self, reason: &'static str) {
-        counter!(NOT_REUSED, "route" => self.route.clone(), "reason" => reason).increment(1);
-    }
-
-    /// The name this route's metrics carry.
-    pub fn route(&self) -> &str {
-        &self.route
-    }
-
-    /// With IAM: a live connection authenticated again in band, or refused.
-    pub fn reauthenticated(&self, accepted: bool) {
-        iam::reauthenticated(&self.route, if accepted { "ok" } else { "rejected" });
-    }
-
-    /// With IAM: a connection closed before the server's cut.
-    pub fn closed_at_lifetime(&self) {
-        iam::closed_at_lifetime(&self.route);
-    }
-
-    pub fn intercepted(&self, command: &'static str) {
-        counter!(INTERCEPTED, "route" => self.route.clone(), "command" => command).increment(1);
-    }
-}
-
 /// Counts a route's upstream TLS handshakes by kind.
 #[derive(Clone)]
 pub struct HandshakeCounters {
@@ -287,37 +175,29 @@ impl HandshakeCounters {
     }
 }
 
-/// Records one token source read.
-pub fn token_reload(source: &'static str, result: &'static str) {
-    counter!(TOKEN_RELOADS, "source" => source, "result" => result).increment(1);
-    if result != "failed" {
-        gauge!(TOKEN_LAST_RELOAD).set(unix_now());
-    }
-    if result == "changed" {
-        gauge!(TOKEN_LAST_CHANGE).set(unix_now());
+/// The process-wide metrics (no route label), recorded through `metrics::PROCESS`.
+pub struct ProcessMetrics;
+
+pub static PROCESS: ProcessMetrics = ProcessMetrics;
+
+impl ProcessMetrics {
+    /// Records one token source read.
+    pub fn token_reload(&self, source: &'static str, result: &'static str) {
+        counter!(TOKEN_RELOADS, "source" => source, "result" => result).increment(1);
+        if result != "failed" {
+            gauge!(TOKEN_LAST_RELOAD).set(unix_now());
+        }
+        if result == "changed" {
+            gauge!(TOKEN_LAST_CHANGE).set(unix_now());
+        }
     }
 }
 
 pub mod cluster;
 pub mod iam;
+mod route;
 
-/// The upstream connection pool (`--upstream-pool-size`).
-pub mod pool {
-    use super::{POOL_EVICTIONS, POOL_READY, POOL_TAKES};
-    use metrics::{counter, gauge};
-
-    pub fn ready(route: &str, connections: usize) {
-        gauge!(POOL_READY, "route" => route.to_owned()).set(connections as f64);
-    }
-
-    pub fn taken(route: &str, result: &'static str) {
-        counter!(POOL_TAKES, "route" => route.to_owned(), "result" => result).increment(1);
-    }
-
-    pub fn evicted(route: &str, reason: &'static str) {
-        counter!(POOL_EVICTIONS, "route" => route.to_owned(), "reason" => reason).increment(1);
-    }
-}
+pub use route::RouteMetrics;
 
 pub(crate) fn unix_now() -> f64 {
     SystemTime::now()

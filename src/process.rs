@@ -81,9 +81,9 @@ pub async fn load_tokens(config: &Config) -> Result<(Arc<TokenStore>, Credential
     metrics::install();
     let store = Arc::new(TokenStore::new());
     let credentials = config.token.load().await.inspect_err(|_| {
-        metrics::token_reload(config.token.kind(), "failed");
+        metrics::PROCESS.token_reload(config.token.kind(), "failed");
     })?;
-    metrics::token_reload(config.token.kind(), "changed");
+    metrics::PROCESS.token_reload(config.token.kind(), "changed");
     token::refresh::warn_on_elasticache_rules(&credentials);
     store.update(credentials.clone());
     Ok((store, credentials))
@@ -154,6 +154,7 @@ pub(crate) fn routes(
                     serving: serving.clone(),
                     route: me.clone(),
                     own_port: own_ports.get(index).copied().flatten(),
+                    metrics: runtime.metrics().clone(),
                 };
                 let table = serve::nodes::table(route, &config.cluster_ports, shared, endpoint);
                 runtime.with_cluster(crate::cluster::ClusterLink {

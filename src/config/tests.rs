@@ -146,7 +146,10 @@ fn iam_settings_make_an_iam_source_with_renewal_every_eleven_hours_by_default() 
         })
     );
     let other = Config::from_flags(&flags()).unwrap();
-    assert_eq!(other.connections.renewal, None, "only IAM connections renew");
+    assert_eq!(
+        other.connections.renewal, None,
+        "only IAM connections renew"
+    );
 }
 
 #[test]

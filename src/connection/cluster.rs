@@ -20,7 +20,7 @@ impl Connection<'_> {
         };
         match rewriter.topology(kind, frame) {
             Ok(bytes) => {
-                crate::metrics::cluster::topology_rewritten(self.rules.metrics.route());
+                self.rules.metrics.topology_rewritten();
                 actions.client.push(ToClient::Send(Bytes::from(bytes)));
             }
             Err(error) => self.cluster_failed(error, actions),
@@ -45,7 +45,7 @@ impl Connection<'_> {
         };
         let verdict = self.rules.cluster.map(|r| r.redirect(&frame));
         if matches!(verdict, Some(Redirect::Unknown(_))) {
-            crate::metrics::cluster::redirect_unknown(self.rules.metrics.route());
+            self.rules.metrics.redirect_unknown();
         }
         self.pass_redirect(frame, verdict, actions);
         self.fire_due_now(actions);
@@ -56,7 +56,7 @@ impl Connection<'_> {
     fn pass_redirect(&mut self, frame: Vec<u8>, verdict: Option<Redirect>, actions: &mut Actions) {
         let bytes = match verdict {
             Some(Redirect::Local(rewritten)) => {
-                crate::metrics::cluster::redirect_rewritten(self.rules.metrics.route());
+                self.rules.metrics.redirect_rewritten();
                 rewritten
             }
             _ => frame,

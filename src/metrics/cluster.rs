@@ -34,27 +34,30 @@ pub(super) fn describe() {
 }
 
 /// Creates a cluster route's series at zero.
-pub fn register(route: &str) {
-    gauge!(NODES, "route" => route.to_owned()).set(0.0);
-    counter!(EXHAUSTED, "route" => route.to_owned()).absolute(0);
-}
+/// With `--cluster`: on the cluster route's handle (nodes, ports) or a node route's (rewrites).
+impl super::RouteMetrics {
+    pub fn register_cluster(&self) {
+        gauge!(NODES, "route" => self.route().to_owned()).set(0.0);
+        counter!(EXHAUSTED, "route" => self.route().to_owned()).absolute(0);
+    }
 
-pub fn nodes(route: &str, count: usize) {
-    gauge!(NODES, "route" => route.to_owned()).set(count as f64);
-}
+    pub fn cluster_nodes(&self, count: usize) {
+        gauge!(NODES, "route" => self.route().to_owned()).set(count as f64);
+    }
 
-pub fn exhausted(route: &str) {
-    counter!(EXHAUSTED, "route" => route.to_owned()).increment(1);
-}
+    pub fn cluster_ports_exhausted(&self) {
+        counter!(EXHAUSTED, "route" => self.route().to_owned()).increment(1);
+    }
 
-pub fn redirect_rewritten(route: &str) {
-    counter!(REDIRECTS, "route" => route.to_owned()).increment(1);
-}
+    pub fn redirect_rewritten(&self) {
+        counter!(REDIRECTS, "route" => self.route().to_owned()).increment(1);
+    }
 
-pub fn redirect_unknown(route: &str) {
-    counter!(UNKNOWN, "route" => route.to_owned()).increment(1);
-}
+    pub fn redirect_unknown(&self) {
+        counter!(UNKNOWN, "route" => self.route().to_owned()).increment(1);
+    }
 
-pub fn topology_rewritten(route: &str) {
-    counter!(TOPOLOGY, "route" => route.to_owned()).increment(1);
+    pub fn topology_rewritten(&self) {
+        counter!(TOPOLOGY, "route" => self.route().to_owned()).increment(1);
+    }
 }

@@ -29,30 +29,38 @@ pub(super) fn describe() {
 }
 
 /// One IAM signing attempt.
-pub fn signed(result: &'static str) {
-    counter!(SIGNINGS, "result" => result).increment(1);
-}
-
-/// The credentials just fetched expire at `at` (`None`: never).
-pub fn credentials_expire(at: Option<SystemTime>) {
-    let unix = at
-        .and_then(|at| at.duration_since(UNIX_EPOCH).ok())
-        .map_or(0.0, |d| d.as_secs_f64());
-    gauge!(CREDENTIALS_EXPIRY).set(unix);
-}
-
-/// Creates a route's series at zero.
-pub fn register(route: &str) {
-    for result in ["ok", "rejected"] {
-        counter!(REAUTHENTICATIONS, "route" => route.to_owned(), "result" => result).absolute(0);
+impl super::ProcessMetrics {
+    pub fn iam_signed(&self, result: &'static str) {
+        counter!(SIGNINGS, "result" => result).increment(1);
     }
-    counter!(LIFETIME_CLOSES, "route" => route.to_owned()).absolute(0);
+
+    pub fn iam_credentials_expire(&self, at: Option<SystemTime>) {
+        let unix = at
+            .and_then(|at| at.duration_since(UNIX_EPOCH).ok())
+            .map_or(0.0, |d| d.as_secs_f64());
+        gauge!(CREDENTIALS_EXPIRY).set(unix);
+    }
 }
 
-pub fn reauthenticated(route: &str, result: &'static str) {
-    counter!(REAUTHENTICATIONS, "route" => route.to_owned(), "result" => result).increment(1);
-}
+/// With IAM, per route: the in-band renewals and the closes before the server's cut.
+impl super::RouteMetrics {
+    pub fn register_iam(&self) {
+        for result in ["ok", "rejected"] {
+            counter!(REAUTHENTICATIONS, "route" => self.route().to_owned(), "result" => result)
+                .absolute(0);
+        }
+        counter!(LIFETIME_CLOSES, "route" => self.route().to_owned()).absolute(0);
+    }
 
-pub fn closed_at_lifetime(route: &str) {
-    counter!(LIFETIME_CLOSES, "route" => route.to_owned()).increment(1);
+    /// A live connection authenticated again in band, or refused.
+    pub fn reauthenticated(&self, accepted: bool) {
+        let result = if accepted { "ok" } else { "rejected" };
+        counter!(REAUTHENTICATIONS, "route" => self.route().to_owned(), "result" => result)
+            .increment(1);
+    }
+
+    /// A connection closed before the server's cut.
+    pub fn closed_at_lifetime(&self) {
+        counter!(LIFETIME_CLOSES, "route" => self.route().to_owned()).increment(1);
+    }
 }

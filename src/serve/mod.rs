@@ -71,10 +71,10 @@ impl RouteRuntime {
         let connector =
             Connector::new(upstream, tls, settings.connect_timeout)?.counting_handshakes(&name);
         let metrics = RouteMetrics::new(&name);
-        let pool = (settings.pool_size > 0)
-            .then(|| Pool::new(&name, settings.pool_size as usize, settings.pool_max_age));
+        let (size, max_age) = (settings.pool_size as usize, settings.pool_max_age);
+        let pool = (size > 0).then(|| Pool::new(metrics.clone(), size, max_age));
         if settings.renewal.is_some() {
-            crate::metrics::iam::register(&name);
+            metrics.register_iam();
         }
         Ok(RouteRuntime {
             pool,

@@ -8,6 +8,7 @@ use super::{RouteRuntime, RouteShared, Serving};
 use crate::cluster::ports::Ports;
 use crate::cluster::{ClusterError, ClusterLink, NodeAddr, NodeMap, Nodes};
 use crate::listener::Listener;
+use crate::metrics::RouteMetrics;
 use crate::upstream::TlsSettings;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::ops::RangeInclusive;
@@ -22,6 +23,8 @@ pub(crate) struct Endpoint {
     pub(crate) serving: Serving,
     pub(crate) route: Weak<RouteRuntime>,
     pub(crate) own_port: Option<u16>,
+    /// The endpoint route's metrics, where the node count is kept.
+    pub(crate) metrics: RouteMetrics,
 }
 
 /// The node table of a `--cluster` route; its nodes' routes are made like the route's own,
@@ -36,12 +39,13 @@ pub(crate) fn table(
         route: route.name.clone(),
         tls: route.tls.clone(),
         shared: shared.clone(),
+        metrics: endpoint.metrics,
     };
     let mut ports = Ports::new(*range.start());
     if let Some(port) = endpoint.own_port {
         ports.keep_forever(route.upstream.clone(), port);
     }
-    crate::metrics::cluster::register(&template.route);
+    template.metrics.register_cluster();
     Arc::new_cyclic(|myself| NodeTable {
         template,
         range: range.clone(),
@@ -59,6 +63,7 @@ pub(crate) struct NodeTemplate {
     pub(crate) route: String,
     pub(crate) tls: Option<TlsSettings>,
     pub(crate) shared: RouteShared,
+    pub(crate) metrics: RouteMetrics,
 }
 
 pub(crate) struct NodeTable {
@@ -144,7 +149,7 @@ impl NodeMap for NodeTable {
         }
         let route = &self.template.route;
         let Some((port, listener)) = self.bind_free(&mut ports) else {
-            crate::metrics::cluster::exhausted(route);
+            self.template.metrics.cluster_ports_exhausted();
             warn!(route = %route, node = %node, range = %self.range_text(), "No local port left for a cluster node (--cluster-ports)");
             return Err(ClusterError::Exhausted {
                 node: node.to_string(),
@@ -159,7 +164,7 @@ impl NodeMap for NodeTable {
                 reason,
             })?;
         ports.insert(node.clone(), id, port, stop, Instant::now());
-        crate::metrics::cluster::nodes(route, ports.served());
+        self.template.metrics.cluster_nodes(ports.served());
         info!(route = %route, node = %node, listen = %SocketAddr::from((Ipv4Addr::LOCALHOST, port)), "Listening for a cluster node");
         Ok(port)
     }
@@ -175,7 +180,7 @@ impl NodeMap for NodeTable {
         for (port, nodes) in ports.release_stale(Instant::now()) {
             info!(route = %self.template.route, nodes = ?nodes, port, "Released the listener of a cluster node gone from the topology");
         }
-        crate::metrics::cluster::nodes(&self.template.route, ports.served());
+        self.template.metrics.cluster_nodes(ports.served());
     }
 }
 

@@ -7,7 +7,7 @@
 //! full and replaces what ages out. With `--upstream-reuse` the connections out with clients
 //! count as the pool's (`Lease`): they come back when their clients leave (`reuse`).
 
-use crate::metrics::pool as metrics;
+use crate::metrics::RouteMetrics;
 use crate::upstream::UpstreamStream;
 use std::collections::VecDeque;
 use std::sync::Mutex;
@@ -25,7 +25,7 @@ struct Ready {
 pub(crate) struct Pool {
     pub size: usize,
     pub max_age: Duration,
-    route: String,
+    metrics: RouteMetrics,
     idle: Mutex<VecDeque<Ready>>,
     /// With `--upstream-reuse`: connections serving a client now, expected back when it leaves;
     /// the filler does not replace them.
@@ -46,11 +46,11 @@ impl Drop for Lease<'_> {
 }
 
 impl Pool {
-    pub(crate) fn new(route: &str, size: usize, max_age: Duration) -> Self {
+    pub(crate) fn new(metrics: RouteMetrics, size: usize, max_age: Duration) -> Self {
         Pool {
             size,
             max_age,
-            route: route.to_owned(),
+            metrics,
             idle: Mutex::new(VecDeque::with_capacity(size)),
             out: AtomicUsize::new(0),
             wanted: Notify::new(),
@@ -66,10 +66,10 @@ impl Pool {
             };
             match self.problem(&mut ready, token_version) {
                 None => break Some((ready.stream, ready.born)),
-                Some(reason) => metrics::evicted(&self.route, reason),
+                Some(reason) => self.metrics.pool_evicted(reason),
             }
         };
-        metrics::taken(&self.route, if found.is_some() { "hit" } else { "miss" });
+        (self.metrics).pool_taken(if found.is_some() { "hit" } else { "miss" });
         self.publish();
         self.wanted.notify_one();
         found
@@ -117,7 +117,7 @@ impl Pool {
                 let stale =
                     ready.born.elapsed() > self.max_age || ready.token_version != token_version;
                 if stale {
-                    metrics::evicted(&self.route, "stale");
+                    self.metrics.pool_evicted("stale");
                 }
                 !stale
             });
@@ -137,6 +137,6 @@ impl Pool {
 
     fn publish(&self) {
         let len = self.idle.lock().expect("pool lock").len();
-        metrics::ready(&self.route, len);
+        self.metrics.pool_ready(len);
     }
 }

@@ -271,7 +271,7 @@ impl Target for TokenStore {
     }
 
     fn record(&self, source: &'static str, result: &'static str) {
-        crate::metrics::token_reload(source, result);
+        crate::metrics::PROCESS.token_reload(source, result);
     }
 
     fn requests(&self) -> Option<&Notify> {

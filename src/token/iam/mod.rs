@@ -109,10 +109,10 @@ impl IamSource {
             _ => (self.fetch(aws).await?, now),
         };
         let token = aws.request.sign(&credentials, now).map_err(|e| {
-            metrics::iam::signed("sign_error");
+            metrics::PROCESS.iam_signed("sign_error");
             self.error(e.to_string())
         })?;
-        metrics::iam::signed("ok");
+        metrics::PROCESS.iam_signed("ok");
         let held = Held {
             fetched_at,
             expires: credentials.expiry(),
@@ -145,19 +145,19 @@ impl IamSource {
         let credentials = match fetched {
             Ok(Ok(credentials)) => credentials,
             Ok(Err(error)) => {
-                metrics::iam::signed("credentials_error");
+                metrics::PROCESS.iam_signed("credentials_error");
                 let error = aws_sdk_secretsmanager::error::DisplayErrorContext(&error);
                 return Err(self.error(format!("no AWS credentials: {error}")));
             }
             Err(_) => {
-                metrics::iam::signed("credentials_error");
+                metrics::PROCESS.iam_signed("credentials_error");
                 return Err(TokenError::Timeout {
                     source_name: format!("{} credentials", self.describe()),
                     after: FETCH_TIMEOUT,
                 });
             }
         };
-        metrics::iam::credentials_expire(credentials.expiry());
+        metrics::PROCESS.iam_credentials_expire(credentials.expiry());
         Ok(credentials)
     }
 
