@@ -7,7 +7,7 @@
 mod common;
 
 use common::cluster::{Announce, Cluster};
-use common::{ProxyProcess, Raw, TOKEN_A, TokenFile, http, sample};
+use common::{ProxyHandle, ProxyProcess, Raw, TOKEN_A, TokenFile, http, sample};
 
 fn proxy(cluster: &Cluster, token: &TokenFile, ports: &str) -> ProxyProcess {
     let token_path = token.path.display().to_string();

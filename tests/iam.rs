@@ -6,7 +6,7 @@
 mod common;
 
 use common::iam::{self, IamStandIn};
-use common::{ProxyProcess, RedisServer, eventually, http, sample};
+use common::{ProxyHandle, ProxyProcess, RedisServer, eventually, http, sample};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant, UNIX_EPOCH};
 

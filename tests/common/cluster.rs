@@ -2,11 +2,38 @@
 //! replicas, TLS only (`tls-cluster`, `tls-replication`), `requirepass` and `masterauth`,
 //! created with `redis-cli --cluster create`, announced by IP or by hostname (`localhost`).
 
-use super::{PATIENCE, TOKEN_A, certs, server_binary};
+use super::{PATIENCE, ProxyProcess, TOKEN_A, TokenFile, certs, server_binary};
 use std::net::TcpListener;
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
+
+/// Where the cluster tests' node listeners go: below the ephemeral range, so that no client
+/// socket holds one; a port another test's listener holds is skipped, never shared.
+pub const CLUSTER_PORTS: &str = "24000-24899";
+
+/// The proxy in cluster mode toward `upstream`, with `--cluster-ports CLUSTER_PORTS` unless
+/// `extra` gives its own.
+pub fn proxy_to(upstream: &str, token: &TokenFile, extra: &[&str]) -> ProxyProcess {
+    let token_path = token.path.display().to_string();
+    let mut args = vec!["--cluster", "--token-file", &token_path];
+    if !extra.contains(&"--cluster-ports") {
+        args.extend(["--cluster-ports", CLUSTER_PORTS]);
+    }
+    args.extend(extra);
+    ProxyProcess::start_to(upstream, &args, &[])
+}
+
+/// `redis-cli` to the proxy in plain RESP, with no password.
+pub fn cli(port: u16, args: &[&str]) -> String {
+    let output = Command::new("redis-cli")
+        .args(["-h", "127.0.0.1", "-p", &port.to_string()])
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("redis-cli");
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
 
 /// How the nodes tell clients where they are.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,7 +1,39 @@
 //! The proxy under test: in-process on its own runtime (`Proxy`), or the binary as a process
-//! (`ProxyProcess`); each stopped on drop.
+//! (`ProxyProcess`); each stopped on drop, both asked the same things through `ProxyHandle`.
+//! Either is ready once `/startupz` says so; a process has bound its ports once its own
+//! sockets listen on them. Log text is never read for readiness.
 
 use super::*;
+
+/// What a test asks of the proxy, in-process or a process alike.
+pub trait ProxyHandle {
+    /// The first route's TCP address.
+    fn addr(&self) -> SocketAddr;
+
+    /// The admin endpoint.
+    fn admin_addr(&self) -> SocketAddr;
+
+    fn port(&self) -> u16 {
+        self.addr().port()
+    }
+
+    /// A `redis` crate connection through the proxy, with no password.
+    fn client(&self) -> redis::Connection {
+        connect(&format!("redis://{}/", self.addr()))
+    }
+
+    fn raw(&self) -> Raw {
+        Raw::connect(self.addr())
+    }
+
+    /// The ACL user the proxy's connections run as.
+    fn whoami(&self) -> String {
+        redis::cmd("ACL")
+            .arg("WHOAMI")
+            .query(&mut self.client())
+            .unwrap()
+    }
+}
 
 /// Flags for a proxy on an ephemeral port in front of `redis`'s TLS port.
 pub fn flags(redis: &RedisServer, token: &TokenFile) -> Flags {
@@ -77,27 +109,6 @@ impl Proxy {
         }
     }
 
-    /// The first route's TCP address.
-    pub fn addr(&self) -> SocketAddr {
-        match &self.addrs[0] {
-            ListenAddr::Tcp(addr) => *addr,
-            other => panic!("route 0 listens on {other}, not TCP"),
-        }
-    }
-
-    pub fn port(&self) -> u16 {
-        self.addr().port()
-    }
-
-    /// A `redis` crate connection through the proxy, with no password.
-    pub fn client(&self) -> redis::Connection {
-        connect(&format!("redis://{}/", self.addr()))
-    }
-
-    pub fn raw(&self) -> Raw {
-        Raw::connect(self.addr())
-    }
-
     /// Waits until the proxy's current token is `token` (the refresher picked it up).
     pub fn wait_for_current_token(&self, token: &str) {
         eventually(&format!("the proxy uses token {}", &token[..7]), || {
@@ -105,6 +116,19 @@ impl Proxy {
                 .credentials()
                 .is_some_and(|c| c.current.expose() == token)
         });
+    }
+}
+
+impl ProxyHandle for Proxy {
+    fn addr(&self) -> SocketAddr {
+        match &self.addrs[0] {
+            ListenAddr::Tcp(addr) => *addr,
+            other => panic!("route 0 listens on {other}, not TCP"),
+        }
+    }
+
+    fn admin_addr(&self) -> SocketAddr {
+        self.admin.expect("the proxy has an admin endpoint")
     }
 }
 
@@ -160,8 +184,8 @@ impl ProxyProcess {
         proxy
     }
 
-    /// Starts it and waits only until its listeners are bound (the admin endpoint says so in
-    /// the log: a probe could be answered by another test's process that took the port first).
+    /// Starts it and waits only until its listeners are bound: its own sockets listen on both
+    /// ports (a probe could be answered by another test's process that took a port first).
     /// Ports come from `free_port`, so another test may take one first: then it tries again
     /// with new ports.
     pub fn spawn(redis: &RedisServer, args: &[&str], env: &[(&str, String)]) -> Self {
@@ -173,15 +197,13 @@ impl ProxyProcess {
             let mut proxy = Self::spawn_once(upstream, args, env);
             let deadline = Instant::now() + PATIENCE;
             loop {
-                if proxy.log().contains("Admin endpoints listening") {
+                let bound = listening_ports(proxy.child.id());
+                if bound.contains(&proxy.port) && bound.contains(&proxy.admin) {
                     return proxy;
                 }
-                if let Ok(Some(_)) = proxy.child.try_wait() {
-                    assert!(
-                        proxy.log().contains("cannot listen on"),
-                        "the proxy exited:\n{}",
-                        proxy.log()
-                    );
+                if let Ok(Some(status)) = proxy.child.try_wait() {
+                    // Exit code 1 is a start error, here a port another test took first.
+                    assert_eq!(status.code(), Some(1), "the proxy exited:\n{}", proxy.log());
                     break;
                 }
                 assert!(
@@ -192,7 +214,7 @@ impl ProxyProcess {
                 std::thread::sleep(Duration::from_millis(10));
             }
         }
-        panic!("no free ports for the proxy after 5 tries");
+        panic!("the proxy could not start after 5 tries (its ports were taken?)");
     }
 
     fn spawn_once(upstream: &str, args: &[&str], env: &[(&str, String)]) -> Self {
@@ -235,14 +257,6 @@ impl ProxyProcess {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
-    pub fn addr(&self) -> SocketAddr {
-        SocketAddr::from(([127, 0, 0, 1], self.port))
-    }
-
-    pub fn admin_addr(&self) -> SocketAddr {
-        SocketAddr::from(([127, 0, 0, 1], self.admin))
-    }
-
     /// The process's resident set size, from /proc.
     pub fn rss_kib(&self) -> u64 {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
@@ -251,17 +265,6 @@ impl ProxyProcess {
             .find_map(|l| l.strip_prefix("VmRSS:"))
             .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
             .expect("VmRSS in /proc/PID/status")
-    }
-
-    pub fn client(&self) -> redis::Connection {
-        connect(&format!("redis://{}/", self.addr()))
-    }
-
-    pub fn whoami(&self) -> String {
-        redis::cmd("ACL")
-            .arg("WHOAMI")
-            .query(&mut self.client())
-            .unwrap()
     }
 
     /// Sends a signal by name (`TERM`, `HUP`, ...).
@@ -286,6 +289,44 @@ impl ProxyProcess {
             std::thread::sleep(Duration::from_millis(10));
         }
     }
+}
+
+impl ProxyHandle for ProxyProcess {
+    fn addr(&self) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.port))
+    }
+
+    fn admin_addr(&self) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.admin))
+    }
+}
+
+/// The TCP ports process `pid`'s own sockets listen on, from /proc.
+fn listening_ports(pid: u32) -> Vec<u16> {
+    let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return Vec::new();
+    };
+    let inodes: Vec<String> = fds
+        .filter_map(|fd| std::fs::read_link(fd.ok()?.path()).ok())
+        .filter_map(|link| {
+            let link = link.to_string_lossy();
+            Some(link.strip_prefix("socket:[")?.strip_suffix(']')?.to_owned())
+        })
+        .collect();
+    let table = std::fs::read_to_string(format!("/proc/{pid}/net/tcp")).unwrap_or_default();
+    table
+        .lines()
+        .skip(1)
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let listening = fields.get(3) == Some(&"0A");
+            let owned = fields
+                .get(9)
+                .is_some_and(|inode| inodes.iter().any(|i| i == inode));
+            let port = fields.get(1)?.rsplit(':').next()?;
+            (listening && owned).then(|| u16::from_str_radix(port, 16).ok())?
+        })
+        .collect()
 }
 
 impl Drop for ProxyProcess {
