@@ -7,15 +7,18 @@
 //! - `upstream` opens TCP and TLS to the route's server (DNS at every connect);
 //! - `handshake` authenticates that connection with a token from the `token` store;
 //! - `forward` then moves the bytes both ways, and `connection` decides what each byte becomes
-//!   (with no I/O): `resp` finds request and reply boundaries; AUTH, HELLO AUTH and RESET are
-//!   answered or rewritten there, the client's own password checked against `client_auth`;
+//!   (with no I/O), keeping the client's session apart from the upstream stream and reporting
+//!   what it wants of the I/O (`Wants`): `resp` finds request and reply boundaries; AUTH, HELLO
+//!   AUTH and RESET are answered or rewritten there, the client's own password checked against
+//!   `client_auth`;
 //! - when the client leaves, `serve::reuse` resets the upstream connection for the next client
 //!   (`--upstream-reuse`);
 //! - with `--cluster`, `serve::nodes` gives every node the server announces a listener of its
 //!   own, and `cluster` (pure) decides the ports and rewrites the replies that name nodes.
 //!
 //! `process` is the process's life (bind, load tokens, build routes, serve, drain); `config`
-//! turns flags, environment and file into a `Config`; `secret` holds the one type that may
+//! turns flags, environment and file into a `Config` (what every connection uses is one value,
+//! `ConnectionSettings`); `address` names a server (`host:port`); `secret` holds the one type that may
 //! carry a token; `error` maps every failure to a reply, a metric label and a log level;
 //! `health` is what the probes read; `metrics` names every metric; `admin` serves probes,
 //! metrics and `/quitquitquit`; `check` is the `check` subcommand.
