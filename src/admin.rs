@@ -196,21 +196,36 @@ fn could_come_from_a_web_page(headers: &HeaderMap) -> bool {
     form || headers.contains_key(ORIGIN) || headers.contains_key("sec-fetch-site")
 }
 
-/// `redis-auth-proxy health`: asks the local admin endpoint for readiness.
-pub async fn probe(addr: SocketAddr, timeout: Duration) -> Result<String, String> {
+/// Why a probe of the local admin endpoint did not get a 200.
+#[derive(Debug, thiserror::Error)]
+pub enum ProbeError {
+    /// It answered otherwise; the body says why (`loading the token from ...`).
+    #[error("{0}")]
+    Answered(String),
+    /// It could not be reached, or did not answer in time.
+    #[error("{0}")]
+    Unanswered(String),
+}
+
+/// `redis-auth-proxy health` and `wait`: asks the local admin endpoint's `path` (`/readyz`,
+/// `/startupz`); the body when it answers 200.
+pub async fn probe(addr: SocketAddr, path: &str, timeout: Duration) -> Result<String, ProbeError> {
+    let unanswered = |reason: String| ProbeError::Unanswered(reason);
     let ask = async {
         let mut stream = TcpStream::connect(addr)
             .await
-            .map_err(|e| format!("cannot reach {addr}: {e}"))?;
+            .map_err(|e| unanswered(format!("cannot reach {addr}: {e}")))?;
+        let request =
+            format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
         stream
-            .write_all(b"GET /readyz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+            .write_all(request.as_bytes())
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| unanswered(e.to_string()))?;
         let mut reply = Vec::new();
         stream
             .read_to_end(&mut reply)
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| unanswered(e.to_string()))?;
         let reply = String::from_utf8_lossy(&reply).into_owned();
         let body = reply
             .split_once("\r\n\r\n")
@@ -219,10 +234,10 @@ pub async fn probe(addr: SocketAddr, timeout: Duration) -> Result<String, String
         if reply.starts_with("HTTP/1.1 200") {
             Ok(body)
         } else {
-            Err(format!("not ready: {body}"))
+            Err(ProbeError::Answered(body))
         }
     };
     tokio::time::timeout(timeout, ask)
         .await
-        .map_err(|_| format!("no answer from {addr} within {timeout:?}"))?
+        .map_err(|_| unanswered(format!("no answer from {addr} within {timeout:?}")))?
 }

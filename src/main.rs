@@ -10,12 +10,18 @@ use tracing_subscriber::EnvFilter;
 
 /// Exit code for an invalid configuration (BSD `EX_CONFIG`).
 const EXIT_CONFIG: u8 = 78;
+/// `wait --wait-timeout`'s default.
+const DEFAULT_WAIT: Duration = Duration::from_secs(30);
+/// How long `wait` lets one `/startupz` request take, and how often it asks.
+const WAIT_PROBE: Duration = Duration::from_secs(1);
+const WAIT_POLL: Duration = Duration::from_millis(100);
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let command = cli.command.unwrap_or(CliCommand::Run(cli.flags));
     let flags = match &command {
         CliCommand::Health(flags) => return health(flags),
+        CliCommand::Wait(flags) => return wait(flags),
         CliCommand::IamToken(flags) => return iam_token(flags),
         CliCommand::Run(flags) | CliCommand::Check(flags) => flags,
     };
@@ -94,36 +100,87 @@ async fn run_check(config: &Config) -> anyhow::Result<ExitCode> {
 
 /// `health`: exit 0 if the local admin endpoint says ready, 1 otherwise.
 fn health(flags: &Flags) -> ExitCode {
-    let addr = match config::admin_address(flags) {
-        Ok(Some(addr)) => addr,
-        Ok(None) => {
-            eprintln!("redis-auth-proxy health: the admin listener is off (--admin-listen off)");
-            return ExitCode::FAILURE;
-        }
-        Err(error) => {
-            eprintln!("redis-auth-proxy health: {error}");
-            return ExitCode::from(EXIT_CONFIG);
-        }
+    let addr = match local_admin(flags, "health") {
+        Ok(addr) => addr,
+        Err(code) => return code,
     };
-    // A wildcard listen address is reached through loopback.
-    let addr = match addr.ip().is_unspecified() {
-        true => std::net::SocketAddr::new(std::net::Ipv4Addr::LOCALHOST.into(), addr.port()),
-        false => addr,
-    };
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("tokio runtime");
-    match runtime.block_on(redis_auth_proxy::admin::probe(addr, Duration::from_secs(3))) {
+    let probe = redis_auth_proxy::admin::probe(addr, "/readyz", Duration::from_secs(3));
+    match current_thread().block_on(probe) {
         Ok(body) => {
             println!("{body}");
             ExitCode::SUCCESS
         }
-        Err(reason) => {
-            println!("{reason}");
+        Err(redis_auth_proxy::admin::ProbeError::Answered(body)) => {
+            println!("not ready: {body}");
+            ExitCode::FAILURE
+        }
+        Err(unanswered) => {
+            println!("{unanswered}");
             ExitCode::FAILURE
         }
     }
+}
+
+/// `wait`: exit 0 once the local admin endpoint says started, 1 if it has not within
+/// `--wait-timeout`.
+fn wait(flags: &Flags) -> ExitCode {
+    let addr = match local_admin(flags, "wait") {
+        Ok(addr) => addr,
+        Err(code) => return code,
+    };
+    let limit = match flags.wait_timeout.as_deref().map(config::parse_duration) {
+        None => DEFAULT_WAIT,
+        Some(Ok(limit)) => limit,
+        Some(Err(error)) => {
+            eprintln!("redis-auth-proxy wait: --wait-timeout: {error}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    current_thread().block_on(async {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            let probe = redis_auth_proxy::admin::probe(addr, "/startupz", left.min(WAIT_PROBE));
+            match probe.await {
+                Ok(body) => {
+                    println!("{body}");
+                    return ExitCode::SUCCESS;
+                }
+                Err(reason) if left.is_zero() || tokio::time::Instant::now() >= deadline => {
+                    println!("not started within {limit:?}: {reason}");
+                    return ExitCode::FAILURE;
+                }
+                Err(_) => tokio::time::sleep(WAIT_POLL.min(left)).await,
+            }
+        }
+    })
+}
+
+/// The local admin endpoint `--admin-listen` names (a wildcard address is reached through
+/// loopback), or the exit code that says why there is none.
+fn local_admin(flags: &Flags, command: &str) -> Result<std::net::SocketAddr, ExitCode> {
+    let addr = match config::admin_address(flags) {
+        Ok(Some(addr)) => addr,
+        Ok(None) => {
+            eprintln!("redis-auth-proxy {command}: the admin listener is off (--admin-listen off)");
+            return Err(ExitCode::FAILURE);
+        }
+        Err(error) => {
+            eprintln!("redis-auth-proxy {command}: {error}");
+            return Err(ExitCode::from(EXIT_CONFIG));
+        }
+    };
+    Ok(match addr.ip().is_unspecified() {
+        true => std::net::SocketAddr::new(std::net::Ipv4Addr::LOCALHOST.into(), addr.port()),
+        false => addr,
+    })
+}
+
+fn current_thread() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime")
 }
 
 /// `iam-token`: print one IAM token on stdout; exit 1 if none can be signed.

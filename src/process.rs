@@ -318,12 +318,14 @@ impl Lifecycle {
                 .collect()
         });
         self.health.ready(Arc::clone(&store), probes);
+        notify(sd_notify::NotifyState::Ready);
         info!(token.source = config.token.kind(), token.from = %config.token.describe(), "Ready");
         tokio::select! {
             () = shutdown => info!("Shutdown signal received"),
             () = self.quit.cancelled() => {}
         }
         self.health.draining();
+        notify(sd_notify::NotifyState::Stopping);
         connections.drain(&config, &accepting).await;
         Ok(())
     }
@@ -376,5 +378,14 @@ async fn reload_on_sighup(
                 store.request_reload();
             }
         }
+    }
+}
+
+/// Tells a service manager (systemd's `Type=notify`) where the process stands: ready once every
+/// listener serves with the first token loaded, stopping at the drain. Nothing without
+/// `NOTIFY_SOCKET`.
+fn notify(state: sd_notify::NotifyState) {
+    if let Err(error) = sd_notify::notify(false, &[state]) {
+        tracing::warn!(error = %error, "Could not notify the service manager ($NOTIFY_SOCKET)");
     }
 }

@@ -7,9 +7,11 @@ use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 
 /// Shown at the end of `--help`.
-pub const EXIT_CODES_HELP: &str = "Exit codes:\n  0   stopped by SIGTERM or SIGINT; `check` passed; `iam-token` printed a token\n  \
-1   could not start (token source, listener, TLS files), a `check` route failed, or\n      \
-`iam-token` could not sign (no AWS credentials or region)\n  \
+pub const EXIT_CODES_HELP: &str = "Exit codes:\n  0   stopped by SIGTERM or SIGINT; `check` passed; `health` found it ready; `wait`\n      \
+saw it start; `iam-token` printed a token\n  \
+1   could not start (token source, listener, TLS files), a `check` route failed,\n      \
+`health` found it not ready, `wait` did not see it start, or `iam-token` could not\n      \
+sign (no AWS credentials or region)\n  \
 2   command-line syntax error\n  78  invalid configuration (every problem is listed)\n\n\
 See docs/configuration.md for the config file and token formats, docs/clients.md for the\n\
 errors clients can see, docs/operations.md for metrics and probes.";
@@ -51,6 +53,10 @@ pub enum CliCommand {
     /// Ask the local admin endpoint (--admin-listen) whether the proxy is ready: exit 0 if it
     /// is, 1 if not. For container health checks in images without curl.
     Health(Flags),
+    /// Wait until the proxy on this host has started (the local admin endpoint's /startupz,
+    /// --admin-listen): exit 0 once it has, 1 if it has not within --wait-timeout. For
+    /// start-up ordering in init scripts and classic sidecars.
+    Wait(Flags),
 }
 
 /// The flags shared by `run` and `check`.
@@ -237,6 +243,9 @@ pub struct Flags {
     /// pod-reachable address such as 0.0.0.0:6479.
     #[arg(long, env = "REDIS_AUTH_PROXY_ADMIN_LISTEN", value_name = "ADDR")]
     pub admin_listen: Option<String>,
+    /// With `wait`: how long to wait for the proxy to start [default: 30s].
+    #[arg(long, env = "REDIS_AUTH_PROXY_WAIT_TIMEOUT", value_name = "D")]
+    pub wait_timeout: Option<String>,
     /// /readyz also requires a successful upstream AUTH on every route within the last 30s,
     /// making one itself when none is that recent.
     #[arg(long, env = "REDIS_AUTH_PROXY_READY_REQUIRES_UPSTREAM", value_name = "BOOL", num_args = 0..=1,
