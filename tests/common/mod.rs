@@ -1,6 +1,7 @@
 //! The shared test harness, by concern: certificates made per run (`certs`), real servers on
 //! ephemeral loopback ports (`servers`, `cluster`), token sources (`tokens`, `iam`), the proxy
-//! in-process or as a process (`proxy`), and clients (`clients`).
+//! in-process or as a process (`proxy`), clients (`clients`), and a real Prometheus
+//! (`prometheus`).
 //!
 //! A missing `redis-server` fails the test that needs it; nothing is skipped.
 
@@ -10,6 +11,7 @@ mod certs;
 mod clients;
 pub mod cluster;
 pub mod iam;
+pub mod prometheus;
 mod proxy;
 pub mod rng;
 mod servers;
