@@ -136,11 +136,14 @@ async fn route(
         Err(reason) => (StatusCode::SERVICE_UNAVAILABLE, TEXT, format!("{reason}\n")),
     };
     match path {
-        "/metrics" if get => (
-            StatusCode::OK,
-            "text/plain; version=0.0.4; charset=utf-8",
-            crate::metrics::install().render(),
-        ),
+        "/metrics" if get => {
+            crate::metrics::PROCESS.ready(health.ready_here().is_ok());
+            (
+                StatusCode::OK,
+                "text/plain; version=0.0.4; charset=utf-8",
+                crate::metrics::install().render(),
+            )
+        }
         "/livez" if get => (StatusCode::OK, TEXT, "ok\n".into()),
         "/startupz" if get => probe(health.started(), "started"),
         "/readyz" if get => probe(health.ready_now().await, "ready"),

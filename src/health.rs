@@ -86,15 +86,21 @@ impl Health {
 
     /// `/readyz`.
     pub async fn ready_now(&self) -> Result<(), String> {
-        self.started()?;
-        if self.phase.load(Ordering::Acquire) == DRAINING {
-            return Err("draining: shutting down".into());
-        }
-        self.token_alive()?;
+        self.ready_here()?;
         match self.probes.get() {
             Some(probes) => self.upstream_fresh(probes).await,
             None => Ok(()),
         }
+    }
+
+    /// `/readyz` but for the upstream check of `--ready-requires-upstream`: what the process
+    /// knows without opening a connection (the `ready` metric, read at each scrape).
+    pub fn ready_here(&self) -> Result<(), String> {
+        self.started()?;
+        if self.phase.load(Ordering::Acquire) == DRAINING {
+            return Err("draining: shutting down".into());
+        }
+        self.token_alive()
     }
 
     /// A token that expires (IAM) must not have: it expires when no credentials could be had to

@@ -31,6 +31,7 @@ pub const TOKEN_LAST_CHANGE: &str = "redis_auth_proxy_token_last_change_timestam
 pub const TOKEN_LAST_RELOAD: &str =
     "redis_auth_proxy_token_last_successful_reload_timestamp_seconds";
 pub const BUILD_INFO: &str = "redis_auth_proxy_build_info";
+pub const READY: &str = "redis_auth_proxy_ready";
 pub const POOL_READY: &str = "redis_auth_proxy_upstream_pool_ready";
 pub const POOL_TAKES: &str = "redis_auth_proxy_upstream_pool_takes_total";
 pub const POOL_EVICTIONS: &str = "redis_auth_proxy_upstream_pool_evictions_total";
@@ -113,6 +114,10 @@ fn describe() {
         "Token source reads, by source (file, env, secretsmanager, iam) and result (changed, unchanged, failed)."
     );
     describe_gauge!(
+        READY,
+        "1 while /readyz answers ready as far as the process can tell (started, not draining, the token alive), else 0; read at each scrape, without the upstream check of --ready-requires-upstream."
+    );
+    describe_gauge!(
         TOKEN_LAST_CHANGE,
         "Unix time the current token last changed."
     );
@@ -181,6 +186,11 @@ pub struct ProcessMetrics;
 pub static PROCESS: ProcessMetrics = ProcessMetrics;
 
 impl ProcessMetrics {
+    /// Whether the proxy is ready, as of this scrape.
+    pub fn ready(&self, ready: bool) {
+        gauge!(READY).set(if ready { 1.0 } else { 0.0 });
+    }
+
     /// Records one token source read.
     pub fn token_reload(&self, source: &'static str, result: &'static str) {
         counter!(TOKEN_RELOADS, "source" => source, "result" => result).increment(1);

@@ -256,3 +256,24 @@ fn traffic_metrics_are_exported_and_pass_promtool() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// `ready` is 1 while the proxy serves and 0 once it drains, as `/readyz` says.
+#[test]
+fn the_ready_gauge_follows_readyz_into_the_drain() {
+    let redis = RedisServer::start();
+    let token = TokenFile::new(TOKEN_A);
+    let token_path = token.path.display().to_string();
+    // A long delay keeps it draining (not ready, still serving) until the test ends.
+    let args = ["--token-file", &token_path, "--shutdown-delay", "60s"];
+    let proxy = ProxyProcess::start(&redis, &args, &[]);
+    let ready = || {
+        let exposition = http(proxy.admin_addr(), "GET", "/metrics").1;
+        sample(&exposition, "redis_auth_proxy_ready", &[])
+    };
+    assert_eq!(ready(), 1.0);
+    proxy.signal("TERM");
+    eventually("/readyz says draining", || {
+        http(proxy.admin_addr(), "GET", "/readyz").0 == 503
+    });
+    assert_eq!(ready(), 0.0);
+}
