@@ -110,6 +110,18 @@ pub fn redis_cli(args: &[&str]) -> Output {
         .unwrap_or_else(|e| panic!("cannot run redis-cli (is redis-tools installed?): {e}"))
 }
 
+/// Percent-encodes a URL query parameter's value (RFC 3986 unreserved characters as they are).
+pub fn percent_encode(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
 /// A minimal HTTP/1.1 request to the admin endpoint: returns the status code and body.
 pub fn http(addr: SocketAddr, method: &str, path: &str) -> (u16, String) {
     let mut stream = TcpStream::connect(addr).expect("admin endpoint reachable");

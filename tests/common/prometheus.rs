@@ -77,7 +77,7 @@ impl Prometheus {
         let (_, body) = http(
             self.addr,
             "GET",
-            &format!("/api/v1/query?query={}", encode(expr)),
+            &format!("/api/v1/query?query={}", percent_encode(expr)),
         );
         serde_json::from_str(&body).unwrap_or_else(|e| panic!("{e}: {body}"))
     }
@@ -91,16 +91,4 @@ impl Drop for Prometheus {
             eprintln!("--- prometheus log ---\n{}", self.log());
         }
     }
-}
-
-/// Percent-encodes a query parameter's value.
-fn encode(text: &str) -> String {
-    text.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }

@@ -92,14 +92,7 @@ fn hex(bytes: &[u8]) -> String {
 }
 
 fn encode(text: &str) -> String {
-    text.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
+    crate::common::percent_encode(text)
 }
 
 fn decode(text: &str) -> String {
