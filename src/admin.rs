@@ -213,7 +213,7 @@ pub enum ProbeError {
 /// `redis-auth-proxy health` and `wait`: asks the local admin endpoint's `path` (`/readyz`,
 /// `/startupz`); the body when it answers 200.
 pub async fn probe(addr: SocketAddr, path: &str, timeout: Duration) -> Result<String, ProbeError> {
-    let unanswered = |reason: String| ProbeError::Unanswered(reason);
+    let unanswered = ProbeError::Unanswered;
     let ask = async {
         let mut stream = TcpStream::connect(addr)
             .await

@@ -146,7 +146,7 @@ fn wait(flags: &Flags) -> ExitCode {
                     println!("{body}");
                     return ExitCode::SUCCESS;
                 }
-                Err(reason) if left.is_zero() || tokio::time::Instant::now() >= deadline => {
+                Err(reason) if tokio::time::Instant::now() >= deadline => {
                     println!("not started within {limit:?}: {reason}");
                     return ExitCode::FAILURE;
                 }

@@ -1,6 +1,7 @@
 //! SigV4 as the service checks a token, written here apart from the proxy's signing code (which
 //! uses aws-sigv4), so that a mistake in one is not repeated in the other.
 
+use super::super::percent_encode;
 use super::{CACHE, Ledger, REGION, USER};
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::{Digest, Sha256};
@@ -58,7 +59,7 @@ pub fn verify(token: &str, ledger: &Ledger) -> Result<(), String> {
     let canonical_query: Vec<String> = params
         .iter()
         .filter(|(k, _)| *k != "X-Amz-Signature")
-        .map(|(k, v)| format!("{}={}", encode(k), encode(v)))
+        .map(|(k, v)| format!("{}={}", percent_encode(k), percent_encode(v)))
         .collect();
     let empty_hash = hex(&Sha256::digest(b""));
     let canonical = format!(
@@ -89,10 +90,6 @@ fn hmac(key: &[u8], data: &[u8]) -> Vec<u8> {
 
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn encode(text: &str) -> String {
-    crate::common::percent_encode(text)
 }
 
 fn decode(text: &str) -> String {
