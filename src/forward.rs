@@ -120,10 +120,12 @@ where
         upstream_shut: false,
         idle: ctx.settings.idle_timeout.map(Idle::new),
         born: authenticated_at,
-        renewer: ctx
-            .settings
-            .renewal
-            .map(|policy| Renewer::new(policy, authenticated_at.into())),
+        // The token of the last AUTH is the store's current one: a pooled connection made
+        // with older tokens is never handed out (`serve/pool.rs`).
+        renewer: ctx.settings.renewal.map(|policy| {
+            let expires = credentials.as_ref().and_then(|c| c.expires);
+            Renewer::new(policy, authenticated_at.into(), expires)
+        }),
     };
     loop {
         match std::future::poll_fn(|cx| io.poll_turn(&mut conn, cx)).await {

@@ -19,6 +19,9 @@ use tracing::{debug, warn};
 
 /// The longest AUTH reply read; real ones are one short line.
 const MAX_AUTH_REPLY: usize = 4096;
+/// The first wait after a throttled AUTH; it doubles, up to `MAX_THROTTLE_BACKOFF`.
+const FIRST_THROTTLE_BACKOFF: Duration = Duration::from_millis(50);
+const MAX_THROTTLE_BACKOFF: Duration = Duration::from_secs(1);
 
 /// What the server said to one AUTH.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,6 +31,9 @@ pub(crate) enum AuthReply {
     Rejected,
     /// The server has no password set. The connection works, but the setup is suspect.
     NoPasswordSet,
+    /// Memorystore's IAM backend is over its quota or failing (`ERR_IAM_EXHAUSTED`,
+    /// `ERR_IAM_OTHER`): try again after a backoff. With the text.
+    Throttled(String),
     /// Any other error, with its text (tokens already removed).
     Failed(String),
 }
@@ -45,6 +51,10 @@ impl AuthReply {
         };
         if error.starts_with("WRONGPASS") || error.starts_with("ERR invalid password") {
             AuthReply::Rejected
+        } else if error.starts_with("ERR (ERR_IAM_EXHAUSTED)")
+            || error.starts_with("ERR (ERR_IAM_OTHER)")
+        {
+            AuthReply::Throttled(credentials.redact(error))
         } else if error.contains("without any password configured")
             || error.contains("no password is set")
         {
@@ -159,7 +169,11 @@ where
     };
     let credentials = store.credentials().ok_or(ConnError::NoToken)?;
     let order = store.attempt_order(&credentials);
-    for (attempt, slot) in order.iter().copied().enumerate() {
+    // Throttled AUTHs are tried again until this moment, then the last refusal stands.
+    let give_up_at = tokio::time::Instant::now() + timeout;
+    let mut backoff = FIRST_THROTTLE_BACKOFF;
+    let mut attempts = order.iter().copied().enumerate().peekable();
+    while let Some(&(attempt, slot)) = attempts.peek() {
         let command = auth_command(&credentials, username, slot);
         let exchanged =
             tokio::time::timeout(timeout, exchange(stream, &command, buf, upstream)).await;
@@ -195,12 +209,31 @@ where
                     "Upstream rejected token"
                 );
                 if attempt + 1 < order.len() {
+                    attempts.next();
                     continue;
                 }
                 return Err(ConnError::AuthRejected {
                     upstream: upstream.to_owned(),
                     tried: tried_phrase(order.len()),
                 });
+            }
+            AuthReply::Throttled(reply) => {
+                record(slot, "throttled");
+                let wait = jittered(backoff);
+                if tokio::time::Instant::now() + wait >= give_up_at {
+                    return Err(ConnError::AuthFailed {
+                        upstream: upstream.to_owned(),
+                        reply,
+                    });
+                }
+                debug!(
+                    upstream,
+                    ?wait,
+                    "The server's IAM check is throttling; trying again"
+                );
+                tokio::time::sleep(wait).await;
+                backoff = (backoff * 2).min(MAX_THROTTLE_BACKOFF);
+                continue;
             }
             AuthReply::Failed(reply) => {
                 record(slot, "error");
@@ -220,6 +253,13 @@ where
         return Ok(slot);
     }
     unreachable!("attempt order always holds the current slot")
+}
+
+/// `wait` times 0.5 to 1.0, so that connections throttled together do not return together.
+fn jittered(wait: Duration) -> Duration {
+    use std::hash::{BuildHasher, RandomState};
+    let spread = RandomState::new().hash_one(0u8) % 501;
+    wait.mul_f64(0.5 + spread as f64 / 1000.0)
 }
 
 /// Writes one command and reads its reply, leaving any later bytes in `buf`.
@@ -294,5 +334,34 @@ where
                 upstream: upstream.to_owned(),
             });
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::secret::Token;
+
+    #[test]
+    fn memorystore_throttling_is_told_from_a_refused_token() {
+        let credentials = Credentials {
+            username: None,
+            current: Token::new("tok-abcdefghijklmnop".into()),
+            previous: None,
+            expires: None,
+        };
+        let throttled =
+            b"-ERR (ERR_IAM_EXHAUSTED) Memorystore IAM authentication backend quota exceeded.\r\n";
+        assert!(matches!(
+            AuthReply::parse(throttled, &credentials),
+            AuthReply::Throttled(_)
+        ));
+        let other = b"-ERR (ERR_IAM_OTHER) Memorystore IAM authentication backend error.\r\n";
+        assert!(matches!(
+            AuthReply::parse(other, &credentials),
+            AuthReply::Throttled(_)
+        ));
+        let refused = b"-WRONGPASS invalid username-password pair or user is disabled.\r\n";
+        assert_eq!(AuthReply::parse(refused, &credentials), AuthReply::Rejected);
     }
 }

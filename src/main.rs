@@ -22,7 +22,7 @@ fn main() -> ExitCode {
     let flags = match &command {
         CliCommand::Health(flags) => return health(flags),
         CliCommand::Wait(flags) => return wait(flags),
-        CliCommand::IamToken(flags) => return iam_token(flags),
+        CliCommand::Token(flags) => return print_token(flags),
         CliCommand::Run(flags) | CliCommand::Check(flags) => flags,
     };
     let config = match Config::from_flags(flags) {
@@ -183,9 +183,9 @@ fn current_thread() -> tokio::runtime::Runtime {
         .expect("tokio runtime")
 }
 
-/// `iam-token`: print one IAM token on stdout; exit 1 if none can be signed.
-fn iam_token(flags: &Flags) -> ExitCode {
-    let source = match config::iam_source(flags) {
+/// `token`: print one token from the configured source on stdout; exit 1 if none can be had.
+fn print_token(flags: &Flags) -> ExitCode {
+    let source = match config::token_source(flags) {
         Ok(source) => source,
         Err(error) => {
             eprintln!("redis-auth-proxy: {error}");
@@ -196,13 +196,13 @@ fn iam_token(flags: &Flags) -> ExitCode {
         .enable_all()
         .build()
         .expect("tokio runtime");
-    match runtime.block_on(source.load(false)) {
+    match runtime.block_on(source.load()) {
         Ok(credentials) => {
             println!("{}", credentials.current.expose());
             ExitCode::SUCCESS
         }
         Err(error) => {
-            eprintln!("redis-auth-proxy iam-token: {error}");
+            eprintln!("redis-auth-proxy token: {error}");
             ExitCode::FAILURE
         }
     }

@@ -28,6 +28,7 @@ pub const CLIENT_AUTH: &str = "redis_auth_proxy_client_auth_total";
 pub const TLS_HANDSHAKES: &str = "redis_auth_proxy_upstream_tls_handshakes_total";
 pub const TOKEN_RELOADS: &str = "redis_auth_proxy_token_reloads_total";
 pub const TOKEN_LAST_CHANGE: &str = "redis_auth_proxy_token_last_change_timestamp_seconds";
+pub const TOKEN_EXPIRY: &str = "redis_auth_proxy_token_expiry_timestamp_seconds";
 pub const TOKEN_LAST_RELOAD: &str =
     "redis_auth_proxy_token_last_successful_reload_timestamp_seconds";
 pub const BUILD_INFO: &str = "redis_auth_proxy_build_info";
@@ -122,6 +123,10 @@ fn describe() {
         "Unix time the current token last changed."
     );
     describe_gauge!(
+        TOKEN_EXPIRY,
+        "Unix time the current token expires (IAM, Entra ID, Google IAM; 0: it does not)."
+    );
+    describe_gauge!(
         TOKEN_LAST_RELOAD,
         "Unix time of the last successful token source read."
     );
@@ -189,6 +194,14 @@ impl ProcessMetrics {
     /// Whether the proxy is ready, as of this scrape.
     pub fn ready(&self, ready: bool) {
         gauge!(READY).set(if ready { 1.0 } else { 0.0 });
+    }
+
+    /// When the token now stored stops working.
+    pub fn token_expires(&self, at: Option<SystemTime>) {
+        let unix = at
+            .and_then(|at| at.duration_since(UNIX_EPOCH).ok())
+            .map_or(0.0, |d| d.as_secs_f64());
+        gauge!(TOKEN_EXPIRY).set(unix);
     }
 
     /// Records one token source read.

@@ -8,10 +8,10 @@ use std::path::PathBuf;
 
 /// Shown at the end of `--help`.
 pub const EXIT_CODES_HELP: &str = "Exit codes:\n  0   stopped by SIGTERM or SIGINT; `check` passed; `health` found it ready; `wait`\n      \
-saw it start; `iam-token` printed a token\n  \
+saw it start; `token` printed a token\n  \
 1   could not start (token source, listener, TLS files), a `check` route failed,\n      \
-`health` found it not ready, `wait` did not see it start, or `iam-token` could not\n      \
-sign (no AWS credentials or region)\n  \
+`health` found it not ready, `wait` did not see it start, or `token` could not\n      \
+get one (no credentials, no AWS region, the endpoint refused)\n  \
 2   command-line syntax error\n  78  invalid configuration (every problem is listed)\n\n\
 See docs/configuration.md for the config file and token formats, docs/clients.md for the\n\
 errors clients can see, docs/operations.md for metrics and probes.";
@@ -46,10 +46,11 @@ pub enum CliCommand {
     /// Validate the config, load the token, then connect, handshake, AUTH and PING every
     /// route's upstream once. Prints one line per route; exits 1 if any fails.
     Check(Flags),
-    /// Print one IAM token for the --iam-* settings and --username, for
-    /// `redis-cli --user USER --pass "$(redis-auth-proxy iam-token ...)"` or to check
-    /// permissions. Exits 1 if no token can be signed.
-    IamToken(Flags),
+    /// Print one token from the configured source (--iam-service, --entra-id, --google-iam
+    /// or any other), for `redis-cli --user USER --pass "$(redis-auth-proxy token ...)"` or
+    /// to check permissions. Exits 1 if no token can be had. (`iam-token` is the old name.)
+    #[command(alias = "iam-token")]
+    Token(Flags),
     /// Ask the local admin endpoint (--admin-listen) whether the proxy is ready: exit 0 if it
     /// is, 1 if not. For container health checks in images without curl.
     Health(Flags),
@@ -157,24 +158,54 @@ pub struct Flags {
     /// AWS_REGION or the profile's].
     #[arg(long, env = "REDIS_AUTH_PROXY_IAM_REGION", value_name = "REGION")]
     pub iam_region: Option<String>,
-    /// With --iam-service: authenticate each live upstream connection again this often, in
-    /// band, when it is quiet, so the server's cut of IAM connections does not come;
-    /// jittered down by up to 10% [default: 11h]. Must be below --iam-connection-lifetime.
+    /// With --iam-service or --google-iam: authenticate each live upstream connection again
+    /// this often, in band, when it is quiet, so the server's cut of IAM connections does not
+    /// come; jittered down by up to 10% [default: 11h]. Must be below
+    /// --iam-connection-lifetime.
     #[arg(
         long,
         env = "REDIS_AUTH_PROXY_IAM_REAUTH_INTERVAL",
         value_name = "DURATION"
     )]
     pub iam_reauth_interval: Option<String>,
-    /// With --iam-service: how long the server keeps an IAM connection after its last AUTH;
-    /// a connection that found no quiet moment to authenticate again is closed shortly before
-    /// [default: 12h, as ElastiCache and MemoryDB do].
+    /// With --iam-service or --google-iam: how long the server keeps an IAM connection after
+    /// its last AUTH; a connection that found no quiet moment to authenticate again is closed
+    /// shortly before [default: 12h, as ElastiCache and MemoryDB do, and Memorystore's stated
+    /// maximum].
     #[arg(
         long,
         env = "REDIS_AUTH_PROXY_IAM_CONNECTION_LIFETIME",
         value_name = "DURATION"
     )]
     pub iam_connection_lifetime: Option<String>,
+    /// Authenticate with Microsoft Entra ID access tokens (Azure Managed Redis, Azure Cache for
+    /// Redis), found as the Azure SDKs find them: AZURE_CLIENT_SECRET, workload identity's
+    /// AZURE_FEDERATED_TOKEN_FILE, App Service's IDENTITY_ENDPOINT, else the VM's managed
+    /// identity. The user is the token's oid unless --username is given. Each live connection
+    /// is renewed in band before its token expires. See docs/azure.md [default: false].
+    #[arg(long, env = "REDIS_AUTH_PROXY_ENTRA_ID", value_name = "BOOL", num_args = 0..=1,
+          default_missing_value = "true", value_parser = clap::builder::BoolishValueParser::new())]
+    pub entra_id: Option<bool>,
+    /// With --entra-id: the scope tokens are asked for (another for a sovereign cloud)
+    /// [default: https://redis.azure.com/.default].
+    #[arg(long, env = "REDIS_AUTH_PROXY_ENTRA_SCOPE", value_name = "SCOPE")]
+    pub entra_scope: Option<String>,
+    /// With --entra-id: the client id of a user-assigned managed identity, or of the
+    /// application [default: AZURE_CLIENT_ID].
+    #[arg(long, env = "REDIS_AUTH_PROXY_ENTRA_CLIENT_ID", value_name = "ID")]
+    pub entra_client_id: Option<String>,
+    /// Authenticate with Google Cloud IAM access tokens (Memorystore for Redis Cluster,
+    /// Memorystore for Valkey), from the service-account key file GOOGLE_APPLICATION_CREDENTIALS
+    /// names, else the metadata server (GCE_METADATA_HOST). Sent as AUTH <token>, or with
+    /// --username (Memorystore accepts only default). See docs/google-cloud.md
+    /// [default: false].
+    #[arg(long, env = "REDIS_AUTH_PROXY_GOOGLE_IAM", value_name = "BOOL", num_args = 0..=1,
+          default_missing_value = "true", value_parser = clap::builder::BoolishValueParser::new())]
+    pub google_iam: Option<bool>,
+    /// With --google-iam: the scope tokens are asked for
+    /// [default: https://www.googleapis.com/auth/cloud-platform].
+    #[arg(long, env = "REDIS_AUTH_PROXY_GOOGLE_SCOPE", value_name = "SCOPE")]
+    pub google_scope: Option<String>,
     /// The upstream is a Redis Cluster, ElastiCache (cluster mode, or Serverless) or MemoryDB:
     /// every node gets a local listener, and CLUSTER SLOTS / SHARDS / NODES / REPLICAS replies
     /// and -MOVED / -ASK / -REDIRECT errors name those listeners (docs/cluster.md)

@@ -16,14 +16,18 @@ impl Merger<'_> {
     pub(super) fn iam_source(&mut self) -> Option<TokenSource> {
         let s = self.s;
         let Some(service) = s.iam_service.as_deref() else {
+            let renews = s.google_iam == Some(true) || s.entra_id == Some(true);
             let companions = [
                 ("--iam-cache-name", s.iam_cache_name.is_some()),
                 ("--iam-serverless", s.iam_serverless.is_some()),
                 ("--iam-region", s.iam_region.is_some()),
-                ("--iam-reauth-interval", s.iam_reauth_interval.is_some()),
+                (
+                    "--iam-reauth-interval",
+                    s.iam_reauth_interval.is_some() && !renews,
+                ),
                 (
                     "--iam-connection-lifetime",
-                    s.iam_connection_lifetime.is_some(),
+                    s.iam_connection_lifetime.is_some() && !renews,
                 ),
             ];
             for (flag, _) in companions.iter().filter(|(_, set)| *set) {
@@ -75,8 +79,9 @@ impl Merger<'_> {
         })))
     }
 
-    /// How often IAM connections authenticate again, and the server's cut they must beat.
-    pub(super) fn renewal(&mut self, iam: bool) -> Option<Renewal> {
+    /// How connections authenticate again before the server's cut: on an interval for AWS and
+    /// Google IAM, before each token's expiry for Entra ID.
+    pub(super) fn renewal(&mut self, token: Option<&TokenSource>) -> Option<Renewal> {
         let interval = self.s.iam_reauth_interval.clone();
         let lifetime = self.s.iam_connection_lifetime.clone();
         let every = self.duration(
@@ -98,7 +103,31 @@ impl Merger<'_> {
                     .into(),
             );
         }
-        iam.then_some(Renewal { every, lifetime })
+        match token {
+            Some(TokenSource::Iam(_) | TokenSource::Google(_)) => {
+                Some(Renewal::Interval { every, lifetime })
+            }
+            Some(TokenSource::Entra(_)) => {
+                for (flag, set) in [
+                    (
+                        "--iam-reauth-interval",
+                        self.s.iam_reauth_interval.is_some(),
+                    ),
+                    (
+                        "--iam-connection-lifetime",
+                        self.s.iam_connection_lifetime.is_some(),
+                    ),
+                ] {
+                    if set {
+                        self.errors.push(format!(
+                            "{flag}: not used with --entra-id (each connection is renewed before its token expires)"
+                        ));
+                    }
+                }
+                Some(Renewal::TokenExpiry)
+            }
+            _ => None,
+        }
     }
 
     /// A pooled connection is not renewed while it waits, so it must not wait an interval.
@@ -108,9 +137,9 @@ impl Merger<'_> {
         pool_size: u32,
         pool_max_age: Duration,
     ) {
-        if let Some(renewal) = renewal
+        if let Some(Renewal::Interval { every, .. }) = renewal
             && pool_size > 0
-            && pool_max_age >= renewal.every
+            && pool_max_age >= every
         {
             self.errors.push(
                 "--upstream-pool-max-age: must be below --iam-reauth-interval (a pooled IAM connection is not renewed while it waits)".into(),
@@ -119,8 +148,8 @@ impl Merger<'_> {
     }
 }
 
-/// The IAM token source alone, for `iam-token`: the listeners and upstream are not needed.
-pub fn iam_source(flags: &Flags) -> Result<IamSource, ConfigError> {
+/// The token source alone, for `token`: the listeners and upstream are not needed.
+pub fn token_source(flags: &Flags) -> Result<TokenSource, ConfigError> {
     let (merged, file, mut errors) = super::read(flags);
     let source = Merger {
         s: &merged,
@@ -129,12 +158,9 @@ pub fn iam_source(flags: &Flags) -> Result<IamSource, ConfigError> {
         routes: &[],
         errors: &mut errors,
     }
-    .iam_source();
+    .token_source();
     match source {
-        Some(TokenSource::Iam(source)) if errors.is_empty() => Ok(source),
-        None => Err(ConfigError(vec![
-            "--iam-service: needed by iam-token (with --iam-cache-name and --username)".into(),
-        ])),
+        Some(source) if errors.is_empty() => Ok(source),
         _ => Err(ConfigError(errors)),
     }
 }

@@ -6,6 +6,7 @@
 //! Every problem is collected and reported together, each naming its flag. A token is never a
 //! value here: the config names where it comes from.
 
+mod cloud;
 mod cluster;
 mod file;
 mod flags;
@@ -16,7 +17,7 @@ mod token;
 mod validate;
 
 pub use flags::{Cli, CliCommand, EXIT_CODES_HELP, Flags};
-pub use iam::iam_source;
+pub use iam::token_source;
 
 use crate::listener::ListenAddr;
 use crate::token::TokenSource;
@@ -91,17 +92,20 @@ pub struct ConnectionSettings {
     pub pool_max_age: Duration,
     /// `--upstream-reuse`.
     pub reuse: bool,
-    /// With IAM: re-authenticating live connections before the server cuts them.
+    /// With IAM or Entra ID: re-authenticating live connections before the server cuts them.
     pub renewal: Option<Renewal>,
 }
 
-/// `--iam-reauth-interval` and `--iam-connection-lifetime`.
+/// How a live connection stays authenticated: which clock says when the server would drop it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Renewal {
-    /// Authenticate a live connection again this often (less jitter), when it is quiet.
-    pub every: Duration,
-    /// The server drops a connection this long after its last AUTH.
-    pub lifetime: Duration,
+pub enum Renewal {
+    /// AWS IAM (`--iam-reauth-interval`, `--iam-connection-lifetime`) and Google IAM's maximum
+    /// age: authenticate again this often (less jitter), when quiet; the server drops a
+    /// connection `lifetime` after its last AUTH.
+    Interval { every: Duration, lifetime: Duration },
+    /// Entra ID: the server drops a connection when the token that last authenticated it
+    /// expires, so it is renewed before that with the next token.
+    TokenExpiry,
 }
 
 /// How log lines are written.

@@ -140,7 +140,7 @@ fn iam_settings_make_an_iam_source_with_renewal_every_eleven_hours_by_default() 
     assert_eq!(config.token.kind(), "iam");
     assert_eq!(
         config.connections.renewal,
-        Some(Renewal {
+        Some(Renewal::Interval {
             every: Duration::from_secs(11 * 3600),
             lifetime: Duration::from_secs(12 * 3600),
         })

@@ -1,5 +1,5 @@
 //! Which token source the settings name: exactly one of a file, an environment variable, a
-//! Secrets Manager secret, or IAM (`iam.rs`).
+//! Secrets Manager secret, AWS IAM (`iam.rs`), Entra ID or Google IAM (`cloud.rs`).
 
 use super::validate::Merger;
 use crate::token::{EnvSource, FileSource, SecretsManagerSource, TokenSource};
@@ -42,11 +42,17 @@ impl Merger<'_> {
         if let Some(source) = self.iam_source() {
             chosen.push(("--iam-service", source));
         }
+        if let Some(source) = self.entra_source() {
+            chosen.push(("--entra-id", source));
+        }
+        if let Some(source) = self.google_source() {
+            chosen.push(("--google-iam", source));
+        }
         match chosen.len() {
             1 => chosen.pop().map(|(_, source)| source),
             0 => {
                 self.errors.push(
-                    "no token source: set --token-file, --token-env, --token-secret-id or --iam-service (or their REDIS_AUTH_PROXY_* variables, or [token] in --config)".into(),
+                    "no token source: set --token-file, --token-env, --token-secret-id, --iam-service, --entra-id or --google-iam (or their REDIS_AUTH_PROXY_* variables, or [token] in --config)".into(),
                 );
                 None
             }

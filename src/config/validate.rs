@@ -19,8 +19,7 @@ pub(super) struct Merger<'a> {
 impl Merger<'_> {
     pub(super) fn merge(&mut self) -> Option<Config> {
         let token = self.token_source();
-        let iam = matches!(token, Some(TokenSource::Iam(_)));
-        let connections = self.connections(iam);
+        let connections = self.connections(token.as_ref());
         let unix_socket_mode = self.unix_socket_mode();
         let client_password_file = self.s.client_password_file.clone();
         let refresh = self.s.token_refresh_interval.clone();
@@ -79,8 +78,8 @@ impl Merger<'_> {
     }
 
     /// What every upstream connection is opened, authenticated and kept with.
-    fn connections(&mut self, iam: bool) -> ConnectionSettings {
-        let renewal = self.renewal(iam);
+    fn connections(&mut self, token: Option<&TokenSource>) -> ConnectionSettings {
+        let renewal = self.renewal(token);
         let connect_timeout = self.duration(
             "--connect-timeout",
             self.s.connect_timeout.as_ref(),

@@ -27,6 +27,10 @@ where
                         token.slot = slot.as_str(),
                         "Authenticated again after RESET"
                     );
+                    if let Some(renewer) = &mut self.renewer {
+                        let expires = ctx.store.credentials().and_then(|c| c.expires);
+                        renewer.authenticated(tokio::time::Instant::now(), expires);
+                    }
                     Ok(())
                 }
                 Err(error) => {

@@ -6,15 +6,21 @@
 //! ElastiCache ROTATE window new connections do not each pay for a rejected AUTH first.
 
 mod aws;
+mod azure;
 mod env;
 mod file;
+mod google;
+mod http;
 pub mod iam;
+mod oauth;
 mod parse;
 pub mod refresh;
 
 pub use aws::SecretsManagerSource;
+pub use azure::{EntraSettings, EntraSource};
 pub use env::EnvSource;
 pub use file::{FileSource, read_credentials};
+pub use google::{GoogleSettings, GoogleSource};
 pub use iam::{IamSettings, IamSource};
 pub use parse::parse_credentials;
 pub use refresh::Refresher;
@@ -79,6 +85,9 @@ pub enum TokenError {
     MissingKey { source_name: String, key: String },
     #[error("{source_name}: {reason}")]
     Aws { source_name: String, reason: String },
+    /// A cloud token endpoint (Entra ID, Google) gave no token.
+    #[error("{source_name}: {reason}")]
+    Cloud { source_name: String, reason: String },
     #[error("{source_name}: no answer within {after:?}")]
     Timeout {
         source_name: String,
@@ -97,6 +106,7 @@ impl TokenError {
             | TokenError::Json { .. }
             | TokenError::MissingKey { .. } => "format",
             TokenError::Aws { .. } => "aws",
+            TokenError::Cloud { .. } => "cloud",
             TokenError::Timeout { .. } => "timeout",
         }
     }
@@ -109,6 +119,8 @@ pub enum TokenSource {
     Env(EnvSource),
     SecretsManager(SecretsManagerSource),
     Iam(IamSource),
+    Entra(EntraSource),
+    Google(GoogleSource),
 }
 
 impl TokenSource {
@@ -119,6 +131,8 @@ impl TokenSource {
             TokenSource::Env(source) => source.load(),
             TokenSource::SecretsManager(source) => source.load().await,
             TokenSource::Iam(source) => source.load(false).await,
+            TokenSource::Entra(source) => source.load(false).await,
+            TokenSource::Google(source) => source.load(false).await,
         }
     }
 
@@ -127,6 +141,8 @@ impl TokenSource {
     pub async fn load_fresh(&self) -> Result<Credentials, TokenError> {
         match self {
             TokenSource::Iam(source) => source.load(true).await,
+            TokenSource::Entra(source) => source.load(true).await,
+            TokenSource::Google(source) => source.load(true).await,
             other => other.load().await,
         }
     }
@@ -136,6 +152,8 @@ impl TokenSource {
     pub fn due_in(&self) -> Option<Duration> {
         match self {
             TokenSource::Iam(source) => source.due_in(),
+            TokenSource::Entra(source) => source.due_in(),
+            TokenSource::Google(source) => source.due_in(),
             _ => None,
         }
     }
@@ -147,6 +165,8 @@ impl TokenSource {
             TokenSource::Env(_) => "env",
             TokenSource::SecretsManager(_) => "secretsmanager",
             TokenSource::Iam(_) => "iam",
+            TokenSource::Entra(_) => "entra",
+            TokenSource::Google(_) => "google",
         }
     }
 
@@ -174,6 +194,12 @@ impl TokenSource {
                 confirm_changes: false,
                 remote: true,
             },
+            // Scheduled by each token's own expiry; `every` bounds the backoff.
+            TokenSource::Entra(_) | TokenSource::Google(_) => refresh::Polling {
+                every: Some(Duration::from_secs(30)),
+                confirm_changes: false,
+                remote: true,
+            },
         }
     }
 
@@ -184,6 +210,8 @@ impl TokenSource {
             TokenSource::Env(source) => source.describe(),
             TokenSource::SecretsManager(source) => source.describe(),
             TokenSource::Iam(source) => source.describe(),
+            TokenSource::Entra(source) => source.describe(),
+            TokenSource::Google(source) => source.describe(),
         }
     }
 }

@@ -258,6 +258,7 @@ impl Target for TokenStore {
     fn apply(&self, fresh: Credentials, source: &'static str, trigger: &'static str) {
         let changed = self.update(fresh);
         if let Some(stored) = self.credentials() {
+            crate::metrics::PROCESS.token_expires(stored.expires);
             info!(
                 token.source = source,
                 trigger,
