@@ -10,6 +10,7 @@
 mod certs;
 mod clients;
 pub mod cluster;
+pub mod clouds;
 pub mod iam;
 pub mod prometheus;
 mod proxy;
