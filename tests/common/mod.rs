@@ -9,8 +9,8 @@
 
 mod certs;
 mod clients;
-pub mod cluster;
 pub mod clouds;
+pub mod cluster;
 pub mod iam;
 pub mod prometheus;
 mod proxy;

@@ -73,7 +73,11 @@ impl EntraStandIn {
             let state = Arc::clone(&state);
             Arc::new(move |request: &Request| state.answer(request))
         };
-        runtime.spawn(http::serve(tls, Some(super::super::tls_acceptor()), handler.clone()));
+        runtime.spawn(http::serve(
+            tls,
+            Some(super::super::tls_acceptor()),
+            handler.clone(),
+        ));
         runtime.spawn(http::serve(plain, None, handler));
         EntraStandIn {
             oid,
@@ -109,7 +113,10 @@ impl EntraStandIn {
                 "AZURE_FEDERATED_TOKEN_FILE",
                 self.federated_token_file.path().display().to_string(),
             ),
-            ("SSL_CERT_FILE", super::super::certs().ca.display().to_string()),
+            (
+                "SSL_CERT_FILE",
+                super::super::certs().ca.display().to_string(),
+            ),
         ]
     }
 
@@ -119,13 +126,19 @@ impl EntraStandIn {
             ("AZURE_TENANT_ID", TENANT.into()),
             ("AZURE_CLIENT_ID", CLIENT_ID.into()),
             ("AZURE_CLIENT_SECRET", self.client_secret.clone()),
-            ("SSL_CERT_FILE", super::super::certs().ca.display().to_string()),
+            (
+                "SSL_CERT_FILE",
+                super::super::certs().ca.display().to_string(),
+            ),
         ]
     }
 
     pub fn app_service_env(&self) -> Vec<(&'static str, String)> {
         vec![
-            ("IDENTITY_ENDPOINT", format!("{}/msi/token", self.managed_identity)),
+            (
+                "IDENTITY_ENDPOINT",
+                format!("{}/msi/token", self.managed_identity),
+            ),
             ("IDENTITY_HEADER", self.identity_header.clone()),
         ]
     }
@@ -245,7 +258,10 @@ impl State {
         });
         let payload = URL_SAFE_NO_PAD.encode(claims.to_string());
         let input = format!("{header}.{payload}");
-        let token = format!("{input}.{}", URL_SAFE_NO_PAD.encode(sign(&self.key, &input)));
+        let token = format!(
+            "{input}.{}",
+            URL_SAFE_NO_PAD.encode(sign(&self.key, &input))
+        );
         self.ledger.issued.lock().unwrap().push(token.clone());
         token
     }

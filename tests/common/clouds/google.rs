@@ -46,7 +46,8 @@ impl GoogleStandIn {
         let host = format!("127.0.0.1:{}", listener.local_addr().unwrap().port());
         let private_key = rsa_key();
         let der = rustls_pki_types::PrivatePkcs8KeyDer::from_pem_slice(private_key.as_bytes());
-        let pair = ring::signature::RsaKeyPair::from_pkcs8(der.unwrap().secret_pkcs8_der()).unwrap();
+        let pair =
+            ring::signature::RsaKeyPair::from_pkcs8(der.unwrap().secret_pkcs8_der()).unwrap();
         let public = pair.public().as_ref().to_vec();
         let token_uri = format!("http://{host}/token");
         let key_json = serde_json::json!({
@@ -121,7 +122,13 @@ use rustls_pki_types::pem::PemObject;
 /// A 2048-bit RSA key in PKCS#8 PEM, made by openssl for this run.
 fn rsa_key() -> String {
     let output = std::process::Command::new("openssl")
-        .args(["genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048"])
+        .args([
+            "genpkey",
+            "-algorithm",
+            "RSA",
+            "-pkeyopt",
+            "rsa_keygen_bits:2048",
+        ])
         .output()
         .expect("openssl (scripts/install-deps.sh installs it)");
     assert!(output.status.success(), "openssl genpkey failed");
@@ -163,7 +170,11 @@ impl State {
         counter.fetch_add(1, Ordering::SeqCst);
         let token = format!("ya29.{}", word(60));
         let expires = SystemTime::now() + self.life;
-        self.ledger.issued.lock().unwrap().insert(token.clone(), expires);
+        self.ledger
+            .issued
+            .lock()
+            .unwrap()
+            .insert(token.clone(), expires);
         let body = serde_json::json!({
             "access_token": token,
             "expires_in": self.life.as_secs(),
@@ -192,7 +203,10 @@ impl State {
             serde_json::from_slice(&bytes.unwrap_or_default()).unwrap_or_default()
         };
         let (header, claims) = (segment(0), segment(1));
-        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs();
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
         header["alg"] == "RS256"
             && claims["iss"] == CLIENT_EMAIL
             && claims["aud"] == self.token_uri.as_str()
