@@ -64,7 +64,7 @@ pub fn install() -> &'static PrometheusHandle {
 fn describe() {
     describe_counter!(
         AUTH_ATTEMPTS,
-        "AUTH commands sent upstream, by route, token slot (current, previous) and result (accepted, rejected, no_password, error)."
+        "AUTH commands sent upstream, by route, token slot (current, previous) and result (accepted, rejected, no_password, throttled, error)."
     );
     describe_counter!(
         AUTH_FAILURES,
@@ -112,7 +112,7 @@ fn describe() {
     );
     describe_counter!(
         TOKEN_RELOADS,
-        "Token source reads, by source (file, env, secretsmanager, iam) and result (changed, unchanged, failed)."
+        "Token source reads, by source (file, env, secretsmanager, iam, entra, google) and result (changed, unchanged, failed)."
     );
     describe_gauge!(
         READY,

@@ -20,6 +20,10 @@ const IAM: &[&str] = &[
     "us-east-1",
 ];
 
+/// The same with Entra ID and with Google IAM, for the `--entra-*` and `--google-*` flags.
+const ENTRA: &[&str] = &["--upstream", "cache.example:6379", "--entra-id"];
+const GOOGLE: &[&str] = &["--upstream", "cache.example:6379", "--google-iam"];
+
 fn config(base: &[&str], extra: &[String]) -> Result<String, String> {
     let mut args = vec!["redis-auth-proxy", "run"];
     args.extend(base);
@@ -51,13 +55,17 @@ fn documented_defaults() -> Vec<(String, String)> {
 fn every_flag_given_its_documented_default_leaves_the_configuration_unchanged() {
     let default = config(BASE, &[]).expect("the base configuration is valid");
     let iam = config(IAM, &[]).expect("the IAM configuration is valid");
+    let entra = config(ENTRA, &[]).expect("the Entra ID configuration is valid");
+    let google = config(GOOGLE, &[]).expect("the Google IAM configuration is valid");
     let rows = documented_defaults();
     assert!(rows.len() > 20, "the table was read: {rows:?}");
     let mut wrong = Vec::new();
     for (flag, value) in rows {
-        let (base, default) = match flag.starts_with("iam-") {
-            true => (IAM, &iam),
-            false => (BASE, &default),
+        let (base, default) = match flag.split('-').next() {
+            Some("iam") => (IAM, &iam),
+            Some("entra") if flag != "entra-id" => (ENTRA, &entra),
+            Some("google") if flag != "google-iam" => (GOOGLE, &google),
+            _ => (BASE, &default),
         };
         match config(base, &[format!("--{flag}={value}")]) {
             Ok(explicit) if explicit == *default => {}
