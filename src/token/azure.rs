@@ -9,15 +9,12 @@
 //! Entra ID closes a connection when the token that authenticated it expires, so each
 //! connection is renewed in band before then (`forward/timers.rs`).
 
-use super::oauth::{Issued, jwt_claim};
+use super::oauth::{Held, Issued, env, jwt_claim};
 use super::{Credentials, TokenError, http};
 use secrecy::zeroize::Zeroizing;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
-/// The longest one token request may take.
-const FETCH_TIMEOUT: Duration = Duration::from_secs(10);
 const DEFAULT_AUTHORITY: &str = "https://login.microsoftonline.com";
 const IMDS: &str = "http://169.254.169.254";
 
@@ -36,7 +33,7 @@ pub struct EntraSettings {
 #[derive(Debug, Clone)]
 pub struct EntraSource {
     settings: EntraSettings,
-    held: Arc<Mutex<Option<Issued>>>,
+    held: Held,
 }
 
 /// Which credential the environment offers, in the SDKs' order.
@@ -59,15 +56,11 @@ enum Credential {
     },
 }
 
-fn env(name: &str) -> Option<String> {
-    std::env::var(name).ok().filter(|v| !v.is_empty())
-}
-
 impl EntraSource {
     pub fn new(settings: EntraSettings) -> Self {
         EntraSource {
             settings,
-            held: Arc::default(),
+            held: Held::default(),
         }
     }
 
@@ -84,16 +77,7 @@ impl EntraSource {
 
     /// The token held while it is fresh, else a new one (`fresh`: the server refused it).
     pub async fn load(&self, fresh: bool) -> Result<Credentials, TokenError> {
-        let now = SystemTime::now();
-        let held = self.held.lock().expect("entra state").clone();
-        let issued = match held {
-            Some(issued) if !fresh && issued.fresh(now) => issued,
-            _ => {
-                let issued = self.fetch(now).await?;
-                *self.held.lock().expect("entra state") = Some(issued.clone());
-                issued
-            }
-        };
+        let issued = self.held.get(fresh, self.fetch(SystemTime::now())).await?;
         let username = match &self.settings.username {
             Some(user) => user.clone(),
             None => jwt_claim(&issued.token, "oid")
@@ -108,8 +92,7 @@ impl EntraSource {
     }
 
     pub fn due_in(&self) -> Option<Duration> {
-        let held = self.held.lock().expect("entra state");
-        held.as_ref().map(|issued| issued.due_in(SystemTime::now()))
+        self.held.due_in()
     }
 
     fn credential(&self) -> Result<Credential, TokenError> {
@@ -261,14 +244,9 @@ impl EntraSource {
     }
 
     async fn send(&self, request: http::Request<'_>) -> Result<Zeroizing<Vec<u8>>, TokenError> {
-        let answer = http::send(request, FETCH_TIMEOUT)
+        http::fetch(request)
             .await
-            .map_err(|e| self.error(e.to_string()))?;
-        if answer.status != 200 {
-            let reason = http::error_text(&answer.body);
-            return Err(self.error(format!("HTTP {}: {reason}", answer.status)));
-        }
-        Ok(answer.body)
+            .map_err(|reason| self.error(reason))
     }
 
     /// Names the source without looking at the environment (`describe` does).

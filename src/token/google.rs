@@ -9,16 +9,14 @@
 //! token is replaced with a third of its own life left (a metadata server may hand one out
 //! with five minutes to go).
 
-use super::oauth::Issued;
+use super::oauth::{Held, Issued, env};
 use super::{Credentials, TokenError, http};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use rustls_pki_types::{PrivatePkcs8KeyDer, pem::PemObject};
 use secrecy::zeroize::Zeroizing;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-const FETCH_TIMEOUT: Duration = Duration::from_secs(10);
 const METADATA_HOST: &str = "metadata.google.internal";
 /// How long the assertion asks for; Google's maximum for this grant.
 const ASSERTION_LIFETIME: Duration = Duration::from_secs(3600);
@@ -34,7 +32,7 @@ pub struct GoogleSettings {
 #[derive(Debug, Clone)]
 pub struct GoogleSource {
     settings: GoogleSettings,
-    held: Arc<Mutex<Option<Issued>>>,
+    held: Held,
 }
 
 /// The fields of a service-account key file the grant needs; the key is zeroised.
@@ -54,15 +52,11 @@ impl Drop for KeyFile {
     }
 }
 
-fn env(name: &str) -> Option<String> {
-    std::env::var(name).ok().filter(|v| !v.is_empty())
-}
-
 impl GoogleSource {
     pub fn new(settings: GoogleSettings) -> Self {
         GoogleSource {
             settings,
-            held: Arc::default(),
+            held: Held::default(),
         }
     }
 
@@ -75,16 +69,7 @@ impl GoogleSource {
 
     /// The token held while it is fresh, else a new one (`fresh`: the server refused it).
     pub async fn load(&self, fresh: bool) -> Result<Credentials, TokenError> {
-        let now = SystemTime::now();
-        let held = self.held.lock().expect("google state").clone();
-        let issued = match held {
-            Some(issued) if !fresh && issued.fresh(now) => issued,
-            _ => {
-                let issued = self.fetch(now).await?;
-                *self.held.lock().expect("google state") = Some(issued.clone());
-                issued
-            }
-        };
+        let issued = self.held.get(fresh, self.fetch(SystemTime::now())).await?;
         Ok(Credentials {
             username: self.settings.username.clone(),
             current: issued.token,
@@ -94,8 +79,7 @@ impl GoogleSource {
     }
 
     pub fn due_in(&self) -> Option<Duration> {
-        let held = self.held.lock().expect("google state");
-        held.as_ref().map(|issued| issued.due_in(SystemTime::now()))
+        self.held.due_in()
     }
 
     async fn fetch(&self, now: SystemTime) -> Result<Issued, TokenError> {
@@ -192,14 +176,9 @@ impl GoogleSource {
     }
 
     async fn send(&self, request: http::Request<'_>) -> Result<Zeroizing<Vec<u8>>, TokenError> {
-        let answer = http::send(request, FETCH_TIMEOUT)
+        http::fetch(request)
             .await
-            .map_err(|e| self.error(e.to_string()))?;
-        if answer.status != 200 {
-            let reason = http::error_text(&answer.body);
-            return Err(self.error(format!("HTTP {}: {reason}", answer.status)));
-        }
-        Ok(answer.body)
+            .map_err(|reason| self.error(reason))
     }
 
     fn error(&self, reason: String) -> TokenError {

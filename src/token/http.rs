@@ -10,7 +10,7 @@ use bytes::Buf;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper_util::rt::TokioIo;
 use rustls::ClientConfig;
-use rustls_pki_types::{CertificateDer, ServerName, pem::PemObject};
+use rustls_pki_types::ServerName;
 use secrecy::zeroize::Zeroizing;
 use std::sync::Arc;
 use std::time::Duration;
@@ -50,8 +50,27 @@ pub(crate) enum HttpError {
     Timeout { host: String, after: Duration },
 }
 
+/// The longest one token request may take.
+pub(crate) const FETCH_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Sends `request` within `FETCH_TIMEOUT` and returns the body of a 200 answer; otherwise why
+/// not, with the endpoint's OAuth2 error fields and nothing else of its body.
+pub(crate) async fn fetch(request: Request<'_>) -> Result<Zeroizing<Vec<u8>>, String> {
+    let answer = send(request, FETCH_TIMEOUT)
+        .await
+        .map_err(|e| e.to_string())?;
+    if answer.status != 200 {
+        return Err(format!(
+            "HTTP {}: {}",
+            answer.status,
+            error_text(&answer.body)
+        ));
+    }
+    Ok(answer.body)
+}
+
 /// Sends `request` and reads the whole answer, all within `timeout`.
-pub(crate) async fn send(request: Request<'_>, timeout: Duration) -> Result<Response, HttpError> {
+async fn send(request: Request<'_>, timeout: Duration) -> Result<Response, HttpError> {
     let target = Target::parse(request.url)?;
     let host = target.host.clone();
     tokio::time::timeout(timeout, exchange(target, request))
@@ -197,14 +216,11 @@ fn build_tls_config() -> Result<Arc<ClientConfig>, String> {
     let mut roots = rustls::RootCertStore::empty();
     roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
     if let Some(path) = std::env::var_os("SSL_CERT_FILE") {
-        let shown = std::path::Path::new(&path).display().to_string();
-        for cert in CertificateDer::pem_file_iter(&path)
-            .map_err(|e| format!("cannot read SSL_CERT_FILE {shown}: {e}"))?
-        {
-            let cert = cert.map_err(|e| format!("cannot parse SSL_CERT_FILE {shown}: {e}"))?;
+        let path = std::path::Path::new(&path);
+        for cert in crate::upstream::load_certs(path).map_err(|e| format!("SSL_CERT_FILE: {e}"))? {
             roots
                 .add(cert)
-                .map_err(|e| format!("SSL_CERT_FILE {shown}: {e}"))?;
+                .map_err(|e| format!("SSL_CERT_FILE {}: {e}", path.display()))?;
         }
     }
     let config =

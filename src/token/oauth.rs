@@ -75,6 +75,41 @@ impl Issued {
     }
 }
 
+/// The token a cloud source holds between loads, shared by its clones.
+#[derive(Debug, Default, Clone)]
+pub(super) struct Held(std::sync::Arc<std::sync::Mutex<Option<Issued>>>);
+
+impl Held {
+    /// The token held while it is fresh, else the one `fetch` gets (`fresh`: the server
+    /// refused the one held). The lock is not held across the fetch.
+    pub(super) async fn get<F>(&self, fresh: bool, fetch: F) -> Result<Issued, TokenError>
+    where
+        F: std::future::Future<Output = Result<Issued, TokenError>>,
+    {
+        let now = SystemTime::now();
+        let held = self.0.lock().expect("held token").clone();
+        match held {
+            Some(issued) if !fresh && issued.fresh(now) => Ok(issued),
+            _ => {
+                let issued = fetch.await?;
+                *self.0.lock().expect("held token") = Some(issued.clone());
+                Ok(issued)
+            }
+        }
+    }
+
+    /// When the refresher should load next; `None` before the first load.
+    pub(super) fn due_in(&self) -> Option<Duration> {
+        let held = self.0.lock().expect("held token");
+        held.as_ref().map(|issued| issued.due_in(SystemTime::now()))
+    }
+}
+
+/// An environment variable the clouds' SDKs read, unset when empty.
+pub(super) fn env(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.is_empty())
+}
+
 /// The string claim `name` of a JWT's payload, read without checking the signature: the
 /// proxy only learns from it who it is (the server checks the token).
 pub(super) fn jwt_claim(token: &Token, name: &str) -> Option<String> {

@@ -43,11 +43,7 @@ pub struct EntraStandIn {
 
 impl EntraStandIn {
     pub fn start(life: Duration) -> Self {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .unwrap();
+        let runtime = super::runtime(1);
         let key = Arc::new(word(32).into_bytes());
         let oid = format!("{}-oid", word(12));
         let mut federated_token_file = tempfile::NamedTempFile::new().unwrap();
@@ -61,12 +57,7 @@ impl EntraStandIn {
             life,
             ledger: Arc::default(),
         });
-        let bind = || {
-            runtime
-                .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-                .unwrap()
-        };
-        let (tls, plain) = (bind(), bind());
+        let (tls, plain) = (super::bind(&runtime), super::bind(&runtime));
         let authority = format!("https://localhost:{}", tls.local_addr().unwrap().port());
         let managed_identity = format!("http://127.0.0.1:{}", plain.local_addr().unwrap().port());
         let handler = {

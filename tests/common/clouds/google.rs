@@ -35,14 +35,8 @@ pub struct GoogleStandIn {
 
 impl GoogleStandIn {
     pub fn start(life: Duration) -> Self {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .unwrap();
-        let listener = runtime
-            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-            .unwrap();
+        let runtime = super::runtime(1);
+        let listener = super::bind(&runtime);
         let host = format!("127.0.0.1:{}", listener.local_addr().unwrap().port());
         let private_key = rsa_key();
         let der = rustls_pki_types::PrivatePkcs8KeyDer::from_pem_slice(private_key.as_bytes());

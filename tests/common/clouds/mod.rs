@@ -95,14 +95,8 @@ impl TokenFront {
             "&*",
             "+@all",
         ]);
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap();
-        let listener = runtime
-            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-            .unwrap();
+        let runtime = runtime(2);
+        let listener = bind(&runtime);
         let addr = listener.local_addr().unwrap();
         let ledger = Arc::new(FrontLedger::default());
         let upstream = SocketAddr::from(([127, 0, 0, 1], redis.plain_port));
@@ -240,11 +234,11 @@ async fn relay(
                             .unwrap_or_default();
                         deadline = tokio::time::Instant::now() + left;
                     }
-                    encode_auth(FRONT_USER, FRONT_PASSWORD)
+                    super::iam::auth(FRONT_USER, FRONT_PASSWORD)
                 }
                 Some(None) => {
                     ledger.refused.fetch_add(1, Ordering::SeqCst);
-                    encode_auth(FRONT_USER, "not-the-password")
+                    super::iam::auth(FRONT_USER, "not-the-password")
                 }
                 None => raw.to_vec(),
             };
@@ -267,13 +261,20 @@ async fn relay(
     replies.abort();
 }
 
-fn encode_auth(user: &str, password: &str) -> Vec<u8> {
-    format!(
-        "*3\r\n$4\r\nAUTH\r\n${}\r\n{user}\r\n${}\r\n{password}\r\n",
-        user.len(),
-        password.len()
-    )
-    .into_bytes()
+/// A stand-in's own runtime, so that it serves while the test blocks.
+fn runtime(workers: usize) -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(workers)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// A listener on an ephemeral loopback port, bound on `runtime`.
+fn bind(runtime: &tokio::runtime::Runtime) -> tokio::net::TcpListener {
+    runtime
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .unwrap()
 }
 
 /// A random word for tokens, secrets and ids.

@@ -327,7 +327,8 @@ async fn front_connection(
     replies.abort();
 }
 
-fn auth(user: &str, password: &str) -> Vec<u8> {
+/// `AUTH user password`, encoded; the fronts send it to the real server.
+pub(super) fn auth(user: &str, password: &str) -> Vec<u8> {
     format!(
         "*3\r\n$4\r\nAUTH\r\n${}\r\n{user}\r\n${}\r\n{password}\r\n",
         user.len(),
