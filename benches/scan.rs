@@ -95,6 +95,16 @@ fn requests_with_auth_and_hello(bencher: Bencher) {
 /// 16 KiB reads as `forward` feeds it: ranges of the input, no copy, no allocation.
 #[divan::bench(args = [64, 1024])]
 fn connection_core(bencher: Bencher, value_len: usize) {
+    core(bencher, value_len, false);
+}
+
+/// The same with `--follow-primary`: where each request in flight starts is remembered.
+#[divan::bench(args = [64, 1024])]
+fn connection_core_following_the_primary(bencher: Bencher, value_len: usize) {
+    core(bencher, value_len, true);
+}
+
+fn core(bencher: Bencher, value_len: usize, follow_primary: bool) {
     use redis_auth_proxy::connection::{Actions, Connection, Rules};
     use redis_auth_proxy::metrics::RouteMetrics;
     let requests = set_pipeline(value_len);
@@ -105,6 +115,7 @@ fn connection_core(bencher: Bencher, value_len: usize) {
         username: None,
         metrics: &metrics,
         cluster: None,
+        follow_primary,
     };
     let mut actions = Actions::default();
     bencher

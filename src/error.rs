@@ -77,6 +77,18 @@ pub enum ConnError {
     LifetimeReached,
     #[error("{0}")]
     Cluster(crate::cluster::ClusterError),
+    #[error(
+        "no primary answered at upstream {upstream} within {after:?} (--failover-timeout); the last node was {role}"
+    )]
+    NoPrimary {
+        upstream: String,
+        after: Duration,
+        role: &'static str,
+    },
+    #[error(
+        "the server refused a command as a replica where the session cannot move ({reason}); closed so that the next connection reaches the primary"
+    )]
+    LeftReplica { reason: &'static str },
 }
 
 /// What a failure means: the reply to send (if the client can still take one), a bounded label
@@ -97,6 +109,7 @@ impl ConnError {
             ConnError::Connect { .. } => "tcp",
             ConnError::Tls { .. } => "tls",
             ConnError::Timeout { .. } => "timeout",
+            ConnError::NoPrimary { .. } => "no_primary",
             ConnError::AuthRejected { .. }
             | ConnError::AuthFailed { .. }
             | ConnError::AuthClosed { .. } => "auth",
@@ -135,6 +148,8 @@ impl ConnError {
             ConnError::IdleTimeout(_) => ("idle_timeout", Level::DEBUG),
             ConnError::LifetimeReached => ("iam_lifetime", Level::WARN),
             ConnError::Cluster(_) => ("cluster_topology", Level::WARN),
+            ConnError::NoPrimary { .. } => ("no_primary", Level::WARN),
+            ConnError::LeftReplica { .. } => ("left_replica", Level::INFO),
         };
         let reply = match self {
             // Protocol errors are worded exactly as Redis words them.
@@ -146,6 +161,8 @@ impl ConnError {
             // Already answered in order (WRONGPASS), or closed silently as Redis's `timeout` does.
             // Already answered in the reply's place.
             ConnError::Cluster(_) => None,
+            // The server's refusal was passed on in its place.
+            ConnError::LeftReplica { .. } => None,
             // The server would have closed it a little later, without a word either.
             ConnError::ClientWrongPassword
             | ConnError::IdleTimeout(_)

@@ -8,6 +8,7 @@
 //! would buffer them; otherwise a client that writes its whole pipeline before reading would
 //! wait forever. Bytes passed on are slices of the buffer they were read into, never copies.
 
+mod follow;
 mod outbox;
 mod side_trips;
 mod timers;
@@ -21,6 +22,8 @@ use crate::handshake::{AuthTarget, auth_command};
 use crate::metrics::RouteMetrics;
 use crate::token::TokenStore;
 use bytes::{Bytes, BytesMut};
+use follow::Sent;
+pub(crate) use follow::{Reopen, Reopened};
 use outbox::Outbox;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -49,6 +52,8 @@ pub(crate) struct Context {
     pub(crate) clients_listed: std::sync::Mutex<Option<Instant>>,
     /// `--cluster`: the node table, and the node this route leads to.
     pub(crate) cluster: Option<crate::cluster::ClusterLink>,
+    /// Where the route's primary is (`--follow-primary`).
+    pub(crate) primary: Arc<crate::primary::Primary>,
 }
 
 impl Context {
@@ -78,13 +83,15 @@ pub(crate) enum Ended<U> {
 }
 
 /// Forwards between the client's two halves and the authenticated `upstream` until either side
-/// ends. `authenticated_at`: when the server last accepted the proxy's AUTH on `upstream`.
+/// ends. `authenticated_at`: when the server last accepted the proxy's AUTH on `upstream`;
+/// `reopen`: how to reach the primary again when a replica refuses a command.
 pub(crate) async fn run<R, W, U>(
     client_r: R,
     client_w: W,
     upstream: U,
     ctx: &Context,
     authenticated_at: Instant,
+    reopen: &dyn Reopen<U>,
 ) -> Result<Ended<U>, ConnError>
 where
     R: AsyncRead + Unpin,
@@ -102,10 +109,13 @@ where
             nodes: &*link.table,
             this_node: &link.this_node,
         }),
+        follow_primary: ctx.cluster.is_none() && ctx.primary.follows(),
     };
     let mut conn = Connection::new(rules);
     let mut io = Io {
         ctx,
+        reopen,
+        sent: rules.follow_primary.then(Sent::default),
         client_r,
         client_w,
         upstream,
@@ -129,9 +139,18 @@ where
     };
     loop {
         match std::future::poll_fn(|cx| io.poll_turn(&mut conn, cx)).await {
-            Turn::Done(result) => return result.map(|()| Ended::Closed),
+            Turn::Done(result) => {
+                if let Err(ConnError::LeftReplica { .. }) = &result {
+                    // Refused by a replica where the session could not move: new connections
+                    // must not land on it either.
+                    ctx.primary.refused();
+                    ctx.metrics.failover_not_moved("state");
+                }
+                return result.map(|()| Ended::Closed);
+            }
             Turn::Reauthenticate => io.reauthenticate(&mut conn).await,
             Turn::RefreshTopology => io.refresh_topology(&mut conn).await,
+            Turn::FollowPrimary => io.follow_primary(&mut conn).await,
             Turn::HandBack => {
                 return Ok(Ended::HandedBack {
                     upstream: io.upstream,
@@ -149,6 +168,8 @@ enum Turn {
     Reauthenticate,
     /// A redirect names a node no topology reply announced: read the topology again.
     RefreshTopology,
+    /// A replica refused a command: move the session to the primary.
+    FollowPrimary,
     /// The client left owing nothing and the route reuses connections.
     HandBack,
     Done(Result<(), ConnError>),
@@ -156,6 +177,9 @@ enum Turn {
 
 struct Io<'c, R, W, U> {
     ctx: &'c Context,
+    reopen: &'c dyn Reopen<U>,
+    /// With `--follow-primary`: the client's bytes whose replies have not all come.
+    sent: Option<Sent>,
     client_r: R,
     client_w: W,
     upstream: U,
@@ -203,6 +227,7 @@ where
                     return Poll::Ready(Turn::Reauthenticate);
                 }
                 Some(SideTrip::RefreshTopology) => return Poll::Ready(Turn::RefreshTopology),
+                Some(SideTrip::FollowPrimary) => return Poll::Ready(Turn::FollowPrimary),
                 _ => {}
             }
             if self.renew_if_due(conn, &wants) {
@@ -337,6 +362,10 @@ where
         }
         let input = self.from_client.split_to(used).freeze();
         self.requests_waiting = !self.from_client.is_empty() && !conn.wants().requests;
+        if let Some(sent) = &mut self.sent {
+            sent.push(input.clone());
+            sent.keep_from(conn.resend_window().unwrap_or(u64::MAX));
+        }
         self.queue(&input)
     }
 
@@ -345,6 +374,9 @@ where
         let used = conn.on_replies(&self.from_server, &mut self.actions);
         let input = self.from_server.split_to(used).freeze();
         self.replies_waiting = !self.from_server.is_empty();
+        if let Some(sent) = &mut self.sent {
+            sent.keep_from(conn.resend_window().unwrap_or(u64::MAX));
+        }
         self.queue(&input)
     }
 

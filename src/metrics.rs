@@ -51,11 +51,19 @@ pub fn install() -> &'static PrometheusHandle {
                 ],
             )
             .expect("bucket list is not empty")
+            .set_buckets_for_metric(
+                Matcher::Full(failover::DURATION.into()),
+                &[
+                    0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0,
+                ],
+            )
+            .expect("bucket list is not empty")
             .install_recorder()
             .expect("the metrics recorder is installed once");
         describe();
         iam::describe();
         cluster::describe();
+        failover::describe();
         gauge!(BUILD_INFO, "version" => env!("CARGO_PKG_VERSION")).set(1.0);
         handle
     })
@@ -217,6 +225,7 @@ impl ProcessMetrics {
 }
 
 pub mod cluster;
+pub mod failover;
 pub mod iam;
 mod route;
 

@@ -259,6 +259,21 @@ pub struct Flags {
     #[arg(long, env = "REDIS_AUTH_PROXY_UPSTREAM_REUSE", value_name = "BOOL", num_args = 0..=1,
           default_missing_value = "true", value_parser = clap::builder::BoolishValueParser::new())]
     pub upstream_reuse: Option<bool>,
+    /// When a command is refused because the server is no longer the primary (READONLY, or
+    /// LOADING while a replaced node loads), reconnect to the endpoint until a primary answers,
+    /// replay the session's state and send the refused commands again there, so the client
+    /// sees no error. Only on a route whose endpoint answered as a primary [default: true].
+    #[arg(long, env = "REDIS_AUTH_PROXY_FOLLOW_PRIMARY", value_name = "BOOL", num_args = 0..=1,
+          default_missing_value = "true", value_parser = clap::builder::BoolishValueParser::new())]
+    pub follow_primary: Option<bool>,
+    /// How long a connection following the primary keeps trying to reach it before the client
+    /// gets the server's refusal and the connection closes [default: 30s].
+    #[arg(
+        long,
+        env = "REDIS_AUTH_PROXY_FAILOVER_TIMEOUT",
+        value_name = "DURATION"
+    )]
+    pub failover_timeout: Option<String>,
     /// Allow a listener on a non-loopback address without --client-password-file. Anyone who
     /// can reach it uses the proxy's token, so this is refused unless spelled out.
     #[arg(long, env = "REDIS_AUTH_PROXY_ALLOW_REMOTE_CLIENTS", value_name = "BOOL", num_args = 0..=1,

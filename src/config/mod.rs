@@ -36,6 +36,7 @@ const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
 /// Redis's own default `maxclients`.
 const DEFAULT_MAX_CONNECTIONS: u32 = 10_000;
 const DEFAULT_POOL_MAX_AGE: Duration = Duration::from_secs(30);
+const DEFAULT_FAILOVER_TIMEOUT: Duration = Duration::from_secs(30);
 /// Only the proxy's own user may connect to its Unix socket unless told otherwise.
 const DEFAULT_UNIX_SOCKET_MODE: u32 = 0o600;
 
@@ -94,6 +95,10 @@ pub struct ConnectionSettings {
     pub reuse: bool,
     /// With IAM or Entra ID: re-authenticating live connections before the server cuts them.
     pub renewal: Option<Renewal>,
+    /// `--follow-primary`: a session refused by a demoted primary moves to the new one.
+    pub follow_primary: bool,
+    /// `--failover-timeout`: how long a session waits for the primary to answer again.
+    pub failover_timeout: Duration,
 }
 
 /// How a live connection stays authenticated: which clock says when the server would drop it.

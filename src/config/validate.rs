@@ -117,6 +117,15 @@ impl Merger<'_> {
                     .into(),
             );
         }
+        let failover_timeout = self.duration(
+            "--failover-timeout",
+            self.s.failover_timeout.as_ref(),
+            DEFAULT_FAILOVER_TIMEOUT,
+        );
+        if failover_timeout < Duration::from_secs(1) {
+            self.errors
+                .push("--failover-timeout: must be at least 1s".into());
+        }
         ConnectionSettings {
             username: self.s.username.clone(),
             connect_timeout,
@@ -126,6 +135,8 @@ impl Merger<'_> {
             pool_max_age: upstream_pool_max_age,
             reuse: upstream_reuse,
             renewal,
+            follow_primary: self.s.follow_primary.unwrap_or(true),
+            failover_timeout,
         }
     }
 

@@ -37,6 +37,7 @@
 //! or PSYNC the replies are a replication stream and pass unscanned.
 
 mod cluster;
+mod follow;
 mod renewal;
 mod replies;
 mod requests;
@@ -69,6 +70,9 @@ pub struct Rules<'a> {
     pub metrics: &'a RouteMetrics,
     /// `--cluster`: replies naming nodes are rewritten to name local listeners.
     pub cluster: Option<Rewriter<'a>>,
+    /// `--follow-primary`, on an endpoint that answered as a primary: a session refused by a
+    /// replica moves to the new primary (`follow.rs`).
+    pub follow_primary: bool,
 }
 
 /// Bytes for the server, in order.
@@ -150,6 +154,10 @@ pub enum SideTrip {
     /// A redirect names a node no topology reply announced: read the topology again, then
     /// call `topology_refreshed`.
     RefreshTopology,
+    /// The server refused a command as a replica (or while loading): open a connection to the
+    /// primary, tell it `settings_to_replay`, send the client's bytes from the refused request
+    /// on (`resend_window`) again, then call `followed`.
+    FollowPrimary,
 }
 
 /// Where the connection waits on something other than the client's next request.
@@ -169,6 +177,8 @@ enum Awaiting {
     /// The proxy's `PING <marker>` was sent to learn whether replies answer requests one to
     /// one again; the client's requests wait for its reply.
     Probe,
+    /// A refusal by a replica is being followed to the primary; nothing moves meanwhile.
+    Primary,
 }
 
 /// One proxied connection: the client's session, the upstream stream carrying it, and what
@@ -182,6 +192,8 @@ pub struct Connection<'a> {
     outcome: Option<Result<(), ConnError>>,
     /// Whether the server accepted the last renewal AUTH, until taken.
     renewed: Option<bool>,
+    /// With `rules.follow_primary`: what moving to a new primary needs.
+    follow: Option<follow::Follow>,
 }
 
 impl<'a> Connection<'a> {
@@ -193,6 +205,7 @@ impl<'a> Connection<'a> {
             awaiting: None,
             outcome: None,
             renewed: None,
+            follow: rules.follow_primary.then(follow::Follow::default),
         }
     }
 
@@ -228,6 +241,8 @@ impl<'a> Connection<'a> {
     fn side_trip(&self) -> Option<SideTrip> {
         if self.awaiting == Some(Awaiting::Reauthentication) {
             Some(SideTrip::Reauthenticate)
+        } else if self.awaiting == Some(Awaiting::Primary) {
+            Some(SideTrip::FollowPrimary)
         } else if self.stream.frame.held.is_some() {
             Some(SideTrip::RefreshTopology)
         } else {
@@ -290,6 +305,7 @@ impl<'a> Connection<'a> {
     fn reset_done(&mut self) {
         self.stream.reset();
         self.session.reset(self.rules.client_passwords.is_none());
+        self.forget_settings();
         self.awaiting = Some(Awaiting::Reauthentication);
     }
 

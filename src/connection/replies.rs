@@ -56,6 +56,7 @@ impl Connection<'_> {
             }
         }
         actions.pass_to_client(pass_from..pos);
+        self.forget_answered();
         self.settle_quiet();
         pos
     }
@@ -132,6 +133,7 @@ impl Connection<'_> {
 
     /// Decides the fate of the frame starting with `first`.
     fn begin_frame(&mut self, first: u8) {
+        let refusal_possible = self.may_be_refusal(first);
         let stream = &mut self.stream;
         stream.frame.head.clear();
         stream.frame.fate = Fate::Pass;
@@ -150,6 +152,7 @@ impl Connection<'_> {
                 Fate::Claimed(*claim)
             }
             _ if first == b'-' && self.rules.cluster.is_some() => Fate::MaybeRedirect,
+            _ if refusal_possible => Fate::MaybeRefused,
             _ => Fate::Pass,
         };
     }
@@ -184,7 +187,9 @@ impl Connection<'_> {
                     self.cluster_failed(error, actions);
                 }
             }
-            Fate::Claimed(Claim::Marker { .. } | Claim::Probe) | Fate::MaybeRedirect => {
+            Fate::Claimed(Claim::Marker { .. } | Claim::Probe)
+            | Fate::MaybeRedirect
+            | Fate::MaybeRefused => {
                 frame.head.extend_from_slice(bytes);
                 *pass_from = end;
                 if frame.head.len() > MAX_INSPECT {
@@ -213,6 +218,7 @@ impl Connection<'_> {
                 self.redirect(head, actions);
                 true
             }
+            Fate::MaybeRefused => self.refusal(head, actions),
             Fate::Claimed(claim) => self.settle(claim, head, actions),
         };
         if counts && self.stream.receiving == Replies::Counted {

@@ -1,5 +1,6 @@
 //! The client-to-server half of the decisions: what each request becomes.
 
+use super::follow::Setting;
 use super::session::{ClientReply, Input};
 use super::stream::{Act, Claim, MarkKind, Replies};
 use super::{Actions, Awaiting, Connection, ToServer};
@@ -14,6 +15,7 @@ impl Connection<'_> {
     /// Takes the client's bytes; returns how many were consumed. The rest (an incomplete
     /// request, or requests that must wait) is to be offered again with more bytes after it.
     pub fn on_requests(&mut self, input: &[u8], actions: &mut Actions) -> usize {
+        let first = actions.server.len();
         let mut pos = 0;
         loop {
             pos = self.take_requests(input, pos, actions);
@@ -21,6 +23,7 @@ impl Connection<'_> {
             // for quiet may then go on.
             self.fire_due_now(actions);
             if !(self.awaiting == Some(Awaiting::Quiet) && self.settle_quiet()) {
+                self.account(first, pos, actions);
                 return pos;
             }
         }
@@ -31,6 +34,7 @@ impl Connection<'_> {
         let mut pos = start;
         let mut pass_from = start;
         while self.accepts_requests() {
+            let (sent_before, at) = (self.stream.sent, self.client_offset(pos));
             let mid_request = !self.session.at_boundary();
             let step = match self.session.requests.step(&input[pos..]) {
                 Ok(step) => step,
@@ -61,6 +65,9 @@ impl Connection<'_> {
                 }
                 Step::Start { len, command } if self.passes(&command) => {
                     self.session.input = Input::Forwarding;
+                    if let Some(setting) = Setting::set_by(&command) {
+                        self.remember(setting, &input[pos..pos + len]);
+                    }
                     pos += len;
                     self.forwarded(&command, actions, &mut pass_from, pos);
                 }
@@ -76,6 +83,7 @@ impl Connection<'_> {
                     self.session.input = Input::Forwarding;
                     pos += len;
                     self.stream.sent += 1;
+                    self.session.other_user = true;
                     self.session.identity_exposed |=
                         matches!(command, Command::HelloWithAuth { .. });
                 }
@@ -87,6 +95,7 @@ impl Connection<'_> {
                     self.intercept(command, actions);
                 }
             }
+            self.note_sent(sent_before, at);
             if self.session.input == Input::Quitting && self.session.at_boundary() {
                 self.session.input = Input::Done;
             }
@@ -152,15 +161,22 @@ impl Connection<'_> {
                 stream.probe_due = *mode == ReplyMode::On;
             }
             Command::ClientSticky => session.sticky_state = true,
-            Command::ClientIdentity | Command::ClientTracking | Command::Hello => {
+            Command::ClientIdentity | Command::Hello => session.identity_exposed = true,
+            Command::ClientTracking => {
                 session.identity_exposed = true;
+                session.tracking = true;
             }
+            Command::Watch => session.watching = true,
+            Command::Unwatch => session.watching = false,
             Command::ClientList => {
                 session.identity_exposed = true;
                 session.listed_clients = true;
             }
             Command::Multi => session.in_multi = true,
-            Command::EndMulti => session.in_multi = false,
+            Command::EndMulti => {
+                session.in_multi = false;
+                session.watching = false;
+            }
             Command::Quit => session.input = Input::Quitting,
             Command::Monitor | Command::PubSub { .. } => {
                 // Counted before (RESP3, or not yet subscribed) the probe tells whether it still
@@ -256,6 +272,7 @@ impl Connection<'_> {
                 if !well_formed || self.client_password_ok(&credentials) {
                     debug!("Removed AUTH from client HELLO");
                     self.session.identity_exposed = true;
+                    self.remember(Setting::Protocol, &rewritten);
                     actions.server.push(ToServer::Send(Bytes::from(rewritten)));
                     self.stream.sent += 1;
                 } else {

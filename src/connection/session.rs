@@ -45,6 +45,13 @@ pub(super) struct Session {
     pub(super) identity_exposed: bool,
     /// CLIENT LIST or ACL LOG was forwarded since last asked: every connection's id is known.
     pub(super) listed_clients: bool,
+    /// WATCH was forwarded and no EXEC, DISCARD, UNWATCH or RESET since: keys are watched on
+    /// this connection, which a move to another cannot carry.
+    pub(super) watching: bool,
+    /// CLIENT TRACKING ON was forwarded: the server tracks keys for this connection.
+    pub(super) tracking: bool,
+    /// AUTH (or HELLO AUTH) naming another ACL user went to the server.
+    pub(super) other_user: bool,
 }
 
 impl Session {
@@ -58,6 +65,9 @@ impl Session {
             sticky_state: false,
             identity_exposed: false,
             listed_clients: false,
+            watching: false,
+            tracking: false,
+            other_user: false,
         };
         session.set_authenticated(authenticated);
         session
@@ -90,6 +100,9 @@ impl Session {
     /// client is logged out, as on a server.
     pub(super) fn reset(&mut self, authenticated: bool) {
         self.in_multi = false;
+        self.watching = false;
+        self.tracking = false;
+        self.other_user = false;
         self.client_reply = ClientReply::On;
         self.set_authenticated(authenticated);
     }

@@ -108,6 +108,9 @@ pub(super) enum Fate {
     Claimed(Claim),
     /// Held back until it ends (cluster mode): an error that may be a redirect to rewrite.
     MaybeRedirect,
+    /// Held back until it ends (`--follow-primary`): an error that may be a replica's
+    /// refusal, to follow to the primary (`follow.rs`).
+    MaybeRefused,
 }
 
 /// The reply frame in progress: its fate, and what is kept of it to settle that.

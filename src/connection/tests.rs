@@ -5,6 +5,7 @@
 mod cluster;
 mod counting;
 mod errors;
+mod follow;
 mod invariants;
 mod model;
 mod modes;
@@ -30,6 +31,7 @@ fn rules(passwords: Option<&'static ClientPasswords>) -> Rules<'static> {
         username: None,
         metrics: metrics(),
         cluster: None,
+        follow_primary: false,
     }
 }
 
@@ -50,6 +52,8 @@ struct Wire {
     server: Vec<u8>,
     client: Vec<u8>,
     actions: Actions,
+    /// Every client byte the connection took, as `forward` keeps them to send again.
+    consumed: Vec<u8>,
 }
 
 impl Wire {
@@ -69,6 +73,7 @@ impl Wire {
             server: Vec::new(),
             client: Vec::new(),
             actions: Actions::default(),
+            consumed: Vec::new(),
         }
     }
 
@@ -91,6 +96,7 @@ impl Wire {
             if self.conn.wants().requests && !self.from_client.is_empty() {
                 let input = std::mem::take(&mut self.from_client);
                 let used = self.conn.on_requests(&input, &mut self.actions);
+                self.consumed.extend_from_slice(&input[..used]);
                 self.apply(&input);
                 self.from_client = input[used..].to_vec();
                 moved = used > 0;
@@ -142,6 +148,23 @@ impl Wire {
             "no redirect held"
         );
         self.conn.topology_refreshed(&mut self.actions);
+        self.apply(&[]);
+        self.pump();
+    }
+
+    /// Moves the session as `forward` does: on success the new server gets the settings to
+    /// replay, then the client's bytes from the resend window on (what `take_server` then
+    /// returns); the old server's unread bytes are dropped.
+    fn follow_primary(&mut self, result: Result<(), ConnError>) {
+        assert!(
+            self.conn.wants().side_trip == Some(SideTrip::FollowPrimary),
+            "no refusal to follow"
+        );
+        let window = self.conn.resend_window().expect("following") as usize;
+        self.server = self.conn.settings_to_replay().concat();
+        self.server.extend_from_slice(&self.consumed[window..]);
+        self.from_server.clear();
+        self.conn.followed(result, &mut self.actions);
         self.apply(&[]);
         self.pump();
     }

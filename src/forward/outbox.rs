@@ -47,6 +47,11 @@ impl Outbox {
         self.chunks.push_back(Chunk::Secret(bytes));
     }
 
+    /// Drops what is queued: the connection it was for is being replaced.
+    pub(super) fn clear(&mut self) {
+        *self = Outbox::default();
+    }
+
     pub(super) fn is_empty(&self) -> bool {
         self.chunks.is_empty()
     }

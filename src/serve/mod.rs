@@ -18,6 +18,7 @@ use crate::handshake;
 use crate::health::Health;
 use crate::listener::{ClientStream, Listener};
 use crate::metrics::RouteMetrics;
+use crate::primary::{self, Primary, Role};
 use crate::token::TokenStore;
 use crate::upstream::{Connector, TlsConfigError, TlsSettings, UpstreamStream};
 use pool::Pool;
@@ -76,6 +77,9 @@ impl RouteRuntime {
         if settings.renewal.is_some() {
             metrics.register_iam();
         }
+        if settings.follow_primary {
+            metrics.register_failover();
+        }
         Ok(RouteRuntime {
             pool,
             index,
@@ -87,6 +91,10 @@ impl RouteRuntime {
                 client_passwords: shared.client_passwords.clone(),
                 clients_listed: std::sync::Mutex::new(None),
                 cluster: None,
+                primary: Arc::new(Primary::new(
+                    settings.follow_primary,
+                    settings.failover_timeout,
+                )),
             },
             name,
             connector,
@@ -95,8 +103,10 @@ impl RouteRuntime {
     }
 
     /// With `--cluster`: replies naming nodes are rewritten, and nodes served, through `link`.
+    /// A cluster's failovers are its own (MOVED), so sessions do not follow a primary.
     pub(crate) fn with_cluster(mut self, link: crate::cluster::ClusterLink) -> Self {
         self.forward.cluster = Some(link);
+        self.forward.primary = Arc::new(Primary::new(false, Duration::ZERO));
         self
     }
 
@@ -119,7 +129,50 @@ impl RouteRuntime {
         .await?;
         debug!(token.slot = slot.as_str(), "Authenticated upstream");
         self.health.upstream_ok(self.index);
+        let primary = &ctx.primary;
+        if primary.wants_check() {
+            let role =
+                primary::check(&mut upstream, &ctx.upstream, ctx.settings.auth_timeout).await?;
+            debug!(role = role.as_str(), "Asked the upstream what it is");
+            primary.checked(role);
+            if primary.in_failover() && matches!(role, Role::Replica | Role::Loading) {
+                return Err(ConnError::NoPrimary {
+                    upstream: ctx.upstream.clone(),
+                    after: primary.timeout,
+                    role: role.as_str(),
+                });
+            }
+        }
         Ok(upstream)
+    }
+
+    /// An upstream connection to the primary, during a failover: tried again (DNS again) with
+    /// backoff until a primary answers or `--failover-timeout` passes.
+    pub(crate) async fn open_primary(&self) -> Result<UpstreamStream, ConnError> {
+        let deadline = Instant::now() + self.forward.primary.timeout;
+        let mut backoff = Duration::from_millis(50);
+        loop {
+            let error = match self.open_upstream().await {
+                Ok(upstream) => return Ok(upstream),
+                Err(error) => error,
+            };
+            let retryable = error.stage().is_some_and(|stage| stage != "no_token");
+            if !retryable || Instant::now() + backoff >= deadline {
+                return Err(error);
+            }
+            debug!(%error, "No primary yet");
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(Duration::from_secs(1));
+        }
+    }
+}
+
+impl forward::Reopen<UpstreamStream> for RouteRuntime {
+    fn reopen(&self) -> forward::Reopened<'_, UpstreamStream> {
+        Box::pin(async move {
+            let upstream = self.open_primary().await?;
+            Ok((upstream, Instant::now()))
+        })
     }
 }
 
@@ -268,11 +321,11 @@ async fn proxy(mut client: ClientStream, route: &RouteRuntime) -> Result<(), Con
             let ended = match &mut client {
                 ClientStream::Tcp(stream) => {
                     let (r, w) = stream.split();
-                    forward::run(r, w, upstream, &route.forward, born).await
+                    forward::run(r, w, upstream, &route.forward, born, route).await
                 }
                 ClientStream::Unix(stream) => {
                     let (r, w) = stream.split();
-                    forward::run(r, w, upstream, &route.forward, born).await
+                    forward::run(r, w, upstream, &route.forward, born, route).await
                 }
             };
             drop(client);
@@ -306,14 +359,25 @@ async fn proxy(mut client: ClientStream, route: &RouteRuntime) -> Result<(), Con
 /// Connects and authenticates, recording how long it took or at which stage it failed; returns
 /// the connection and when it was made.
 async fn reach_upstream(route: &RouteRuntime) -> Result<(UpstreamStream, Instant), ConnError> {
-    if let Some(pool) = &route.pool
-        && let Some(ready) = pool.take(route.forward.store.version())
-    {
-        debug!("Took a ready upstream connection from the pool");
-        return Ok(ready);
+    let primary = &route.forward.primary;
+    if let Some(pool) = &route.pool {
+        while let Some(ready) = pool.take(route.forward.store.version()) {
+            if primary.predates_failover(ready.1) {
+                // Perhaps on the old primary, now a replica.
+                route.metrics().pool_evicted("failover");
+                continue;
+            }
+            debug!("Took a ready upstream connection from the pool");
+            return Ok(ready);
+        }
     }
     let started = Instant::now();
-    let reached = route.open_upstream().await.map(|stream| (stream, started));
+    let reached = if primary.in_failover() {
+        route.open_primary().await
+    } else {
+        route.open_upstream().await
+    };
+    let reached = reached.map(|stream| (stream, started));
     let metrics = route.metrics();
     match &reached {
         Ok(_) => {

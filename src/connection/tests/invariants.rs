@@ -52,6 +52,14 @@ impl Connection<'_> {
         if self.awaiting == Some(Awaiting::ResetReply) {
             assert!(resetting, "RESET awaited with no claim on its reply");
         }
+        assert_eq!(
+            self.awaiting == Some(Awaiting::Primary),
+            wants.side_trip == Some(SideTrip::FollowPrimary),
+            "a refusal followed and its side trip"
+        );
+        if let Some(follow) = &self.follow {
+            follow.check(stream.answered);
+        }
         if self.stream.frame.held.is_some() {
             assert!(
                 self.rules.cluster.is_some(),

@@ -51,6 +51,14 @@ pub enum Command {
     ClientList,
     /// `CLIENT TRACKING ON ...`: the server remembers the keys this connection reads, past RESET.
     ClientTracking,
+    /// `SELECT db`, held whole: a connection that replaces this one is told it again.
+    Select,
+    /// `CLIENT SETNAME name`, held whole: a connection that replaces this one is told it again.
+    ClientSetName,
+    /// `WATCH key...`: keys are watched on this connection until EXEC, DISCARD or UNWATCH.
+    Watch,
+    /// `UNWATCH`.
+    Unwatch,
     /// `SYNC` or `PSYNC`: the server answers with a replication stream, which is not RESP.
     Replicate,
     /// `CLUSTER SLOTS`, `SHARDS`, `NODES`, `REPLICAS id` or `SLAVES id`: the reply names nodes,

@@ -1,0 +1,197 @@
+//! Following the primary: a replica's refusal in a pipeline, the replies held and sent again
+//! in order, the settings told to the new connection, and the states that cannot move.
+
+use super::*;
+
+const READONLY: &[u8] = b"-READONLY You can't write against a read only replica.\r\n";
+const LOADING: &[u8] = b"-LOADING Redis is loading the dataset in memory\r\n";
+
+fn following() -> Wire {
+    Wire::with(Rules {
+        follow_primary: true,
+        ..rules(None)
+    })
+}
+
+#[test]
+fn a_refused_write_in_a_pipeline_is_sent_again_with_every_later_request() {
+    let mut wire = following();
+    let (a, b, c) = (
+        req(&["SET", "a", "1"]),
+        req(&["INCR", "b"]),
+        req(&["GET", "c"]),
+    );
+    wire.client_sends(&cat(&[&a, &b, &c]));
+    assert_eq!(wire.take_server(), cat(&[&a, &b, &c]));
+    // The old node answered SET before it was demoted; then it refuses INCR and answers GET
+    // from what may be stale data.
+    wire.server_sends(&cat(&[b"+OK\r\n", READONLY, b"$3\r\nold\r\n"]));
+    assert_eq!(
+        wire.take_client(),
+        b"+OK\r\n",
+        "the refusal and later replies are held"
+    );
+    assert!(!wire.conn.wants().requests, "requests wait for the move");
+    wire.follow_primary(Ok(()));
+    assert_eq!(
+        wire.take_server(),
+        cat(&[&b, &c]),
+        "from the refused one on"
+    );
+    wire.server_sends(b":1\r\n$3\r\nnew\r\n");
+    assert_eq!(wire.take_client(), b":1\r\n$3\r\nnew\r\n");
+    assert!(wire.conn.wants().idle_closable);
+    // The session goes on, counted from the new connection.
+    wire.client_sends(&req(&["GET", "a"]));
+    wire.server_sends(b"$1\r\n1\r\n");
+    assert_eq!(wire.take_client(), b"$1\r\n1\r\n");
+}
+
+#[test]
+fn a_refusal_split_anywhere_is_followed_the_same() {
+    let set = req(&["SET", "k", "v"]);
+    let replies = cat(&[LOADING, b"+OK\r\n"]);
+    for cut in 0..=replies.len() {
+        let mut wire = following();
+        wire.client_sends(&cat(&[&set, &set]));
+        wire.take_server();
+        wire.server_sends(&replies[..cut]);
+        wire.server_sends(&replies[cut..]);
+        assert!(wire.take_client().is_empty(), "cut at {cut}");
+        wire.follow_primary(Ok(()));
+        assert_eq!(wire.take_server(), cat(&[&set, &set]), "cut at {cut}");
+        wire.server_sends(b"+OK\r\n+OK\r\n");
+        assert_eq!(wire.take_client(), b"+OK\r\n+OK\r\n", "cut at {cut}");
+    }
+}
+
+#[test]
+fn a_request_half_sent_when_the_refusal_comes_is_sent_again_and_finished() {
+    let (first, second) = (req(&["SET", "a", "1"]), req(&["SET", "b", "value"]));
+    for cut in 1..second.len() {
+        let mut wire = following();
+        wire.client_sends(&cat(&[&first, &second[..cut]]));
+        let before = wire.take_server();
+        wire.server_sends(READONLY);
+        wire.follow_primary(Ok(()));
+        assert_eq!(
+            wire.take_server(),
+            before,
+            "cut at {cut}: what the old node got"
+        );
+        wire.client_sends(&second[cut..]);
+        let mut after = before;
+        after.extend(wire.take_server());
+        assert_eq!(after, cat(&[&first, &second]), "cut at {cut}");
+        wire.server_sends(b"+OK\r\n+OK\r\n");
+        assert_eq!(wire.take_client(), b"+OK\r\n+OK\r\n", "cut at {cut}");
+    }
+}
+
+#[test]
+fn the_new_connection_is_told_the_protocol_database_and_name_in_the_order_sent() {
+    let mut wire = following();
+    let (hello, name, select) = (
+        req(&["HELLO", "3"]),
+        req(&["CLIENT", "SETNAME", "worker"]),
+        req(&["SELECT", "2"]),
+    );
+    wire.client_sends(&cat(&[&hello, &name, &select, &req(&["SELECT", "3"])]));
+    wire.server_sends(b"%1\r\n+proto\r\n:3\r\n+OK\r\n+OK\r\n+OK\r\n");
+    wire.take_client();
+    let set = req(&["SET", "k", "v"]);
+    wire.client_sends(&set);
+    wire.server_sends(READONLY);
+    wire.take_server();
+    wire.follow_primary(Ok(()));
+    assert_eq!(
+        wire.take_server(),
+        cat(&[&hello, &name, &req(&["SELECT", "3"]), &set]),
+        "the latest of each setting, then the refused request"
+    );
+}
+
+#[test]
+fn an_auth_answered_in_place_before_the_refused_request_does_not_stop_the_move() {
+    let mut wire = following();
+    let set = req(&["SET", "k", "v"]);
+    wire.client_sends(&req(&["AUTH", "default", "pw"]));
+    assert_eq!(wire.take_client(), b"+OK\r\n");
+    wire.client_sends(&set);
+    wire.server_sends(READONLY);
+    wire.follow_primary(Ok(()));
+    assert_eq!(wire.take_server(), set);
+}
+
+#[test]
+fn an_auth_answered_in_place_among_the_requests_to_send_again_closes_after_the_refusal() {
+    let mut wire = following();
+    let set = req(&["SET", "k", "v"]);
+    wire.client_sends(&cat(&[&set, &req(&["AUTH", "x"]), &set]));
+    wire.server_sends(READONLY);
+    assert_eq!(wire.take_client(), READONLY);
+    assert!(wire.conn.wants().closing);
+    assert!(matches!(
+        wire.conn.take_outcome(),
+        Some(Err(ConnError::LeftReplica { .. }))
+    ));
+}
+
+#[test]
+fn a_session_in_multi_or_watching_gets_the_refusal_and_is_closed() {
+    for setup in [vec![req(&["MULTI"])], vec![req(&["WATCH", "k"])]] {
+        let mut wire = following();
+        wire.client_sends(&setup.concat());
+        wire.server_sends(b"+OK\r\n");
+        wire.take_client();
+        wire.client_sends(&req(&["SET", "k", "v"]));
+        wire.server_sends(READONLY);
+        assert_eq!(wire.take_client(), READONLY);
+        assert!(wire.conn.wants().closing, "{setup:?}");
+    }
+}
+
+#[test]
+fn after_exec_the_session_can_move_again() {
+    let mut wire = following();
+    wire.client_sends(&cat(&[
+        &req(&["WATCH", "k"]),
+        &req(&["MULTI"]),
+        &req(&["EXEC"]),
+    ]));
+    wire.server_sends(b"+OK\r\n+OK\r\n*0\r\n");
+    wire.take_client();
+    wire.client_sends(&req(&["SET", "k", "v"]));
+    wire.server_sends(READONLY);
+    assert!(wire.take_client().is_empty());
+    wire.follow_primary(Ok(()));
+    assert_eq!(wire.take_server(), req(&["SET", "k", "v"]));
+}
+
+#[test]
+fn when_no_primary_answers_the_client_gets_the_refusal_and_the_connection_closes() {
+    let mut wire = following();
+    wire.client_sends(&cat(&[&req(&["SET", "a", "1"]), &req(&["GET", "a"])]));
+    wire.server_sends(&cat(&[READONLY, b"$1\r\n1\r\n"]));
+    wire.follow_primary(Err(ConnError::NoPrimary {
+        upstream: "primary.example:6379".into(),
+        after: std::time::Duration::from_secs(30),
+        role: "replica",
+    }));
+    assert_eq!(wire.take_client(), READONLY);
+    assert!(wire.conn.wants().closing);
+}
+
+#[test]
+fn other_errors_pass_in_their_place_and_nothing_moves_when_not_following() {
+    let mut wire = following();
+    wire.client_sends(&cat(&[&req(&["INCR", "s"]), &req(&["GET", "s"])]));
+    let wrongtype = b"-WRONGTYPE Operation against a key holding the wrong kind of value\r\n";
+    wire.server_sends(&cat(&[wrongtype, b"$1\r\nx\r\n"]));
+    assert_eq!(wire.take_client(), cat(&[wrongtype, b"$1\r\nx\r\n"]));
+    let mut plain = Wire::new();
+    plain.client_sends(&req(&["SET", "k", "v"]));
+    plain.server_sends(READONLY);
+    assert_eq!(plain.take_client(), READONLY);
+    assert!(!plain.conn.wants().closing && plain.conn.resend_window().is_none());
+}

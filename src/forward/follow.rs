@@ -1,0 +1,158 @@
+//! Moving a session to the new primary (`SideTrip::FollowPrimary`): the I/O half of
+//! `connection/follow.rs`. The client's bytes that may have to go again are kept (`Sent`, as
+//! slices of the buffers they were read into, never copied) until their replies have come.
+
+use super::Io;
+use crate::connection::Connection;
+use crate::error::ConnError;
+use crate::handshake::exchange;
+use bytes::{Bytes, BytesMut};
+use std::collections::VecDeque;
+use std::future::Future;
+use std::pin::Pin;
+use std::time::Instant;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tracing::{info, warn};
+
+/// A new authenticated connection to the primary, and when it was made.
+pub(crate) type Reopened<'a, U> =
+    Pin<Box<dyn Future<Output = Result<(U, Instant), ConnError>> + Send + 'a>>;
+
+/// A new authenticated connection to the route's primary: tried until a primary answers or
+/// `--failover-timeout` passes. What `forward` asks of the route that made the connection.
+pub(crate) trait Reopen<U>: Sync {
+    fn reopen(&self) -> Reopened<'_, U>;
+}
+
+/// The client's bytes from the oldest request still unanswered on, in order.
+#[derive(Default)]
+pub(super) struct Sent {
+    chunks: VecDeque<Bytes>,
+    /// Where the first chunk starts in the client's byte stream.
+    start: u64,
+}
+
+impl Sent {
+    pub(super) fn push(&mut self, bytes: Bytes) {
+        if !bytes.is_empty() {
+            self.chunks.push_back(bytes);
+        }
+    }
+
+    /// Drops what lies before client offset `from`.
+    pub(super) fn keep_from(&mut self, from: u64) {
+        while let Some(front) = self.chunks.front_mut() {
+            let skip = from.saturating_sub(self.start);
+            if skip == 0 {
+                return;
+            }
+            if skip >= front.len() as u64 {
+                self.start += front.len() as u64;
+                self.chunks.pop_front();
+            } else {
+                let _ = front.split_to(skip as usize);
+                self.start += skip;
+            }
+        }
+        self.start = self.start.max(from);
+    }
+}
+
+impl<R, W, U> Io<'_, R, W, U>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+    U: AsyncRead + AsyncWrite + Unpin,
+{
+    /// Moves the session to a connection to the primary, or gives the client the refusal.
+    pub(super) async fn follow_primary(&mut self, conn: &mut Connection<'_>) {
+        let ctx = self.ctx;
+        ctx.primary.refused();
+        let started = Instant::now();
+        let result = self.move_to_primary(conn).await;
+        match &result {
+            Ok(()) => {
+                let resent = conn.requests_to_resend();
+                info!(
+                    resent,
+                    after_ms = started.elapsed().as_millis() as u64,
+                    "Followed the primary"
+                );
+                ctx.metrics
+                    .failover_followed(resent, started.elapsed().as_secs_f64());
+            }
+            Err(error) => {
+                warn!(%error, "Could not follow the primary; the client gets the refusal");
+                ctx.metrics.failover_not_moved(match error {
+                    ConnError::NoPrimary { .. } | ConnError::Timeout { .. } => "timeout",
+                    _ => "auth",
+                });
+            }
+        }
+        self.actions.clear();
+        conn.followed(result, &mut self.actions);
+        let _ = self.queue(&Bytes::new());
+    }
+
+    async fn move_to_primary(&mut self, conn: &Connection<'_>) -> Result<(), ConnError> {
+        let ctx = self.ctx;
+        let (mut upstream, born) = self.reopen.reopen().await?;
+        let mut buf = BytesMut::new();
+        for setting in conn.settings_to_replay() {
+            let told = exchange(&mut upstream, &setting, &mut buf, &ctx.upstream);
+            tokio::time::timeout(ctx.settings.auth_timeout, told)
+                .await
+                .map_err(|_| ConnError::Timeout {
+                    stage: crate::error::Stage::Auth,
+                    after: ctx.settings.auth_timeout,
+                    upstream: ctx.upstream.clone(),
+                })??;
+        }
+        self.upstream = upstream;
+        self.upstream_shut = false;
+        self.from_server.clear();
+        self.replies_waiting = false;
+        self.to_server.clear();
+        let sent = self.sent.as_mut().expect("following keeps the bytes sent");
+        sent.keep_from(conn.resend_window().unwrap_or(u64::MAX));
+        for chunk in &sent.chunks {
+            self.to_server.push(chunk.clone());
+        }
+        self.born = born;
+        if let Some(renewer) = &mut self.renewer {
+            let expires = ctx.store.credentials().and_then(|c| c.expires);
+            renewer.authenticated(tokio::time::Instant::now(), expires);
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn collected(sent: &Sent) -> Vec<u8> {
+        sent.chunks.iter().flat_map(|c| c.iter().copied()).collect()
+    }
+
+    #[test]
+    fn bytes_before_the_window_are_dropped_within_and_across_chunks() {
+        let mut sent = Sent::default();
+        sent.push(Bytes::from_static(b"*1\r\n$4\r\nPING\r\n"));
+        sent.push(Bytes::from_static(b"*2\r\n$3\r\nGET\r\n$1\r\nk\r\n"));
+        sent.keep_from(4);
+        assert_eq!(
+            collected(&sent),
+            b"$4\r\nPING\r\n*2\r\n$3\r\nGET\r\n$1\r\nk\r\n"
+        );
+        sent.keep_from(14);
+        assert_eq!(collected(&sent), b"*2\r\n$3\r\nGET\r\n$1\r\nk\r\n");
+        sent.keep_from(14);
+        assert_eq!(collected(&sent).len(), 20);
+        sent.keep_from(34);
+        assert!(sent.chunks.is_empty());
+        sent.push(Bytes::from_static(b"x"));
+        sent.keep_from(34);
+        assert_eq!(collected(&sent), b"x");
+    }
+}
