@@ -193,8 +193,17 @@ impl ProxyProcess {
     }
 
     pub fn spawn_to(upstream: &str, args: &[&str], env: &[(&str, String)]) -> Self {
+        Self::spawn_in(None, upstream, args, env)
+    }
+
+    fn spawn_in(
+        hosts: Option<&Path>,
+        upstream: &str,
+        args: &[&str],
+        env: &[(&str, String)],
+    ) -> Self {
         for _ in 0..5 {
-            let mut proxy = Self::spawn_once(upstream, args, env);
+            let mut proxy = Self::spawn_wrapped(hosts, upstream, args, env);
             let deadline = Instant::now() + PATIENCE;
             loop {
                 let bound = listening_ports(proxy.child.id());
@@ -217,14 +226,47 @@ impl ProxyProcess {
         panic!("the proxy could not start after 5 tries (its ports were taken?)");
     }
 
-    fn spawn_once(upstream: &str, args: &[&str], env: &[(&str, String)]) -> Self {
+    /// Starts the proxy in a mount namespace of its own where `hosts` is `/etc/hosts`, so that
+    /// a test decides what its upstream's name resolves to, and changes it by rewriting the
+    /// file in place (`unshare` as root; the process keeps its pid through the `exec`s).
+    pub fn start_with_hosts(
+        hosts: &Path,
+        upstream: &str,
+        args: &[&str],
+        env: &[(&str, String)],
+    ) -> Self {
+        let proxy = Self::spawn_in(Some(hosts), upstream, args, env);
+        eventually("the proxy has started (/startupz)", || {
+            http(proxy.admin_addr(), "GET", "/startupz").0 == 200
+        });
+        proxy
+    }
+
+    fn spawn_wrapped(
+        hosts: Option<&Path>,
+        upstream: &str,
+        args: &[&str],
+        env: &[(&str, String)],
+    ) -> Self {
         let dir = tempfile::Builder::new()
             .prefix("rap-proc-")
             .tempdir()
             .unwrap();
         let log = dir.path().join("proxy.log");
         let (port, admin) = (free_port(), free_port());
-        let mut command = Command::new(env!("CARGO_BIN_EXE_redis-auth-proxy"));
+        let binary = env!("CARGO_BIN_EXE_redis-auth-proxy");
+        let mut command = match hosts {
+            None => Command::new(binary),
+            Some(hosts) => {
+                let mut command = Command::new("unshare");
+                command
+                    .args(["--mount", "--propagation", "private", "--", "sh", "-c"])
+                    .arg("mount --bind \"$0\" /etc/hosts && exec \"$@\"")
+                    .arg(hosts)
+                    .arg(binary);
+                command
+            }
+        };
         command
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())

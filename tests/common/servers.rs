@@ -21,6 +21,11 @@ pub struct RedisOptions {
     pub wrong_name_cert: bool,
     /// `tls-protocols`, e.g. `"TLSv1.2"`; `None` keeps Redis's default (1.2 and 1.3).
     pub tls_protocols: Option<&'static str>,
+    /// The loopback address both ports are bound to (another, such as 127.0.0.2, lets two
+    /// servers share a TLS port behind one name that a test points at either).
+    pub bind: &'static str,
+    /// The TLS port; `None` for a free one.
+    pub tls_port: Option<u16>,
 }
 
 impl Default for RedisOptions {
@@ -29,6 +34,8 @@ impl Default for RedisOptions {
             password: Some(TOKEN_A),
             wrong_name_cert: false,
             tls_protocols: None,
+            bind: "127.0.0.1",
+            tls_port: None,
         }
     }
 }
@@ -51,7 +58,7 @@ fn spawn_redis(options: &RedisOptions, dir: &Path, tls_port: u16, plain_port: u1
     };
     let mut command = Command::new(server_binary());
     command
-        .args(["--bind", "127.0.0.1", "--port", &plain_port.to_string()])
+        .args(["--bind", options.bind, "--port", &plain_port.to_string()])
         .args(["--tls-port", &tls_port.to_string()])
         .arg("--tls-cert-file")
         .arg(cert)
@@ -126,7 +133,7 @@ impl RedisServer {
             .prefix("rap-redis-")
             .tempdir()
             .unwrap();
-        let (tls_port, plain_port) = (free_port(), free_port());
+        let (tls_port, plain_port) = (options.tls_port.unwrap_or_else(free_port), free_port());
         let child = spawn_redis(options, dir.path(), tls_port, plain_port);
         let mut server = RedisServer {
             child,
@@ -177,8 +184,8 @@ impl RedisServer {
 
     fn try_admin(&self) -> redis::RedisResult<redis::Connection> {
         let url = format!(
-            "redis://admin:{ADMIN_PASSWORD}@127.0.0.1:{}/",
-            self.plain_port
+            "redis://admin:{ADMIN_PASSWORD}@{}:{}/",
+            self.options.bind, self.plain_port
         );
         let mut con =
             redis::Client::open(url)?.get_connection_with_timeout(Duration::from_secs(2))?;

@@ -1,0 +1,225 @@
+//! Following the primary through a failover, against real servers: a primary and its replica
+//! share a TLS port on two loopback addresses behind one name, which the test points at either
+//! through a hosts file of the proxy's own (`ProxyProcess::start_with_hosts`). The failover is
+//! Redis's own `FAILOVER` (writes paused, the replica promoted, the old primary demoted), as a
+//! managed service does it, and the name moves after it, as a DNS record does.
+
+mod common;
+
+use common::*;
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+const NAME: &str = "redis-primary.test";
+
+struct Pair {
+    primary: RedisServer,
+    replica: RedisServer,
+    hosts: TokenFile,
+    port: u16,
+}
+
+impl Pair {
+    /// A primary on 127.0.0.2 and its replica on 127.0.0.3, the name on the primary.
+    fn start() -> Pair {
+        let port = free_port();
+        let on = |bind| RedisOptions {
+            bind,
+            tls_port: Some(port),
+            ..RedisOptions::default()
+        };
+        let primary = RedisServer::start_with(on("127.0.0.2"));
+        let replica = RedisServer::start_with(on("127.0.0.3"));
+        // Either may be the other's replica after a failover.
+        for (server, ip) in [(&primary, "127.0.0.2"), (&replica, "127.0.0.3")] {
+            server.admin(&["CONFIG", "SET", "replica-announce-ip", ip]);
+            server.admin(&["CONFIG", "SET", "repl-diskless-sync-delay", "0"]);
+            server.admin(&["CONFIG", "SET", "masterauth", TOKEN_A]);
+        }
+        replica.admin(&["REPLICAOF", "127.0.0.2", &primary.plain_port.to_string()]);
+        eventually("the replica is in sync", || {
+            info(&replica, "replication").contains("master_link_status:up")
+        });
+        let hosts = TokenFile::new(&format!("127.0.0.2 {NAME}\n"));
+        Pair {
+            primary,
+            replica,
+            hosts,
+            port,
+        }
+    }
+
+    fn proxy(&self, token: &TokenFile) -> ProxyProcess {
+        let token = token.path.to_str().unwrap();
+        let args = ["--token-file", token, "--tls-server-name", "localhost"];
+        ProxyProcess::start_with_hosts(
+            &self.hosts.path,
+            &format!("{NAME}:{}", self.port),
+            &args,
+            &[],
+        )
+    }
+
+    /// The managed way: writes paused, the replica promoted, the old primary its replica.
+    fn fail_over(&self) {
+        self.primary.admin(&["FAILOVER"]);
+        eventually("the old primary is a replica", || {
+            info(&self.primary, "replication").contains("role:slave")
+                && info(&self.replica, "replication").contains("role:master")
+        });
+    }
+
+    /// The name now leads to the new primary.
+    fn move_name(&self) {
+        self.hosts.rewrite(&format!("127.0.0.3 {NAME}\n"));
+    }
+}
+
+fn info(server: &RedisServer, section: &str) -> String {
+    redis::from_redis_value(server.admin(&["INFO", section])).unwrap()
+}
+
+/// What the clients saw: acknowledged increments per client, and every error.
+#[derive(Default)]
+struct Tally {
+    acked: Vec<AtomicU64>,
+    errors: Mutex<Vec<String>>,
+    stop: AtomicBool,
+}
+
+/// Client `i` increments its own key, on one long-lived connection or a new one each time. A
+/// reply must be exactly one more than the last: an increment executed twice would show.
+fn client(tally: &Tally, addr: std::net::SocketAddr, i: usize, long_lived: bool) {
+    let key = format!("counter-{i}");
+    let url = format!("redis://{addr}/");
+    let mut connection = None;
+    while !tally.stop.load(Ordering::Relaxed) {
+        if connection.is_none() || !long_lived {
+            connection = Some(connect(&url));
+        }
+        let con = connection.as_mut().unwrap();
+        match redis::cmd("INCR").arg(&key).query::<u64>(con) {
+            Ok(value) => {
+                let acked = tally.acked[i].fetch_add(1, Ordering::Relaxed) + 1;
+                if value != acked {
+                    let error = format!("{key}: INCR answered {value} after {acked} acknowledged");
+                    tally.errors.lock().unwrap().push(error);
+                }
+            }
+            Err(error) => {
+                tally.errors.lock().unwrap().push(format!("{key}: {error}"));
+                connection = None;
+            }
+        }
+    }
+}
+
+/// Six clients, four on long-lived connections, through a managed failover: none sees an
+/// error, every acknowledged increment is on the new primary exactly once, and the sessions
+/// that were refused moved (counted).
+#[test]
+fn a_managed_failover_under_load_costs_the_clients_no_error() {
+    let pair = Pair::start();
+    let token = TokenFile::new(TOKEN_A);
+    let proxy = pair.proxy(&token);
+    let tally = Arc::new(Tally {
+        acked: (0..6).map(|_| AtomicU64::new(0)).collect(),
+        ..Tally::default()
+    });
+    let addr = proxy.addr();
+    let clients: Vec<_> = (0..6)
+        .map(|i| {
+            let tally = Arc::clone(&tally);
+            std::thread::spawn(move || client(&tally, addr, i, i < 4))
+        })
+        .collect();
+    let progress = |least: u64| {
+        let tally = &tally;
+        move || {
+            tally
+                .acked
+                .iter()
+                .all(|a| a.load(Ordering::Relaxed) >= least)
+        }
+    };
+    eventually("every client has written", progress(20));
+    pair.fail_over();
+    let during: Vec<u64> = tally
+        .acked
+        .iter()
+        .map(|a| a.load(Ordering::Relaxed))
+        .collect();
+    pair.move_name();
+    let least = during.iter().max().unwrap() + 50;
+    eventually(
+        "every client wrote again after the failover",
+        progress(least),
+    );
+    tally.stop.store(true, Ordering::Relaxed);
+    for client in clients {
+        client.join().unwrap();
+    }
+    let errors = tally.errors.lock().unwrap();
+    assert!(
+        errors.is_empty(),
+        "clients saw errors: {:?}",
+        &errors[..errors.len().min(10)]
+    );
+    for (i, acked) in tally.acked.iter().enumerate() {
+        let stored: u64 =
+            redis::from_redis_value(pair.replica.admin(&["GET", &format!("counter-{i}")])).unwrap();
+        assert_eq!(
+            stored,
+            acked.load(Ordering::Relaxed),
+            "counter-{i} on the new primary"
+        );
+    }
+    let (_, metrics) = http(proxy.admin_addr(), "GET", "/metrics");
+    let followed = sample(&metrics, "redis_auth_proxy_failovers_followed_total", &[]);
+    assert!(
+        followed >= 1.0,
+        "no session followed the primary:\n{}",
+        proxy.log()
+    );
+    let closed = sample(
+        &metrics,
+        "redis_auth_proxy_failover_sessions_closed_total",
+        &[],
+    );
+    assert_eq!(closed, 0.0, "{}", proxy.log());
+}
+
+/// A client inside MULTI cannot move: it gets the server's refusal, as on a direct connection,
+/// then its connection closes; its next connection reaches the new primary.
+#[test]
+fn a_session_in_multi_gets_the_refusal_and_its_next_connection_reaches_the_new_primary() {
+    let pair = Pair::start();
+    let token = TokenFile::new(TOKEN_A);
+    let proxy = pair.proxy(&token);
+    let mut inside = proxy.raw();
+    inside.command(&["MULTI"]);
+    assert_eq!(inside.reply(), "OK");
+    pair.fail_over();
+    inside.command(&["SET", "multi-key", "v"]);
+    let rest = inside.read_to_close();
+    assert!(rest.starts_with("-READONLY "), "{rest:?}");
+    assert!(
+        rest.ends_with("\r\n") && rest.matches("\r\n").count() == 1,
+        "{rest:?}"
+    );
+    pair.move_name();
+    let mut next = proxy.raw();
+    next.command(&["SET", "multi-key", "after"]);
+    assert_eq!(next.reply(), "OK");
+    let stored: String =
+        redis::from_redis_value(pair.replica.admin(&["GET", "multi-key"])).unwrap();
+    assert_eq!(stored, "after");
+    let (_, metrics) = http(proxy.admin_addr(), "GET", "/metrics");
+    let closed = sample(
+        &metrics,
+        "redis_auth_proxy_failover_sessions_closed_total",
+        &[("reason", "state")],
+    );
+    assert_eq!(closed, 1.0);
+}
