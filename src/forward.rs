@@ -308,10 +308,18 @@ where
                 poll_read_buf(Pin::new(&mut self.upstream), cx, &mut self.from_server)
             {
                 match read {
-                    Ok(0) => conn.server_closed(),
                     // Redis closes TCP without a TLS close_notify; that is its normal close.
-                    Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => conn.server_closed(),
-                    Err(e) => return Err(ConnError::UpstreamIo(e)),
+                    Ok(0) => self.server_closed(conn)?,
+                    Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+                        self.server_closed(conn)?;
+                    }
+                    Err(e) => {
+                        // A reset: moved on as a close is, if the session follows the primary.
+                        self.server_closed(conn)?;
+                        if conn.wants().closing {
+                            return Err(ConnError::UpstreamIo(e));
+                        }
+                    }
                     Ok(n) => {
                         self.ctx.metrics.bytes_downstream.increment(n as u64);
                         self.touch();
@@ -322,6 +330,13 @@ where
             }
         }
         Ok(moved)
+    }
+
+    /// The server's side ended: the connection closes, or the session moves to the primary.
+    fn server_closed(&mut self, conn: &mut Connection<'_>) -> Result<(), ConnError> {
+        self.actions.clear();
+        conn.server_closed(self.client_eof, &mut self.actions);
+        self.queue(&Bytes::new())
     }
 
     /// Why the upstream connection may not serve the next client; `None` when it may. Besides

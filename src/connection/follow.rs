@@ -23,6 +23,11 @@ use crate::resp::request::Command;
 use bytes::Bytes;
 use std::collections::VecDeque;
 
+/// The reply to each request in flight on a connection the server closed, where the session
+/// moves on: the client cannot know whether it ran, as with a connection error.
+pub(super) const LOST: &[u8] =
+    b"-ERR redis-auth-proxy: the upstream connection was lost before the reply; the command may or may not have run\r\n";
+
 /// How a refusal that means "not executed: the primary is elsewhere" begins.
 const REFUSALS: [&[u8]; 3] = [b"-READONLY ", b"-LOADING ", b"-REDIRECT "];
 
@@ -66,7 +71,8 @@ pub(super) struct Follow {
 
 #[derive(Debug)]
 struct Refused {
-    reply: Bytes,
+    /// The server's refusal; `None` where the connection was lost instead.
+    reply: Option<Bytes>,
     from: u64,
 }
 
@@ -203,7 +209,7 @@ impl Connection<'_> {
             Ok(from) => {
                 let follow = self.follow.as_mut().expect("a refusal is followed");
                 follow.refused = Some(Refused {
-                    reply: Bytes::from(head),
+                    reply: Some(Bytes::from(head)),
                     from,
                 });
                 self.awaiting = Some(Awaiting::Primary);
@@ -212,8 +218,52 @@ impl Connection<'_> {
         }
     }
 
+    /// The server closed the connection: a session that can move does, once every request in
+    /// flight has had an error in its place (their replies will never come, and whether they
+    /// ran cannot be known). Not where a reply or a request is half through. Returns whether
+    /// the session moves.
+    pub(super) fn follow_after_loss(&mut self, actions: &mut Actions) -> bool {
+        let movable = self.follow.is_some()
+            && self.outcome.is_none()
+            && self.stream.at_boundary()
+            && self.session.at_boundary()
+            && self.state_cannot_move().is_ok();
+        if !movable {
+            return false;
+        }
+        for _ in self.stream.answered..self.stream.sent {
+            actions
+                .client
+                .push(ToClient::Send(Bytes::from_static(LOST)));
+        }
+        self.stream.answered = self.stream.sent;
+        self.forget_answered();
+        let follow = self.follow.as_mut().expect("following");
+        follow.refused = Some(Refused {
+            reply: None,
+            from: follow.consumed,
+        });
+        self.awaiting = Some(Awaiting::Primary);
+        true
+    }
+
     /// Where the requests to send again start, or why the session cannot move.
     fn cannot_move(&self) -> Result<u64, &'static str> {
+        self.state_cannot_move()?;
+        let (follow, stream) = (self.follow.as_ref().ok_or("not following")?, &self.stream);
+        // Starts of requests answered earlier in this same read are forgotten only after it.
+        let oldest = follow
+            .starts
+            .iter()
+            .find(|&&(count, _)| count >= stream.answered);
+        match oldest {
+            Some(&(count, at)) if count == stream.answered && follow.altered_until <= at => Ok(at),
+            _ => Err("requests the proxy answered or changed in flight"),
+        }
+    }
+
+    /// Why what the session set on its connection cannot be carried to another, if it cannot.
+    fn state_cannot_move(&self) -> Result<(), &'static str> {
         let (session, stream) = (&self.session, &self.stream);
         if session.in_multi {
             return Err("MULTI");
@@ -240,16 +290,7 @@ impl Connection<'_> {
         if session.done() {
             return Err("QUIT or a malformed request");
         }
-        let follow = self.follow.as_ref().ok_or("not following")?;
-        // Starts of requests answered earlier in this same read are forgotten only after it.
-        let oldest = follow
-            .starts
-            .iter()
-            .find(|&&(count, _)| count >= stream.answered);
-        match oldest {
-            Some(&(count, at)) if count == stream.answered && follow.altered_until <= at => Ok(at),
-            _ => Err("requests the proxy answered or changed in flight"),
-        }
+        Ok(())
     }
 
     /// The result of moving to the new primary. On success the requests from the refused one
@@ -278,7 +319,9 @@ impl Connection<'_> {
                 };
             }
             Err(error) => {
-                actions.client.push(ToClient::Send(refused.reply));
+                if let Some(reply) = refused.reply {
+                    actions.client.push(ToClient::Send(reply));
+                }
                 self.outcome = Some(Err(error));
             }
         }

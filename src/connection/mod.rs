@@ -278,9 +278,14 @@ impl<'a> Connection<'a> {
         self.outcome.take()
     }
 
-    /// The server closed its side.
-    pub fn server_closed(&mut self) {
-        self.outcome.get_or_insert(Ok(()));
+    /// The server closed its side (or the connection failed). Following the primary, a
+    /// session that can move does (`follow.rs`), unless the client has left (`client_left`:
+    /// the server closed because the proxy passed the client's end on); otherwise the
+    /// connection closes.
+    pub fn server_closed(&mut self, client_left: bool, actions: &mut Actions) {
+        if client_left || !self.follow_after_loss(actions) {
+            self.outcome.get_or_insert(Ok(()));
+        }
     }
 
     /// The result of authenticating again after RESET. On failure the client gets the error

@@ -82,7 +82,7 @@ where
                     .failover_followed(resent, started.elapsed().as_secs_f64());
             }
             Err(error) => {
-                warn!(%error, "Could not follow the primary; the client gets the refusal");
+                warn!(%error, "Could not follow the primary; the connection closes");
                 ctx.metrics.failover_not_moved(match error {
                     ConnError::NoPrimary { .. } | ConnError::Timeout { .. } => "timeout",
                     _ => "auth",

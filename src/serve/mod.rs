@@ -372,6 +372,8 @@ async fn reach_upstream(route: &RouteRuntime) -> Result<(UpstreamStream, Instant
         }
     }
     let started = Instant::now();
+    // During a failover (a session was refused by a replica, or lost its server) a new
+    // connection waits for the primary too; otherwise it fails fast, as a direct one would.
     let reached = if primary.in_failover() {
         route.open_primary().await
     } else {

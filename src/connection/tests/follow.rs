@@ -195,3 +195,63 @@ fn other_errors_pass_in_their_place_and_nothing_moves_when_not_following() {
     assert_eq!(plain.take_client(), READONLY);
     assert!(!plain.conn.wants().closing && plain.conn.resend_window().is_none());
 }
+
+#[test]
+fn an_idle_session_whose_server_closed_moves_unharmed() {
+    let mut wire = following();
+    wire.client_sends(&req(&["SELECT", "1"]));
+    wire.server_sends(b"+OK\r\n");
+    wire.take_client();
+    wire.conn.server_closed(false, &mut wire.actions);
+    wire.apply(&[]);
+    assert!(wire.take_client().is_empty() && !wire.conn.wants().closing);
+    wire.follow_primary(Ok(()));
+    assert_eq!(
+        wire.take_server(),
+        req(&["SELECT", "1"]),
+        "only the settings"
+    );
+    wire.client_sends(&req(&["GET", "k"]));
+    wire.server_sends(b"$-1\r\n");
+    assert_eq!(wire.take_client(), b"$-1\r\n");
+}
+
+#[test]
+fn requests_in_flight_when_the_server_closed_each_get_an_error_then_the_session_moves() {
+    let mut wire = following();
+    wire.client_sends(&cat(&[&req(&["INCR", "a"]), &req(&["BLPOP", "q", "0"])]));
+    wire.conn.server_closed(false, &mut wire.actions);
+    wire.apply(&[]);
+    let errors = wire.take_client();
+    assert_eq!(
+        errors,
+        cat(&[super::super::follow::LOST, super::super::follow::LOST])
+    );
+    wire.follow_primary(Ok(()));
+    assert!(wire.take_server().is_empty(), "nothing is sent again");
+    wire.client_sends(&req(&["PING"]));
+    wire.server_sends(b"+PONG\r\n");
+    assert_eq!(wire.take_client(), b"+PONG\r\n");
+}
+
+#[test]
+fn a_lost_server_closes_a_session_that_cannot_move_or_is_half_through_a_reply() {
+    let mut multi = following();
+    multi.client_sends(&req(&["MULTI"]));
+    multi.conn.server_closed(false, &mut multi.actions);
+    assert!(multi.conn.wants().closing);
+    let mut half = following();
+    half.client_sends(&req(&["GET", "k"]));
+    half.server_sends(b"$10\r\nhal");
+    half.conn.server_closed(false, &mut half.actions);
+    assert!(half.conn.wants().closing);
+    let mut plain = Wire::new();
+    plain.conn.server_closed(false, &mut plain.actions);
+    assert!(plain.conn.wants().closing);
+    let mut left = following();
+    left.conn.server_closed(true, &mut left.actions);
+    assert!(
+        left.conn.wants().closing,
+        "the client left: nothing to move"
+    );
+}
