@@ -113,13 +113,15 @@ impl Connection<'_> {
         }
     }
 
-    /// Remembers a request that set `setting`, to be told to a new connection.
-    pub(super) fn remember(&mut self, setting: Setting, request: &[u8]) {
+    /// Remembers a request that set `setting`, to be told to a new connection; `None`, one
+    /// too large to keep (a name streamed over several reads): the setting is not told.
+    pub(super) fn remember(&mut self, setting: Setting, request: Option<&[u8]>) {
         if let Some(follow) = &mut self.follow {
             follow.settings.retain(|(kind, _)| *kind != setting);
-            follow
-                .settings
-                .push((setting, Bytes::copy_from_slice(request)));
+            if let Some(request) = request {
+                let request = Bytes::copy_from_slice(request);
+                follow.settings.push((setting, request));
+            }
         }
     }
 

@@ -65,10 +65,13 @@ impl Connection<'_> {
                 }
                 Step::Start { len, command } if self.passes(&command) => {
                     self.session.input = Input::Forwarding;
-                    if let Some(setting) = Setting::set_by(&command) {
-                        self.remember(setting, &input[pos..pos + len]);
-                    }
+                    let start = pos;
                     pos += len;
+                    if let Some(setting) = Setting::set_by(&command) {
+                        // Kept only when it came whole in this read, as it nearly always does.
+                        let whole = self.session.at_boundary().then(|| &input[start..pos]);
+                        self.remember(setting, whole);
+                    }
                     self.forwarded(&command, actions, &mut pass_from, pos);
                 }
                 Step::Start { len, command }
@@ -272,7 +275,7 @@ impl Connection<'_> {
                 if !well_formed || self.client_password_ok(&credentials) {
                     debug!("Removed AUTH from client HELLO");
                     self.session.identity_exposed = true;
-                    self.remember(Setting::Protocol, &rewritten);
+                    self.remember(Setting::Protocol, Some(&rewritten));
                     actions.server.push(ToServer::Send(Bytes::from(rewritten)));
                     self.stream.sent += 1;
                 } else {

@@ -24,19 +24,40 @@ pub(crate) trait Reopen<U>: Sync {
     fn reopen(&self) -> Reopened<'_, U>;
 }
 
+/// The most of a client's bytes kept to be sent again: requests in flight beyond it cannot
+/// move (the client gets the refusal), so that a client streaming a large value to a slow
+/// server costs no more memory than without following.
+const MAX_KEPT: usize = 64 * 1024;
+
 /// The client's bytes from the oldest request still unanswered on, in order.
 #[derive(Default)]
 pub(super) struct Sent {
     chunks: VecDeque<Bytes>,
     /// Where the first chunk starts in the client's byte stream.
     start: u64,
+    /// Bytes kept.
+    len: usize,
+    /// Past `MAX_KEPT`, bytes up to this offset were not kept.
+    dropped_until: u64,
 }
 
 impl Sent {
     pub(super) fn push(&mut self, bytes: Bytes) {
-        if !bytes.is_empty() {
+        let end = self.start + (self.len + bytes.len()) as u64;
+        if self.len + bytes.len() > MAX_KEPT {
+            self.chunks.clear();
+            self.len = 0;
+            self.dropped_until = end;
+            self.start = end;
+        } else if !bytes.is_empty() {
+            self.len += bytes.len();
             self.chunks.push_back(bytes);
         }
+    }
+
+    /// Whether every byte from client offset `from` on is kept.
+    pub(super) fn holds_from(&self, from: u64) -> bool {
+        from >= self.dropped_until
     }
 
     /// Drops what lies before client offset `from`.
@@ -48,10 +69,12 @@ impl Sent {
             }
             if skip >= front.len() as u64 {
                 self.start += front.len() as u64;
+                self.len -= front.len();
                 self.chunks.pop_front();
             } else {
                 let _ = front.split_to(skip as usize);
                 self.start += skip;
+                self.len -= skip as usize;
             }
         }
         self.start = self.start.max(from);
@@ -85,6 +108,7 @@ where
                 warn!(%error, "Could not follow the primary; the connection closes");
                 ctx.metrics.failover_not_moved(match error {
                     ConnError::NoPrimary { .. } | ConnError::Timeout { .. } => "timeout",
+                    ConnError::LeftReplica { .. } => "state",
                     _ => "auth",
                 });
             }
@@ -96,6 +120,13 @@ where
 
     async fn move_to_primary(&mut self, conn: &Connection<'_>) -> Result<(), ConnError> {
         let ctx = self.ctx;
+        let window = conn.resend_window().unwrap_or(u64::MAX);
+        let sent = self.sent.as_ref().expect("following keeps the bytes sent");
+        if !sent.holds_from(window) {
+            return Err(ConnError::LeftReplica {
+                reason: "over 64 KiB of requests in flight",
+            });
+        }
         let (mut upstream, born) = self.reopen.reopen().await?;
         let mut buf = BytesMut::new();
         for setting in conn.settings_to_replay() {
@@ -114,7 +145,7 @@ where
         self.replies_waiting = false;
         self.to_server.clear();
         let sent = self.sent.as_mut().expect("following keeps the bytes sent");
-        sent.keep_from(conn.resend_window().unwrap_or(u64::MAX));
+        sent.keep_from(window);
         for chunk in &sent.chunks {
             self.to_server.push(chunk.clone());
         }
@@ -154,5 +185,21 @@ mod tests {
         sent.push(Bytes::from_static(b"x"));
         sent.keep_from(34);
         assert_eq!(collected(&sent), b"x");
+        assert!(sent.holds_from(34));
+    }
+
+    #[test]
+    fn past_the_limit_nothing_is_kept_until_the_window_moves_beyond_it() {
+        let mut sent = Sent::default();
+        sent.push(Bytes::from(vec![b'a'; MAX_KEPT - 10]));
+        assert!(sent.holds_from(0));
+        sent.push(Bytes::from(vec![b'b'; 20]));
+        assert!(sent.chunks.is_empty() && !sent.holds_from(0));
+        assert!(!sent.holds_from(MAX_KEPT as u64 + 9) && sent.holds_from(MAX_KEPT as u64 + 10));
+        sent.push(Bytes::from_static(b"c"));
+        sent.keep_from(MAX_KEPT as u64 + 5);
+        assert_eq!(collected(&sent), b"c", "the bytes after the gap are kept");
+        sent.keep_from(MAX_KEPT as u64 + 11);
+        assert!(sent.chunks.is_empty() && sent.holds_from(MAX_KEPT as u64 + 11));
     }
 }

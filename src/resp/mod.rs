@@ -21,7 +21,7 @@ pub enum ProtocolError {
     #[error("Protocol error: unbalanced quotes in request")]
     UnbalancedQuotes,
     #[error(
-        "Protocol error: AUTH, HELLO, SELECT, CLIENT REPLY, CLIENT TRACKING, CLIENT SETNAME or CLUSTER request larger than 65536 bytes"
+        "Protocol error: AUTH, HELLO, CLIENT REPLY, CLIENT TRACKING or CLUSTER request larger than 65536 bytes"
     )]
     TooBigInspected,
     #[error("Protocol error: unauthenticated multibulk length")]

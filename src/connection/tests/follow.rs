@@ -255,3 +255,16 @@ fn a_lost_server_closes_a_session_that_cannot_move_or_is_half_through_a_reply() 
         "the client left: nothing to move"
     );
 }
+
+#[test]
+fn a_name_that_came_in_pieces_is_not_told_and_an_older_one_is_forgotten() {
+    let mut wire = following();
+    wire.client_sends(&req(&["CLIENT", "SETNAME", "first"]));
+    let long = "n".repeat(100);
+    let second = req(&["CLIENT", "SETNAME", &long]);
+    wire.client_sends(&second[..40]);
+    wire.client_sends(&second[40..]);
+    wire.server_sends(b"+OK\r\n+OK\r\n");
+    wire.take_client();
+    assert!(wire.conn.settings_to_replay().is_empty());
+}

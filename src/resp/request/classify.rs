@@ -8,7 +8,7 @@ use super::{ClientCredentials, Command, ReplyMode};
 /// most three words; longer ones, as ADDSLOTS with thousands, pass as they stream).
 pub(super) fn needs_whole_request(name: &[u8], count: i64) -> bool {
     let is = |n: &str| name.eq_ignore_ascii_case(n.as_bytes());
-    is("AUTH") || is("HELLO") || (is("CLUSTER") && count <= 3) || (is("SELECT") && count == 2)
+    is("AUTH") || is("HELLO") || (is("CLUSTER") && count <= 3)
 }
 
 /// Commands told apart by their subcommand, read before the rest so that the others (a large
@@ -27,8 +27,10 @@ pub(super) fn classify_subcommand(name: &[u8], sub: &[u8]) -> Option<Command> {
         } else {
             Command::Other
         }
-    } else if is("REPLY") || is("TRACKING") || is("SETNAME") {
+    } else if is("REPLY") || is("TRACKING") {
         return None;
+    } else if is("SETNAME") {
+        Command::ClientSetName
     } else if is("CACHING") {
         Command::ClientCaching
     } else if is("NO-EVICT") || is("NO-TOUCH") || is("SETINFO") {
@@ -54,6 +56,8 @@ pub(super) fn classify_by_name(name: &[u8], count: i64) -> Command {
         Command::Multi
     } else if (is("EXEC") || is("DISCARD")) && alone {
         Command::EndMulti
+    } else if is("SELECT") {
+        Command::Select
     } else if is("WATCH") {
         Command::Watch
     } else if is("UNWATCH") {
@@ -108,13 +112,6 @@ pub(super) fn classify_by_args(args: &[&[u8]]) -> Command {
         Command::ClientTracking
     } else if let Some(topology) = cluster_topology(args) {
         Command::ClusterTopology(topology)
-    } else if let [client, sub, _] = args
-        && is(client, "CLIENT")
-        && is(sub, "SETNAME")
-    {
-        Command::ClientSetName
-    } else if is(name, "SELECT") && args.len() == 2 {
-        Command::Select
     } else if is(name, "CLIENT") && args.get(1).is_some_and(|sub| is(sub, "REPLY")) {
         Command::ClientReply(match args.get(2) {
             Some(mode) if is(mode, "OFF") => ReplyMode::Off,

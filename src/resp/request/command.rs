@@ -51,9 +51,9 @@ pub enum Command {
     ClientList,
     /// `CLIENT TRACKING ON ...`: the server remembers the keys this connection reads, past RESET.
     ClientTracking,
-    /// `SELECT db`, held whole: a connection that replaces this one is told it again.
+    /// `SELECT`: a connection that replaces this one is told it again.
     Select,
-    /// `CLIENT SETNAME name`, held whole: a connection that replaces this one is told it again.
+    /// `CLIENT SETNAME`: a connection that replaces this one is told it again.
     ClientSetName,
     /// `WATCH key...`: keys are watched on this connection until EXEC, DISCARD or UNWATCH.
     Watch,
