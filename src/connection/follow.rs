@@ -67,6 +67,10 @@ pub(super) struct Follow {
     settings: Vec<(Setting, Bytes)>,
     /// The refusal being followed, kept from the client until the move succeeds or fails.
     refused: Option<Refused>,
+    /// The count of the last MULTI forwarded: a transaction in flight when the connection is
+    /// lost gets no invented errors (no server answers MULTI itself with one, and clients
+    /// that send a transaction at once do not expect it), the connection closes.
+    pub(super) multi_at: Option<u64>,
 }
 
 #[derive(Debug)]
@@ -225,7 +229,10 @@ impl Connection<'_> {
     /// ran cannot be known). Not where a reply or a request is half through. Returns whether
     /// the session moves.
     pub(super) fn follow_after_loss(&mut self, actions: &mut Actions) -> bool {
+        let transaction_in_flight = (self.follow.as_ref())
+            .is_some_and(|f| f.multi_at.is_some_and(|at| at >= self.stream.answered));
         let movable = self.follow.is_some()
+            && !transaction_in_flight
             && self.outcome.is_none()
             && self.stream.at_boundary()
             && self.session.at_boundary()

@@ -175,7 +175,12 @@ impl Connection<'_> {
                 session.identity_exposed = true;
                 session.listed_clients = true;
             }
-            Command::Multi => session.in_multi = true,
+            Command::Multi => {
+                session.in_multi = true;
+                if let Some(follow) = &mut self.follow {
+                    follow.multi_at = Some(stream.sent);
+                }
+            }
             Command::EndMulti => {
                 session.in_multi = false;
                 session.watching = false;

@@ -268,3 +268,24 @@ fn a_name_that_came_in_pieces_is_not_told_and_an_older_one_is_forgotten() {
     wire.take_client();
     assert!(wire.conn.settings_to_replay().is_empty());
 }
+
+#[test]
+fn a_transaction_in_flight_when_the_server_closed_gets_no_invented_error() {
+    let mut wire = following();
+    wire.client_sends(&cat(&[
+        &req(&["MULTI"]),
+        &req(&["SET", "k", "v"]),
+        &req(&["EXEC"]),
+    ]));
+    wire.conn.server_closed(false, &mut wire.actions);
+    wire.apply(&[]);
+    assert!(wire.take_client().is_empty());
+    assert!(wire.conn.wants().closing);
+    // Once answered, a transaction no longer stops a move.
+    let mut after = following();
+    after.client_sends(&cat(&[&req(&["MULTI"]), &req(&["EXEC"])]));
+    after.server_sends(b"+OK\r\n*0\r\n");
+    after.take_client();
+    after.conn.server_closed(false, &mut after.actions);
+    assert!(!after.conn.wants().closing);
+}
