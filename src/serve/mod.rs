@@ -4,6 +4,7 @@
 //! If reaching or authenticating to the server fails, the client gets one `-ERR` naming the
 //! cause and the connection closes; other connections are not affected.
 
+mod failover;
 pub(crate) mod nodes;
 pub(crate) mod pool;
 mod refresh;
@@ -18,7 +19,7 @@ use crate::handshake;
 use crate::health::Health;
 use crate::listener::{ClientStream, Listener};
 use crate::metrics::RouteMetrics;
-use crate::primary::{self, Primary, Role};
+use crate::primary::Primary;
 use crate::token::TokenStore;
 use crate::upstream::{Connector, TlsConfigError, TlsSettings, UpstreamStream};
 use pool::Pool;
@@ -129,50 +130,8 @@ impl RouteRuntime {
         .await?;
         debug!(token.slot = slot.as_str(), "Authenticated upstream");
         self.health.upstream_ok(self.index);
-        let primary = &ctx.primary;
-        if primary.wants_check() {
-            let role =
-                primary::check(&mut upstream, &ctx.upstream, ctx.settings.auth_timeout).await?;
-            debug!(role = role.as_str(), "Asked the upstream what it is");
-            primary.checked(role);
-            if primary.in_failover() && matches!(role, Role::Replica | Role::Loading) {
-                return Err(ConnError::NoPrimary {
-                    upstream: ctx.upstream.clone(),
-                    after: primary.timeout,
-                    role: role.as_str(),
-                });
-            }
-        }
+        self.check_primary(&mut upstream).await?;
         Ok(upstream)
-    }
-
-    /// An upstream connection to the primary, during a failover: tried again (DNS again) with
-    /// backoff until a primary answers or `--failover-timeout` passes.
-    pub(crate) async fn open_primary(&self) -> Result<UpstreamStream, ConnError> {
-        let deadline = Instant::now() + self.forward.primary.timeout;
-        let mut backoff = Duration::from_millis(50);
-        loop {
-            let error = match self.open_upstream().await {
-                Ok(upstream) => return Ok(upstream),
-                Err(error) => error,
-            };
-            let retryable = error.stage().is_some_and(|stage| stage != "no_token");
-            if !retryable || Instant::now() + backoff >= deadline {
-                return Err(error);
-            }
-            debug!(%error, "No primary yet");
-            tokio::time::sleep(backoff).await;
-            backoff = (backoff * 2).min(Duration::from_secs(1));
-        }
-    }
-}
-
-impl forward::Reopen<UpstreamStream> for RouteRuntime {
-    fn reopen(&self) -> forward::Reopened<'_, UpstreamStream> {
-        Box::pin(async move {
-            let upstream = self.open_primary().await?;
-            Ok((upstream, Instant::now()))
-        })
     }
 }
 
