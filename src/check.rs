@@ -96,9 +96,5 @@ where
     };
     tokio::time::timeout(timeout, exchange)
         .await
-        .map_err(|_| ConnError::Timeout {
-            stage: crate::error::Stage::Auth,
-            after: timeout,
-            upstream: upstream.to_owned(),
-        })?
+        .map_err(|_| ConnError::auth_timeout(timeout, upstream))?
 }

@@ -101,6 +101,16 @@ pub struct Outcome {
 }
 
 impl ConnError {
+    /// The server did not answer an exchange of the proxy's own (AUTH, ROLE, a replayed
+    /// setting) within `after`.
+    pub fn auth_timeout(after: Duration, upstream: &str) -> ConnError {
+        ConnError::Timeout {
+            stage: Stage::Auth,
+            after,
+            upstream: upstream.to_owned(),
+        }
+    }
+
     /// The stage at which reaching the server failed, for metrics; `None` after it was reached.
     pub fn stage(&self) -> Option<&'static str> {
         Some(match self {

@@ -88,6 +88,55 @@ struct Tally {
     stop: AtomicBool,
 }
 
+/// Clients incrementing their own keys through the proxy until stopped.
+struct Load {
+    tally: Arc<Tally>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl Load {
+    /// `clients` clients, the first `long_lived` on one connection each, the rest on a new
+    /// one per increment; `exact` as for `client`.
+    fn start(proxy: &ProxyProcess, clients: usize, long_lived: usize, exact: bool) -> Load {
+        let tally = Arc::new(Tally {
+            acked: (0..clients).map(|_| AtomicU64::new(0)).collect(),
+            ..Tally::default()
+        });
+        let addr = proxy.addr();
+        let threads = (0..clients)
+            .map(|i| {
+                let tally = Arc::clone(&tally);
+                std::thread::spawn(move || client(&tally, addr, i, i < long_lived, exact))
+            })
+            .collect();
+        Load { tally, threads }
+    }
+
+    fn acked(&self) -> Vec<u64> {
+        let acked = self.tally.acked.iter();
+        acked.map(|a| a.load(Ordering::Relaxed)).collect()
+    }
+
+    /// Waits until every client has an acknowledged count of at least `least`.
+    fn reach(&self, what: &str, least: u64) {
+        eventually(what, || self.acked().iter().all(|&a| a >= least));
+    }
+
+    /// Stops the clients; what they saw.
+    fn stop(self) -> (Vec<u64>, Vec<String>) {
+        self.tally.stop.store(true, Ordering::Relaxed);
+        for thread in self.threads {
+            thread.join().unwrap();
+        }
+        let acked = self.tally.acked.iter();
+        let acked = acked.map(|a| a.load(Ordering::Relaxed)).collect();
+        (
+            acked,
+            std::mem::take(&mut *self.tally.errors.lock().unwrap()),
+        )
+    }
+}
+
 /// Client `i` increments its own key, on one long-lived connection or a new one each time. A
 /// reply must be exactly one more than the last (`exact`): an increment executed twice would
 /// show. Otherwise the last value answered is kept (a killed primary may not have passed its
@@ -129,57 +178,22 @@ fn a_managed_failover_under_load_costs_the_clients_no_error() {
     let pair = Pair::start();
     let token = TokenFile::new(TOKEN_A);
     let proxy = pair.proxy(&token);
-    let tally = Arc::new(Tally {
-        acked: (0..6).map(|_| AtomicU64::new(0)).collect(),
-        ..Tally::default()
-    });
-    let addr = proxy.addr();
-    let clients: Vec<_> = (0..6)
-        .map(|i| {
-            let tally = Arc::clone(&tally);
-            std::thread::spawn(move || client(&tally, addr, i, i < 4, true))
-        })
-        .collect();
-    let progress = |least: u64| {
-        let tally = &tally;
-        move || {
-            tally
-                .acked
-                .iter()
-                .all(|a| a.load(Ordering::Relaxed) >= least)
-        }
-    };
-    eventually("every client has written", progress(20));
+    let load = Load::start(&proxy, 6, 4, true);
+    load.reach("every client has written", 20);
     pair.fail_over();
-    let during: Vec<u64> = tally
-        .acked
-        .iter()
-        .map(|a| a.load(Ordering::Relaxed))
-        .collect();
+    let least = load.acked().iter().max().unwrap() + 50;
     pair.move_name();
-    let least = during.iter().max().unwrap() + 50;
-    eventually(
-        "every client wrote again after the failover",
-        progress(least),
-    );
-    tally.stop.store(true, Ordering::Relaxed);
-    for client in clients {
-        client.join().unwrap();
-    }
-    let errors = tally.errors.lock().unwrap();
+    load.reach("every client wrote again after the failover", least);
+    let (acked, errors) = load.stop();
     assert!(
         errors.is_empty(),
         "clients saw errors: {:?}",
         &errors[..errors.len().min(10)]
     );
-    for (i, acked) in tally.acked.iter().enumerate() {
+    for (i, acked) in acked.iter().enumerate() {
         let stored: u64 =
             redis::from_redis_value(pair.replica.admin(&["GET", &format!("counter-{i}")])).unwrap();
-        assert_eq!(
-            stored,
-            acked.load(Ordering::Relaxed),
-            "counter-{i} on the new primary"
-        );
+        assert_eq!(stored, *acked, "counter-{i} on the new primary");
     }
     let (_, metrics) = http(proxy.admin_addr(), "GET", "/metrics");
     let followed = sample(&metrics, "redis_auth_proxy_failovers_followed_total", &[]);
@@ -243,46 +257,18 @@ fn an_abrupt_failover_costs_only_the_requests_in_flight() {
     let mut pair = Pair::start();
     let token = TokenFile::new(TOKEN_A);
     let proxy = pair.proxy(&token);
-    let tally = Arc::new(Tally {
-        acked: (0..4).map(|_| AtomicU64::new(0)).collect(),
-        ..Tally::default()
-    });
-    let addr = proxy.addr();
-    let clients: Vec<_> = (0..4)
-        .map(|i| {
-            let tally = Arc::clone(&tally);
-            std::thread::spawn(move || client(&tally, addr, i, true, false))
-        })
-        .collect();
-    let progress = |least: u64| {
-        let tally = &tally;
-        move || {
-            tally
-                .acked
-                .iter()
-                .all(|a| a.load(Ordering::Relaxed) >= least)
-        }
-    };
-    eventually("every client has written", progress(20));
-    let before: Vec<u64> = tally
-        .acked
-        .iter()
-        .map(|a| a.load(Ordering::Relaxed))
-        .collect();
+    let load = Load::start(&proxy, 4, 4, false);
+    load.reach("every client has written", 20);
+    let before = load.acked();
     pair.primary.kill();
     pair.replica.admin(&["REPLICAOF", "NO", "ONE"]);
     pair.move_name();
     // Values restart from what the replica had, so progress is counted in new replies.
-    let least = before.iter().max().unwrap() + 50;
-    eventually(
+    load.reach(
         "every client wrote again after the failover",
-        progress(least),
+        before.iter().max().unwrap() + 50,
     );
-    tally.stop.store(true, Ordering::Relaxed);
-    for client in clients {
-        client.join().unwrap();
-    }
-    let errors = tally.errors.lock().unwrap();
+    let (acked, errors) = load.stop();
     for i in 0..4 {
         let key = format!("counter-{i}: ");
         let mine: Vec<&String> = errors.iter().filter(|e| e.starts_with(&key)).collect();
@@ -292,10 +278,10 @@ fn an_abrupt_failover_costs_only_the_requests_in_flight() {
         }
     }
     // The last increment answered is the one the new primary holds.
-    for (i, acked) in tally.acked.iter().enumerate() {
+    for (i, acked) in acked.iter().enumerate() {
         let stored: u64 =
             redis::from_redis_value(pair.replica.admin(&["GET", &format!("counter-{i}")])).unwrap();
-        assert_eq!(stored, acked.load(Ordering::Relaxed), "counter-{i}");
+        assert_eq!(stored, *acked, "counter-{i}");
     }
     let (_, metrics) = http(proxy.admin_addr(), "GET", "/metrics");
     let followed = sample(&metrics, "redis_auth_proxy_failovers_followed_total", &[]);

@@ -133,11 +133,7 @@ where
             let told = exchange(&mut upstream, &setting, &mut buf, &ctx.upstream);
             tokio::time::timeout(ctx.settings.auth_timeout, told)
                 .await
-                .map_err(|_| ConnError::Timeout {
-                    stage: crate::error::Stage::Auth,
-                    after: ctx.settings.auth_timeout,
-                    upstream: ctx.upstream.clone(),
-                })??;
+                .map_err(|_| ConnError::auth_timeout(ctx.settings.auth_timeout, &ctx.upstream))??;
         }
         self.upstream = upstream;
         self.upstream_shut = false;
@@ -150,10 +146,7 @@ where
             self.to_server.push(chunk.clone());
         }
         self.born = born;
-        if let Some(renewer) = &mut self.renewer {
-            let expires = ctx.store.credentials().and_then(|c| c.expires);
-            renewer.authenticated(tokio::time::Instant::now(), expires);
-        }
+        self.authenticated_now();
         Ok(())
     }
 }

@@ -16,6 +16,15 @@ where
     W: AsyncWrite + Unpin,
     U: AsyncRead + AsyncWrite + Unpin,
 {
+    /// The server just accepted the proxy's AUTH on this connection: the renewal's clock
+    /// starts again.
+    pub(super) fn authenticated_now(&mut self) {
+        if let Some(renewer) = &mut self.renewer {
+            let expires = self.ctx.store.credentials().and_then(|c| c.expires);
+            renewer.authenticated(tokio::time::Instant::now(), expires);
+        }
+    }
+
     /// Authenticates again after RESET; the connection owes the client nothing meanwhile.
     pub(super) async fn reauthenticate(&mut self, conn: &mut Connection<'_>) {
         let ctx = self.ctx;
@@ -27,10 +36,7 @@ where
                         token.slot = slot.as_str(),
                         "Authenticated again after RESET"
                     );
-                    if let Some(renewer) = &mut self.renewer {
-                        let expires = ctx.store.credentials().and_then(|c| c.expires);
-                        renewer.authenticated(tokio::time::Instant::now(), expires);
-                    }
+                    self.authenticated_now();
                     Ok(())
                 }
                 Err(error) => {
