@@ -287,3 +287,24 @@ fn an_abrupt_failover_costs_only_the_requests_in_flight() {
     let followed = sample(&metrics, "redis_auth_proxy_failovers_followed_total", &[]);
     assert!(followed >= 4.0, "{followed}:\n{}", proxy.log());
 }
+
+/// A script's error that reads like a replica's refusal moves the session once (the proxy
+/// cannot tell the two apart), then, answered the same by a node that says it is the primary,
+/// passes on in its place: nothing a client sends keeps the proxy reconnecting.
+#[test]
+fn a_script_returning_readonly_gets_its_error_after_one_move() {
+    let redis = RedisServer::start();
+    let token = TokenFile::new(TOKEN_A);
+    let proxy = ProxyProcess::start(&redis, &["--token-file", token.path.to_str().unwrap()], &[]);
+    let mut raw = proxy.raw();
+    let script = "return redis.error_reply('READONLY from a script')";
+    for _ in 0..3 {
+        raw.command(&["EVAL", script, "0"]);
+        assert_eq!(raw.reply(), "(error) READONLY from a script");
+    }
+    raw.command(&["PING"]);
+    assert_eq!(raw.reply(), "PONG");
+    let (_, metrics) = http(proxy.admin_addr(), "GET", "/metrics");
+    let followed = sample(&metrics, "redis_auth_proxy_failovers_followed_total", &[]);
+    assert_eq!(followed, 3.0, "one move per request, none twice");
+}

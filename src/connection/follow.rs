@@ -71,6 +71,10 @@ pub(super) struct Follow {
     /// lost gets no invented errors (no server answers MULTI itself with one, and clients
     /// that send a transaction at once do not expect it), the connection closes.
     pub(super) multi_at: Option<u64>,
+    /// After a move, the requests below this count were sent again to a node that answered
+    /// as the primary: a refusal of one of them is not a failover (a script can return any
+    /// error) and passes on in its place, so one request never moves a session twice.
+    resent_until: u64,
 }
 
 #[derive(Debug)]
@@ -202,7 +206,8 @@ impl Connection<'_> {
     /// session can move; passed on, then the connection closed, if it cannot. Returns whether
     /// the reply counts as answered.
     pub(super) fn refusal(&mut self, head: Vec<u8>, actions: &mut Actions) -> bool {
-        if !REFUSALS.iter().any(|refusal| head.starts_with(refusal)) {
+        let resent = (self.follow.as_ref()).is_some_and(|f| self.stream.answered < f.resent_until);
+        if resent || !REFUSALS.iter().any(|refusal| head.starts_with(refusal)) {
             actions.client.push(ToClient::Send(Bytes::from(head)));
             return true;
         }
@@ -322,6 +327,7 @@ impl Connection<'_> {
                     start.0 -= answered;
                 }
                 let resent = self.stream.sent - answered;
+                follow.resent_until = resent;
                 self.stream = Stream {
                     sent: resent,
                     ..Stream::default()

@@ -289,3 +289,22 @@ fn a_transaction_in_flight_when_the_server_closed_gets_no_invented_error() {
     after.conn.server_closed(false, &mut after.actions);
     assert!(!after.conn.wants().closing);
 }
+
+#[test]
+fn a_refusal_of_a_request_already_sent_again_passes_on_so_a_script_cannot_loop_the_proxy() {
+    let mut wire = following();
+    // A script may return any error, READONLY too; the new primary answers it the same.
+    let eval = req(&["EVAL", "return redis.error_reply('READONLY fake')", "0"]);
+    let fake = b"-READONLY fake\r\n";
+    wire.client_sends(&cat(&[&eval, &req(&["GET", "k"])]));
+    wire.server_sends(fake);
+    wire.follow_primary(Ok(()));
+    assert_eq!(wire.take_server(), cat(&[&eval, &req(&["GET", "k"])]));
+    wire.server_sends(&cat(&[fake, b"$-1\r\n"]));
+    assert_eq!(wire.take_client(), cat(&[fake, b"$-1\r\n"]));
+    assert!(wire.conn.wants().side_trip.is_none() && !wire.conn.wants().closing);
+    // A later request is new: a refusal of it is followed again, once.
+    wire.client_sends(&eval);
+    wire.server_sends(fake);
+    assert_eq!(wire.conn.wants().side_trip, Some(SideTrip::FollowPrimary));
+}
