@@ -41,19 +41,9 @@ impl Role {
             return Role::Loading;
         }
         // ROLE's first element, in RESP2 and RESP3 alike: `*N\r\n$6\r\nmaster\r\n`.
-        let first = role
-            .strip_prefix(b"*")
-            .and_then(|rest| {
-                rest.iter()
-                    .position(|&b| b == b'\n')
-                    .map(|i| &rest[i + 1..])
-            })
+        let first = (role.strip_prefix(b"*").and_then(after_line))
             .and_then(|rest| rest.strip_prefix(b"$"))
-            .and_then(|rest| {
-                rest.iter()
-                    .position(|&b| b == b'\n')
-                    .map(|i| &rest[i + 1..])
-            });
+            .and_then(after_line);
         match first {
             Some(rest) if rest.starts_with(b"master\r\n") && ping.starts_with(b"+PONG") => {
                 Role::Primary
@@ -75,13 +65,19 @@ impl Role {
     }
 }
 
+/// What follows the first line of `bytes`.
+fn after_line(bytes: &[u8]) -> Option<&[u8]> {
+    let end = bytes.iter().position(|&b| b == b'\n')?;
+    Some(&bytes[end + 1..])
+}
+
 /// What a route knows of its primary; shared by all its connections.
 pub(crate) struct Primary {
     /// `--follow-primary`.
     enabled: bool,
     /// `--failover-timeout`.
     pub timeout: Duration,
-    /// The endpoint's last known role (`Role` as u8: 0 unknown, 1 primary, 2 not primary).
+    /// What the endpoint answered last: `UNCHECKED`, `PRIMARY` or `NOT_PRIMARY`.
     endpoint: AtomicU8,
     checked_at: Mutex<Option<Instant>>,
     /// When a connection of the route was last refused by a replica.

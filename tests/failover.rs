@@ -70,6 +70,15 @@ impl Pair {
         });
     }
 
+    /// The new primary holds `acked[i]` for client `i`'s key.
+    fn assert_new_primary_holds(&self, acked: &[u64]) {
+        for (i, acked) in acked.iter().enumerate() {
+            let key = format!("counter-{i}");
+            let stored: u64 = redis::from_redis_value(self.replica.admin(&["GET", &key])).unwrap();
+            assert_eq!(stored, *acked, "{key} on the new primary");
+        }
+    }
+
     /// The name now leads to the new primary.
     fn move_name(&self) {
         self.hosts.rewrite(&format!("127.0.0.3 {NAME}\n"));
@@ -78,6 +87,12 @@ impl Pair {
 
 fn info(server: &RedisServer, section: &str) -> String {
     redis::from_redis_value(server.admin(&["INFO", section])).unwrap()
+}
+
+/// The sum of a metric's samples with `labels`, read from the proxy's `/metrics`.
+fn metric(proxy: &ProxyProcess, name: &str, labels: &[(&str, &str)]) -> f64 {
+    let (_, metrics) = http(proxy.admin_addr(), "GET", "/metrics");
+    sample(&metrics, name, labels)
 }
 
 /// What the clients saw: acknowledged increments per client, and every error.
@@ -123,17 +138,13 @@ impl Load {
     }
 
     /// Stops the clients; what they saw.
-    fn stop(self) -> (Vec<u64>, Vec<String>) {
+    fn stop(mut self) -> (Vec<u64>, Vec<String>) {
         self.tally.stop.store(true, Ordering::Relaxed);
-        for thread in self.threads {
+        for thread in std::mem::take(&mut self.threads) {
             thread.join().unwrap();
         }
-        let acked = self.tally.acked.iter();
-        let acked = acked.map(|a| a.load(Ordering::Relaxed)).collect();
-        (
-            acked,
-            std::mem::take(&mut *self.tally.errors.lock().unwrap()),
-        )
+        let errors = std::mem::take(&mut *self.tally.errors.lock().unwrap());
+        (self.acked(), errors)
     }
 }
 
@@ -190,20 +201,15 @@ fn a_managed_failover_under_load_costs_the_clients_no_error() {
         "clients saw errors: {:?}",
         &errors[..errors.len().min(10)]
     );
-    for (i, acked) in acked.iter().enumerate() {
-        let stored: u64 =
-            redis::from_redis_value(pair.replica.admin(&["GET", &format!("counter-{i}")])).unwrap();
-        assert_eq!(stored, *acked, "counter-{i} on the new primary");
-    }
-    let (_, metrics) = http(proxy.admin_addr(), "GET", "/metrics");
-    let followed = sample(&metrics, "redis_auth_proxy_failovers_followed_total", &[]);
+    pair.assert_new_primary_holds(&acked);
+    let followed = metric(&proxy, "redis_auth_proxy_failovers_followed_total", &[]);
     assert!(
         followed >= 1.0,
         "no session followed the primary:\n{}",
         proxy.log()
     );
-    let closed = sample(
-        &metrics,
+    let closed = metric(
+        &proxy,
         "redis_auth_proxy_failover_sessions_closed_total",
         &[],
     );
@@ -235,9 +241,8 @@ fn a_session_in_multi_gets_the_refusal_and_its_next_connection_reaches_the_new_p
     let stored: String =
         redis::from_redis_value(pair.replica.admin(&["GET", "multi-key"])).unwrap();
     assert_eq!(stored, "after");
-    let (_, metrics) = http(proxy.admin_addr(), "GET", "/metrics");
-    let closed = sample(
-        &metrics,
+    let closed = metric(
+        &proxy,
         "redis_auth_proxy_failover_sessions_closed_total",
         &[("reason", "state")],
     );
@@ -278,13 +283,8 @@ fn an_abrupt_failover_costs_only_the_requests_in_flight() {
         }
     }
     // The last increment answered is the one the new primary holds.
-    for (i, acked) in acked.iter().enumerate() {
-        let stored: u64 =
-            redis::from_redis_value(pair.replica.admin(&["GET", &format!("counter-{i}")])).unwrap();
-        assert_eq!(stored, *acked, "counter-{i}");
-    }
-    let (_, metrics) = http(proxy.admin_addr(), "GET", "/metrics");
-    let followed = sample(&metrics, "redis_auth_proxy_failovers_followed_total", &[]);
+    pair.assert_new_primary_holds(&acked);
+    let followed = metric(&proxy, "redis_auth_proxy_failovers_followed_total", &[]);
     assert!(followed >= 4.0, "{followed}:\n{}", proxy.log());
 }
 
@@ -304,7 +304,6 @@ fn a_script_returning_readonly_gets_its_error_after_one_move() {
     }
     raw.command(&["PING"]);
     assert_eq!(raw.reply(), "PONG");
-    let (_, metrics) = http(proxy.admin_addr(), "GET", "/metrics");
-    let followed = sample(&metrics, "redis_auth_proxy_failovers_followed_total", &[]);
+    let followed = metric(&proxy, "redis_auth_proxy_failovers_followed_total", &[]);
     assert_eq!(followed, 3.0, "one move per request, none twice");
 }

@@ -177,11 +177,15 @@ impl ProxyProcess {
 
     /// Starts the proxy toward `upstream` (HOST:PORT, TLS) and waits until it is ready.
     pub fn start_to(upstream: &str, args: &[&str], env: &[(&str, String)]) -> Self {
-        let proxy = Self::spawn_to(upstream, args, env);
+        Self::spawn_to(upstream, args, env).started()
+    }
+
+    /// Waits until the proxy says it has started (`/startupz`).
+    fn started(self) -> Self {
         eventually("the proxy has started (/startupz)", || {
-            http(proxy.admin_addr(), "GET", "/startupz").0 == 200
+            http(self.admin_addr(), "GET", "/startupz").0 == 200
         });
-        proxy
+        self
     }
 
     /// Starts it and waits only until its listeners are bound: its own sockets listen on both
@@ -235,11 +239,7 @@ impl ProxyProcess {
         args: &[&str],
         env: &[(&str, String)],
     ) -> Self {
-        let proxy = Self::spawn_in(Some(hosts), upstream, args, env);
-        eventually("the proxy has started (/startupz)", || {
-            http(proxy.admin_addr(), "GET", "/startupz").0 == 200
-        });
-        proxy
+        Self::spawn_in(Some(hosts), upstream, args, env).started()
     }
 
     fn spawn_wrapped(
