@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The test command: installs what the tests need (redis-server, redis-tools, valkey-server,
+# The test command: installs what the tests need (redis-server, redis-tools, redis-sentinel,
 # promtool, moto), checks formatting and lints, builds the benchmarks without timing them, and
 # runs a quick subset of Redis's own test suite through the proxy, then every test against a
 # real TLS redis-server and a local Secrets Manager, then the end-to-end tests against a TLS
@@ -7,8 +7,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# prometheus brings promtool, which checks the /metrics exposition.
-scripts/install-deps.sh --with-moto --with-valkey --with-clients prometheus iproute2 util-linux
+# prometheus brings promtool, which checks the /metrics exposition; redis-sentinel the
+# Sentinels of tests/sentinel.rs.
+scripts/install-deps.sh --with-moto --with-valkey --with-clients prometheus iproute2 util-linux \
+    redis-sentinel
 command -v redis-server >/dev/null || { echo "redis-server is missing" >&2; exit 1; }
 command -v valkey-server >/dev/null || { echo "valkey-server is missing" >&2; exit 1; }
 

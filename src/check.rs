@@ -26,7 +26,9 @@ pub async fn check(config: &Config, store: &TokenStore) -> Vec<RouteCheck> {
         };
         let head = format!(
             "{} {} -> {} ({tls})",
-            route.name, route.listen, route.upstream
+            route.name,
+            route.listen,
+            route.describe_upstream()
         );
         results.push(match result {
             Ok(slot) => RouteCheck {
@@ -52,14 +54,17 @@ async fn check_route(
     config: &Config,
     store: &TokenStore,
 ) -> Result<&'static str, String> {
-    let connector = Connector::new(
+    let timeouts = &config.connections;
+    let connector = Connector::for_route(
         route.upstream.clone(),
         route.tls.as_ref(),
-        config.connections.connect_timeout,
+        route.sentinel.as_ref(),
+        timeouts.connect_timeout,
+        timeouts.auth_timeout,
     )
     .map_err(|e| e.to_string())?;
     let mut stream = connector.connect().await.map_err(|e| e.to_string())?;
-    let upstream = route.upstream.to_string();
+    let upstream = connector.describe();
     let slot = handshake::authenticate(
         &mut stream,
         store,

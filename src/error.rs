@@ -89,6 +89,12 @@ pub enum ConnError {
         "the server refused a command as a replica where the session cannot move ({reason}); closed so that the next connection reaches the primary"
     )]
     LeftReplica { reason: &'static str },
+    #[error(
+        "the Sentinels switched the primary where the session cannot move ({reason}); closed so that the next connection reaches the new primary"
+    )]
+    PrimarySwitched { reason: &'static str },
+    #[error("Sentinel lookup of {master} failed: {reason}")]
+    Sentinel { master: String, reason: String },
 }
 
 /// What a failure means: the reply to send (if the client can still take one), a bounded label
@@ -120,6 +126,7 @@ impl ConnError {
             ConnError::Tls { .. } => "tls",
             ConnError::Timeout { .. } => "timeout",
             ConnError::NoPrimary { .. } => "no_primary",
+            ConnError::Sentinel { .. } => "sentinel",
             ConnError::AuthRejected { .. }
             | ConnError::AuthFailed { .. }
             | ConnError::AuthClosed { .. } => "auth",
@@ -160,6 +167,8 @@ impl ConnError {
             ConnError::Cluster(_) => ("cluster_topology", Level::WARN),
             ConnError::NoPrimary { .. } => ("no_primary", Level::WARN),
             ConnError::LeftReplica { .. } => ("left_replica", Level::INFO),
+            ConnError::PrimarySwitched { .. } => ("primary_switched", Level::INFO),
+            ConnError::Sentinel { .. } => ("sentinel", Level::WARN),
         };
         let reply = match self {
             // Protocol errors are worded exactly as Redis words them.
@@ -173,6 +182,8 @@ impl ConnError {
             ConnError::Cluster(_) => None,
             // The server's refusal was passed on in its place.
             ConnError::LeftReplica { .. } => None,
+            // Closed between replies, as the old primary would close it once demoted.
+            ConnError::PrimarySwitched { .. } => None,
             // The server would have closed it a little later, without a word either.
             ConnError::ClientWrongPassword
             | ConnError::IdleTimeout(_)

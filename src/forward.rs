@@ -21,6 +21,7 @@ use crate::connection::{Actions, Connection, Rules, SideTrip};
 use crate::error::ConnError;
 use crate::handshake::AuthTarget;
 use crate::metrics::RouteMetrics;
+use crate::primary::Switches;
 use crate::token::TokenStore;
 use bytes::BytesMut;
 use feed::reserve;
@@ -118,6 +119,7 @@ where
         ctx,
         reopen,
         sent: rules.follow_primary.then(Sent::default),
+        switches: ctx.primary.switches(),
         client_r,
         client_w,
         upstream,
@@ -142,11 +144,17 @@ where
     loop {
         match std::future::poll_fn(|cx| io.poll_turn(&mut conn, cx)).await {
             Turn::Done(result) => {
-                if let Err(ConnError::LeftReplica { .. }) = &result {
-                    // Refused by a replica where the session could not move: new connections
-                    // must not land on it either.
-                    ctx.primary.refused();
-                    ctx.metrics.failover_not_moved("state");
+                match &result {
+                    Err(ConnError::LeftReplica { .. }) => {
+                        // Refused by a replica where the session could not move: new
+                        // connections must not land on it either.
+                        ctx.primary.refused();
+                        ctx.metrics.failover_not_moved("state");
+                    }
+                    Err(ConnError::PrimarySwitched { .. }) => {
+                        ctx.metrics.failover_not_moved("state");
+                    }
+                    _ => {}
                 }
                 return result.map(|()| Ended::Closed);
             }
@@ -182,6 +190,8 @@ struct Io<'c, R, W, U> {
     reopen: &'c dyn Reopen<U>,
     /// With `--follow-primary`: the client's bytes whose replies have not all come.
     sent: Option<Sent>,
+    /// With `--sentinel`: the switches of primary the Sentinels announce.
+    switches: Option<Switches<'c>>,
     client_r: R,
     client_w: W,
     upstream: U,
@@ -232,7 +242,12 @@ where
                 Some(SideTrip::FollowPrimary) => return Poll::Ready(Turn::FollowPrimary),
                 _ => {}
             }
-            if self.renew_if_due(conn, &wants) {
+            if let Some(switches) = &mut self.switches
+                && switches.poll_switched(cx)
+            {
+                conn.primary_switched();
+            }
+            if conn.move_if_switched() || self.renew_if_due(conn, &wants) {
                 continue;
             }
             if self.client_eof && !self.upstream_shut && self.to_server.is_empty() {

@@ -43,6 +43,7 @@ pub(crate) mod primary;
 mod process;
 pub mod resp;
 pub mod secret;
+pub mod sentinel;
 pub(crate) mod serve;
 pub mod token;
 pub mod upstream;

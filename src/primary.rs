@@ -11,10 +11,15 @@ use crate::error::ConnError;
 use crate::handshake::read_frame;
 use crate::resp::encode_request;
 use bytes::BytesMut;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::sync::Notify;
+use tokio::sync::futures::Notified;
 
 /// How often an endpoint that did not answer as a primary is asked again.
 const RECHECK: Duration = Duration::from_secs(60);
@@ -82,6 +87,11 @@ pub(crate) struct Primary {
     checked_at: Mutex<Option<Instant>>,
     /// When a connection of the route was last refused by a replica.
     refused_at: Mutex<Option<Instant>>,
+    /// Whether the route has Sentinels to announce switches (`--sentinel`).
+    announced: bool,
+    /// How many switches the route's Sentinels announced, and the sessions waiting to hear.
+    switches: AtomicU64,
+    switched: Notify,
 }
 
 const UNCHECKED: u8 = 0;
@@ -96,7 +106,22 @@ impl Primary {
             endpoint: AtomicU8::new(UNCHECKED),
             checked_at: Mutex::new(None),
             refused_at: Mutex::new(None),
+            announced: false,
+            switches: AtomicU64::new(0),
+            switched: Notify::new(),
         }
+    }
+
+    /// The route's primary is found through Sentinels, which announce its switches.
+    pub(crate) fn announced_by_sentinels(mut self) -> Self {
+        self.announced = true;
+        self
+    }
+
+    /// A session's ear for announced switches, on a route that follows the primary and has
+    /// Sentinels; `None` elsewhere (a refusal is then the only sign of a failover).
+    pub(crate) fn switches(&self) -> Option<Switches<'_>> {
+        (self.announced && self.enabled).then(|| Switches::new(self))
     }
 
     /// Whether a session refused by a replica follows the primary: the endpoint answered as a
@@ -137,6 +162,14 @@ impl Primary {
         *lock(&self.refused_at) = Some(Instant::now());
     }
 
+    /// The route's Sentinels announced a new primary: a failover begins (new connections are
+    /// checked, older pooled ones dropped) and every live session hears of it (`Switches`).
+    pub(crate) fn switched(&self) {
+        self.refused();
+        self.switches.fetch_add(1, Ordering::AcqRel);
+        self.switched.notify_waiters();
+    }
+
     /// Within `--failover-timeout` of the last refusal.
     pub(crate) fn in_failover(&self) -> bool {
         lock(&self.refused_at).is_some_and(|at| at.elapsed() < self.timeout)
@@ -145,6 +178,41 @@ impl Primary {
     /// Whether a connection made at `born` may be on the old primary.
     pub(crate) fn predates_failover(&self, born: Instant) -> bool {
         lock(&self.refused_at).is_some_and(|at| born <= at)
+    }
+}
+
+/// One session's ear for the switches its route's Sentinels announce.
+pub(crate) struct Switches<'p> {
+    primary: &'p Primary,
+    /// The switches heard so far.
+    heard: u64,
+    /// Armed before the count is read, so that no switch falls between the two.
+    wait: Pin<Box<Notified<'p>>>,
+}
+
+impl<'p> Switches<'p> {
+    fn new(primary: &'p Primary) -> Self {
+        Switches {
+            primary,
+            heard: primary.switches.load(Ordering::Acquire),
+            wait: Box::pin(primary.switched.notified()),
+        }
+    }
+
+    /// Whether a switch was announced since last asked; if not, `cx` is woken at the next.
+    pub(crate) fn poll_switched(&mut self, cx: &mut Context<'_>) -> bool {
+        loop {
+            let now = self.primary.switches.load(Ordering::Acquire);
+            if now != self.heard {
+                self.heard = now;
+                self.wait = Box::pin(self.primary.switched.notified());
+                return true;
+            }
+            match self.wait.as_mut().poll(cx) {
+                Poll::Ready(()) => self.wait = Box::pin(self.primary.switched.notified()),
+                Poll::Pending => return false,
+            }
+        }
     }
 }
 

@@ -139,6 +139,7 @@ pub(crate) fn routes(
                 route.name.clone(),
                 route.upstream.clone(),
                 tls,
+                route.sentinel.as_ref(),
                 shared,
             )
             .map_err(|error| RunError::Tls {
@@ -302,7 +303,11 @@ impl Lifecycle {
                 .local_addr()
                 .map(|a| a.to_string())
                 .unwrap_or_default();
-            info!(route = %route.name, listen = %addr, upstream = %route.connector.addr, "Listening");
+            info!(route = %route.name, listen = %addr, upstream = %route.connector.describe(), "Listening");
+            if let Some(sentinels) = route.connector.sentinels() {
+                let primary = Arc::clone(&route.forward.primary);
+                tokio::spawn(Arc::clone(sentinels).watch(primary, self.stop.clone()));
+            }
             tokio::spawn(serve::keep_pool_filled(
                 Arc::clone(&route),
                 self.stop.clone(),

@@ -6,10 +6,8 @@
 
 mod common;
 
+use common::increments::Load;
 use common::*;
-use std::sync::Arc;
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 const NAME: &str = "redis-primary.test";
 
@@ -93,92 +91,6 @@ fn info(server: &RedisServer, section: &str) -> String {
 fn metric(proxy: &ProxyProcess, name: &str, labels: &[(&str, &str)]) -> f64 {
     let (_, metrics) = http(proxy.admin_addr(), "GET", "/metrics");
     sample(&metrics, name, labels)
-}
-
-/// What the clients saw: acknowledged increments per client, and every error.
-#[derive(Default)]
-struct Tally {
-    acked: Vec<AtomicU64>,
-    errors: Mutex<Vec<String>>,
-    stop: AtomicBool,
-}
-
-/// Clients incrementing their own keys through the proxy until stopped.
-struct Load {
-    tally: Arc<Tally>,
-    threads: Vec<std::thread::JoinHandle<()>>,
-}
-
-impl Load {
-    /// `clients` clients, the first `long_lived` on one connection each, the rest on a new
-    /// one per increment; `exact` as for `client`.
-    fn start(proxy: &ProxyProcess, clients: usize, long_lived: usize, exact: bool) -> Load {
-        let tally = Arc::new(Tally {
-            acked: (0..clients).map(|_| AtomicU64::new(0)).collect(),
-            ..Tally::default()
-        });
-        let addr = proxy.addr();
-        let threads = (0..clients)
-            .map(|i| {
-                let tally = Arc::clone(&tally);
-                std::thread::spawn(move || client(&tally, addr, i, i < long_lived, exact))
-            })
-            .collect();
-        Load { tally, threads }
-    }
-
-    fn acked(&self) -> Vec<u64> {
-        let acked = self.tally.acked.iter();
-        acked.map(|a| a.load(Ordering::Relaxed)).collect()
-    }
-
-    /// Waits until every client has an acknowledged count of at least `least`.
-    fn reach(&self, what: &str, least: u64) {
-        eventually(what, || self.acked().iter().all(|&a| a >= least));
-    }
-
-    /// Stops the clients; what they saw.
-    fn stop(mut self) -> (Vec<u64>, Vec<String>) {
-        self.tally.stop.store(true, Ordering::Relaxed);
-        for thread in std::mem::take(&mut self.threads) {
-            thread.join().unwrap();
-        }
-        let errors = std::mem::take(&mut *self.tally.errors.lock().unwrap());
-        (self.acked(), errors)
-    }
-}
-
-/// Client `i` increments its own key, on one long-lived connection or a new one each time. A
-/// reply must be exactly one more than the last (`exact`): an increment executed twice would
-/// show. Otherwise the last value answered is kept (a killed primary may not have passed its
-/// last writes to the replica).
-fn client(tally: &Tally, addr: std::net::SocketAddr, i: usize, long_lived: bool, exact: bool) {
-    let key = format!("counter-{i}");
-    let url = format!("redis://{addr}/");
-    let mut connection = None;
-    while !tally.stop.load(Ordering::Relaxed) {
-        if connection.is_none() || !long_lived {
-            connection = Some(connect(&url));
-        }
-        let con = connection.as_mut().unwrap();
-        match redis::cmd("INCR").arg(&key).query::<u64>(con) {
-            Ok(value) if !exact => tally.acked[i].store(value, Ordering::Relaxed),
-            Ok(value) => {
-                let acked = tally.acked[i].fetch_add(1, Ordering::Relaxed) + 1;
-                if value != acked {
-                    let error = format!("{key}: INCR answered {value} after {acked} acknowledged");
-                    tally.errors.lock().unwrap().push(error);
-                }
-            }
-            Err(error) => {
-                // An error reply leaves the connection usable; a broken one is opened again.
-                if error.is_io_error() || error.is_connection_dropped() {
-                    connection = None;
-                }
-                tally.errors.lock().unwrap().push(format!("{key}: {error}"));
-            }
-        }
-    }
 }
 
 /// Six clients, four on long-lived connections, through a managed failover: none sees an

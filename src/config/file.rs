@@ -34,6 +34,8 @@ pub(super) struct FileRoute {
     pub(super) tls_ca_file: Option<PathBuf>,
     pub(super) tls_server_name: Option<String>,
     pub(super) cluster: Option<bool>,
+    pub(super) sentinel: Option<Vec<String>>,
+    pub(super) sentinel_master: Option<String>,
 }
 
 /// Reads and parses the file; unknown keys are errors, named with the file.

@@ -274,6 +274,39 @@ pub struct Flags {
         value_name = "DURATION"
     )]
     pub failover_timeout: Option<String>,
+    /// Find the primary through Redis Sentinel instead of --upstream: HOST:PORT of a Sentinel
+    /// (port 26379 if omitted); repeat the flag, or separate with commas, for several. Each
+    /// new upstream connection goes to the primary the Sentinels name, and when they switch it
+    /// (+switch-master) live sessions move to the new one. See docs/failover.md.
+    #[arg(
+        long,
+        env = "REDIS_AUTH_PROXY_SENTINEL",
+        value_name = "HOST:PORT",
+        value_delimiter = ','
+    )]
+    pub sentinel: Option<Vec<String>>,
+    /// With --sentinel: the name the Sentinels monitor the primary under (`sentinel monitor
+    /// <name> ...`).
+    #[arg(long, env = "REDIS_AUTH_PROXY_SENTINEL_MASTER", value_name = "NAME")]
+    pub sentinel_master: Option<String>,
+    /// With --sentinel: the ACL user to authenticate to the Sentinels as [default: none, the
+    /// default user when a password is given].
+    #[arg(long, env = "REDIS_AUTH_PROXY_SENTINEL_USERNAME", value_name = "NAME")]
+    pub sentinel_username: Option<String>,
+    /// With --sentinel: file whose first line is the Sentinels' own password (their
+    /// requirepass), read at every connection to a Sentinel [default: no password].
+    #[arg(
+        long,
+        env = "REDIS_AUTH_PROXY_SENTINEL_PASSWORD_FILE",
+        value_name = "PATH"
+    )]
+    pub sentinel_password_file: Option<PathBuf>,
+    /// With --sentinel: reach the Sentinels over TLS, verified with --tls-ca-file against the
+    /// Sentinel's host and with the same client certificate [default: as the upstream, TLS
+    /// unless --no-tls].
+    #[arg(long, env = "REDIS_AUTH_PROXY_SENTINEL_TLS", value_name = "BOOL", num_args = 0..=1,
+          default_missing_value = "true", value_parser = clap::builder::BoolishValueParser::new())]
+    pub sentinel_tls: Option<bool>,
     /// Allow a listener on a non-loopback address without --client-password-file. Anyone who
     /// can reach it uses the proxy's token, so this is refused unless spelled out.
     #[arg(long, env = "REDIS_AUTH_PROXY_ALLOW_REMOTE_CLIENTS", value_name = "BOOL", num_args = 0..=1,

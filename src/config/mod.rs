@@ -11,6 +11,7 @@ mod cluster;
 mod file;
 mod flags;
 mod iam;
+mod sentinel;
 #[cfg(test)]
 mod tests;
 mod token;
@@ -20,6 +21,7 @@ pub use flags::{Cli, CliCommand, EXIT_CODES_HELP, Flags};
 pub use iam::token_source;
 
 use crate::listener::ListenAddr;
+use crate::sentinel::SentinelSettings;
 use crate::token::TokenSource;
 use crate::upstream::{TlsSettings, UpstreamAddr};
 use std::net::SocketAddr;
@@ -50,6 +52,19 @@ pub struct Route {
     pub tls: Option<TlsSettings>,
     /// `--cluster`: every node of the cluster gets a local listener.
     pub cluster: bool,
+    /// `--sentinel`: the primary's address comes from these Sentinels, and `upstream` holds
+    /// the master's name (port 0).
+    pub sentinel: Option<SentinelSettings>,
+}
+
+impl Route {
+    /// How logs and `check` name the route's server.
+    pub fn describe_upstream(&self) -> String {
+        match &self.sentinel {
+            Some(sentinel) => sentinel.describe(),
+            None => self.upstream.to_string(),
+        }
+    }
 }
 
 /// The validated configuration.
@@ -186,6 +201,11 @@ pub fn admin_address(flags: &Flags) -> Result<Option<SocketAddr>, ConfigError> {
 
 /// `HOST:PORT`, `HOST` (port 6379) or `[IPv6]:PORT`.
 pub fn parse_upstream(text: &str) -> Result<UpstreamAddr, String> {
+    parse_host_port(text, 6379)
+}
+
+/// `HOST:PORT`, `HOST` (`default_port`) or `[IPv6]:PORT`.
+fn parse_host_port(text: &str, default_port: u16) -> Result<UpstreamAddr, String> {
     let bad = || format!("expected HOST:PORT, got {text:?}");
     let (host, port) = if let Some(rest) = text.strip_prefix('[') {
         let (host, after) = rest.split_once(']').ok_or_else(bad)?;
@@ -202,7 +222,7 @@ pub fn parse_upstream(text: &str) -> Result<UpstreamAddr, String> {
         return Err(bad());
     }
     let port = match port {
-        None => 6379,
+        None => default_port,
         Some(p) => p.parse::<u16>().ok().filter(|p| *p != 0).ok_or_else(bad)?,
     };
     Ok(UpstreamAddr {

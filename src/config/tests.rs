@@ -38,7 +38,10 @@ fn defaults_give_one_tls_route_on_localhost_6379() {
     let config = Config::from_flags(&flags()).unwrap();
     let route = &config.routes[0];
     assert_eq!(route.listen.to_string(), "127.0.0.1:6379");
-    assert_eq!(route.tls.as_ref().unwrap().server_name, "cache.example.com");
+    assert_eq!(
+        route.tls.as_ref().unwrap().server_name.as_deref(),
+        Some("cache.example.com")
+    );
     assert_eq!(config.connections.connect_timeout, Duration::from_secs(5));
 }
 
@@ -280,8 +283,13 @@ fn a_route_key_loses_to_its_flag_and_beats_the_files_top_level_key() {
     let names = |flags: Flags| {
         let config = Config::from_flags(&flags).unwrap();
         let tls = config.routes.iter().map(|r| r.tls.clone().unwrap());
-        tls.map(|t| (t.server_name, t.ca_file.unwrap().display().to_string()))
-            .collect::<Vec<_>>()
+        tls.map(|t| {
+            (
+                t.server_name.unwrap(),
+                t.ca_file.unwrap().display().to_string(),
+            )
+        })
+        .collect::<Vec<_>>()
     };
     let file_only = Flags {
         config: Some(path.clone()),

@@ -239,15 +239,21 @@ impl Merger<'_> {
                 tls_ca_file: None,
                 tls_server_name: None,
                 cluster: None,
+                sentinel: self.s.sentinel.clone(),
+                sentinel_master: self.s.sentinel_master.clone(),
             };
             return self
                 .route(&route, "", "default", versions)
                 .into_iter()
                 .collect();
         }
-        if self.s.listen.is_some() || self.s.upstream.is_some() {
+        if self.s.listen.is_some()
+            || self.s.upstream.is_some()
+            || self.s.sentinel.is_some()
+            || self.s.sentinel_master.is_some()
+        {
             self.errors.push(
-                "--listen / --upstream cannot be combined with [[route]] tables in --config; put them in the routes".into(),
+                "--listen / --upstream / --sentinel / --sentinel-master cannot be combined with [[route]] tables in --config; put them in the routes".into(),
             );
         }
         let mut routes: Vec<Route> = Vec::new();
@@ -303,19 +309,9 @@ impl Merger<'_> {
                 None
             }
         };
-        let upstream = match table.upstream.as_deref().map(parse_upstream) {
-            Some(Ok(addr)) => Some(addr),
-            Some(Err(e)) => {
-                self.errors.push(format!("{}: {e}", at("upstream")));
-                None
-            }
-            None => {
-                self.errors.push(format!(
-                    "{}: required (HOST:PORT of the Redis or Valkey server)",
-                    at("upstream")
-                ));
-                None
-            }
+        let upstream = match &table.sentinel {
+            Some(_) => self.sentinel_upstream(table, &at),
+            None => self.upstream(table, &at),
         };
         let upstream = upstream?;
         let cluster = self
@@ -330,19 +326,25 @@ impl Merger<'_> {
             .or(table.no_tls)
             .or(self.file.no_tls)
             .unwrap_or(false);
-        let tls = (!no_tls).then(|| TlsSettings {
+        let server_name = (self.flags.tls_server_name.clone())
+            .or_else(|| table.tls_server_name.clone())
+            .or_else(|| self.file.tls_server_name.clone());
+        let base_tls = TlsSettings {
             min_version,
             max_version,
-            server_name: (self.flags.tls_server_name.clone())
-                .or_else(|| table.tls_server_name.clone())
-                .or_else(|| self.file.tls_server_name.clone())
-                .unwrap_or_else(|| upstream.host.clone()),
+            server_name: None,
             ca_file: (self.flags.tls_ca_file.clone())
                 .or_else(|| table.tls_ca_file.clone())
                 .or_else(|| self.file.tls_ca_file.clone()),
             client_cert: self.s.tls_client_cert.clone(),
             client_key: self.s.tls_client_key.clone(),
             insecure_skip_verify: self.s.tls_insecure_skip_verify.unwrap_or(false),
+        };
+        let sentinel = self.sentinel(table, &at, cluster, no_tls, &base_tls);
+        let tls = (!no_tls).then(|| TlsSettings {
+            // With Sentinel, the primary's certificate is checked against the host it named.
+            server_name: server_name.or_else(|| sentinel.is_none().then(|| upstream.host.clone())),
+            ..base_tls
         });
         if let Some(tls) = &tls
             && tls.client_cert.is_some() != tls.client_key.is_some()
@@ -356,7 +358,27 @@ impl Merger<'_> {
             upstream,
             tls,
             cluster,
+            sentinel,
         })
+    }
+
+    /// A route's `upstream`: HOST:PORT, required.
+    fn upstream(&mut self, table: &FileRoute, at: &dyn Fn(&str) -> String) -> Option<UpstreamAddr> {
+        match table.upstream.as_deref().map(parse_upstream) {
+            Some(Ok(addr)) => Some(addr),
+            Some(Err(e)) => {
+                self.errors.push(format!("{}: {e}", at("upstream")));
+                None
+            }
+            None => {
+                self.errors.push(format!(
+                    "{}: required (HOST:PORT of the Redis or Valkey server), or {}",
+                    at("upstream"),
+                    at("sentinel")
+                ));
+                None
+            }
+        }
     }
 
     pub(super) fn duration(

@@ -28,6 +28,9 @@ use std::collections::VecDeque;
 pub(super) const LOST: &[u8] =
     b"-ERR redis-auth-proxy: the upstream connection was lost before the reply; the command may or may not have run\r\n";
 
+/// Why a session cannot move while the proxy's own exchange with the server is under way.
+pub(super) const PROXY_EXCHANGE: &str = "an exchange of the proxy's own in flight";
+
 /// How a refusal that means "not executed: the primary is elsewhere" begins.
 const REFUSALS: [&[u8]; 3] = [b"-READONLY ", b"-LOADING ", b"-REDIRECT "];
 
@@ -75,11 +78,14 @@ pub(super) struct Follow {
     /// as the primary: a refusal of one of them is not a failover (a script can return any
     /// error) and passes on in its place, so one request never moves a session twice.
     resent_until: u64,
+    /// The route's Sentinels announced a new primary that the session has not moved to yet
+    /// (`switch.rs`).
+    pub(super) switched: bool,
 }
 
 #[derive(Debug)]
 struct Refused {
-    /// The server's refusal; `None` where the connection was lost instead.
+    /// The server's refusal; `None` where the connection was lost, or the primary switched.
     reply: Option<Bytes>,
     from: u64,
 }
@@ -95,6 +101,16 @@ impl Follow {
             (self.starts.iter()).all(|&(count, at)| count >= answered && at <= self.consumed),
             "a start answered or past the bytes consumed: {starts:?}, answered {answered}"
         );
+    }
+
+    /// The session moves with nothing refused (the connection was lost, or the primary
+    /// switched): only what the client sends from now on goes to the new connection.
+    pub(super) fn move_from_here(&mut self) {
+        self.switched = false;
+        self.refused = Some(Refused {
+            reply: None,
+            from: self.consumed,
+        });
     }
 
     /// Where the client's bytes that may be sent again begin: nothing before is needed.
@@ -252,11 +268,7 @@ impl Connection<'_> {
         }
         self.stream.answered = self.stream.sent;
         self.forget_answered();
-        let follow = self.follow.as_mut().expect("following");
-        follow.refused = Some(Refused {
-            reply: None,
-            from: follow.consumed,
-        });
+        self.follow.as_mut().expect("following").move_from_here();
         self.awaiting = Some(Awaiting::Primary);
         true
     }
@@ -277,7 +289,7 @@ impl Connection<'_> {
     }
 
     /// Why what the session set on its connection cannot be carried to another, if it cannot.
-    fn state_cannot_move(&self) -> Result<(), &'static str> {
+    pub(super) fn state_cannot_move(&self) -> Result<(), &'static str> {
         let (session, stream) = (&self.session, &self.stream);
         if session.in_multi {
             return Err("MULTI");
@@ -299,7 +311,7 @@ impl Connection<'_> {
             return Err("AUTH as another user");
         }
         if self.awaiting.is_some() || !stream.marks.is_empty() {
-            return Err("an exchange of the proxy's own in flight");
+            return Err(PROXY_EXCHANGE);
         }
         if session.done() {
             return Err("QUIT or a malformed request");
@@ -328,6 +340,7 @@ impl Connection<'_> {
                 }
                 let resent = self.stream.sent - answered;
                 follow.resent_until = resent;
+                follow.switched = false;
                 self.stream = Stream {
                     sent: resent,
                     ..Stream::default()

@@ -43,6 +43,7 @@ mod replies;
 mod requests;
 mod session;
 mod stream;
+mod switch;
 #[cfg(test)]
 mod tests;
 
@@ -255,6 +256,7 @@ impl<'a> Connection<'a> {
             && self.outcome.is_none()
             && self.awaiting.is_none()
             && self.stream.marks.len() < MAX_MARKS
+            && !self.holds_for_switch()
     }
 
     fn owes_nothing(&self) -> bool {

@@ -20,6 +20,7 @@ use crate::health::Health;
 use crate::listener::{ClientStream, Listener};
 use crate::metrics::RouteMetrics;
 use crate::primary::Primary;
+use crate::sentinel::SentinelSettings;
 use crate::token::TokenStore;
 use crate::upstream::{Connector, TlsConfigError, TlsSettings, UpstreamStream};
 use pool::Pool;
@@ -60,18 +61,20 @@ pub(crate) struct RouteRuntime {
 }
 
 impl RouteRuntime {
-    /// The route `name` to `upstream`, over TLS with `tls` (`None`: plain TCP). The one place a
-    /// route's connector is made.
+    /// The route `name` to `upstream`, over TLS with `tls` (`None`: plain TCP), or to the
+    /// primary its Sentinels name. The one place a route's connector is made.
     pub(crate) fn new(
         index: usize,
         name: String,
         upstream: UpstreamAddr,
         tls: Option<&TlsSettings>,
+        sentinel: Option<&SentinelSettings>,
         shared: &RouteShared,
     ) -> Result<Self, TlsConfigError> {
         let settings = &shared.settings;
-        let connector =
-            Connector::new(upstream, tls, settings.connect_timeout)?.counting_handshakes(&name);
+        let (connect, answer) = (settings.connect_timeout, settings.auth_timeout);
+        let connector = Connector::for_route(upstream, tls, sentinel, connect, answer)?
+            .counting_handshakes(&name);
         let metrics = RouteMetrics::new(&name);
         let (size, max_age) = (settings.pool_size as usize, settings.pool_max_age);
         let pool = (size > 0).then(|| Pool::new(metrics.clone(), size, max_age));
@@ -81,21 +84,22 @@ impl RouteRuntime {
         if settings.follow_primary {
             metrics.register_failover();
         }
+        let mut primary = Primary::new(settings.follow_primary, settings.failover_timeout);
+        if connector.sentinels().is_some() {
+            primary = primary.announced_by_sentinels();
+        }
         Ok(RouteRuntime {
             pool,
             index,
             forward: forward::Context {
                 store: Arc::clone(&shared.store),
-                upstream: connector.addr.to_string(),
+                upstream: connector.describe(),
                 settings: settings.clone(),
                 metrics,
                 client_passwords: shared.client_passwords.clone(),
                 clients_listed: std::sync::Mutex::new(None),
                 cluster: None,
-                primary: Arc::new(Primary::new(
-                    settings.follow_primary,
-                    settings.failover_timeout,
-                )),
+                primary: Arc::new(primary),
             },
             name,
             connector,

@@ -119,16 +119,23 @@ impl NodeTable {
         // SNI and the certificate name: the announced hostname, or for an IP the route's own.
         let tls = t.tls.clone().map(|mut tls| {
             if node.host.parse::<std::net::IpAddr>().is_err() {
-                tls.server_name = node.host.clone();
+                tls.server_name = Some(node.host.clone());
             }
             tls
         });
-        let route = RouteRuntime::new(usize::MAX, name, node.clone(), tls.as_ref(), &t.shared)
-            .map_err(|e| e.to_string())?
-            .with_cluster(ClusterLink {
-                table,
-                this_node: node.clone(),
-            });
+        let route = RouteRuntime::new(
+            usize::MAX,
+            name,
+            node.clone(),
+            tls.as_ref(),
+            None,
+            &t.shared,
+        )
+        .map_err(|e| e.to_string())?
+        .with_cluster(ClusterLink {
+            table,
+            this_node: node.clone(),
+        });
         let mut serving = self.serving.clone();
         serving.accepting = serving.accepting.child_token();
         let stop = serving.accepting.clone();

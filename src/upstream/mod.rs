@@ -8,6 +8,7 @@ mod sessions;
 
 use crate::error::{ConnError, Stage};
 use crate::metrics::HandshakeCounters;
+use crate::sentinel::{SentinelSettings, Sentinels};
 use rustls::ClientConfig;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName, pem::PemObject};
 use std::path::Path;
@@ -60,10 +61,14 @@ pub use crate::address::UpstreamAddr;
 /// How one route reaches its server.
 #[derive(Clone)]
 pub struct Connector {
+    /// The configured address; with Sentinel, the master's name (port 0).
     pub addr: UpstreamAddr,
-    tls: Option<(TlsConnector, ServerName<'static>)>,
+    /// The name checked against the certificate; `None`: the host connected to.
+    tls: Option<(TlsConnector, Option<ServerName<'static>>)>,
     connect_timeout: Duration,
     handshakes: Option<HandshakeCounters>,
+    /// With `--sentinel`: where the primary is comes from the Sentinels, at every connection.
+    sentinels: Option<Arc<Sentinels>>,
 }
 
 /// A TLS protocol version the proxy can speak.
@@ -78,7 +83,8 @@ pub enum TlsVersion {
 pub struct TlsSettings {
     pub min_version: TlsVersion,
     pub max_version: TlsVersion,
-    pub server_name: String,
+    /// `None`: the host connected to (a Sentinel, or the primary a Sentinel named).
+    pub server_name: Option<String>,
     pub ca_file: Option<std::path::PathBuf>,
     pub client_cert: Option<std::path::PathBuf>,
     pub client_key: Option<std::path::PathBuf>,
@@ -106,8 +112,12 @@ impl Connector {
         let tls = match tls {
             None => None,
             Some(settings) => {
-                let name = ServerName::try_from(settings.server_name.clone())
-                    .map_err(|_| TlsConfigError::ServerName(settings.server_name.clone()))?;
+                let name = (settings.server_name.as_ref())
+                    .map(|name| {
+                        ServerName::try_from(name.clone())
+                            .map_err(|_| TlsConfigError::ServerName(name.clone()))
+                    })
+                    .transpose()?;
                 Some((TlsConnector::from(client_config(settings)?), name))
             }
         };
@@ -116,7 +126,38 @@ impl Connector {
             tls,
             connect_timeout,
             handshakes: None,
+            sentinels: None,
         })
+    }
+
+    /// A route's connector: to `addr`, or with `sentinel` to the primary its Sentinels name
+    /// (they get `answer_timeout` to answer).
+    pub fn for_route(
+        addr: UpstreamAddr,
+        tls: Option<&TlsSettings>,
+        sentinel: Option<&SentinelSettings>,
+        connect_timeout: Duration,
+        answer_timeout: Duration,
+    ) -> Result<Self, TlsConfigError> {
+        let mut connector = Connector::new(addr, tls, connect_timeout)?;
+        if let Some(sentinel) = sentinel {
+            let sentinels = Sentinels::new(sentinel.clone(), connect_timeout, answer_timeout)?;
+            connector.sentinels = Some(Arc::new(sentinels));
+        }
+        Ok(connector)
+    }
+
+    /// The route's Sentinels, if it has them.
+    pub(crate) fn sentinels(&self) -> Option<&Arc<Sentinels>> {
+        self.sentinels.as_ref()
+    }
+
+    /// How errors and logs name the route's server.
+    pub fn describe(&self) -> String {
+        match &self.sentinels {
+            Some(sentinels) => sentinels.describe(),
+            None => self.addr.to_string(),
+        }
     }
 
     /// Counts this route's TLS handshakes, full or resumed, in the metrics.
@@ -132,13 +173,18 @@ impl Connector {
             .map_err(|_| ConnError::Timeout {
                 stage: Stage::Connect,
                 after: self.connect_timeout,
-                upstream: self.addr.to_string(),
+                upstream: self.describe(),
             })?
     }
 
     async fn connect_inner(&self) -> Result<UpstreamStream, ConnError> {
-        let upstream = self.addr.to_string();
-        let addrs: Vec<_> = tokio::net::lookup_host((self.addr.host.as_str(), self.addr.port))
+        let target = match &self.sentinels {
+            // Boxed: a Sentinel is reached through a `Connector` of its own.
+            Some(sentinels) => Box::pin(sentinels.primary()).await?,
+            None => self.addr.clone(),
+        };
+        let upstream = target.to_string();
+        let addrs: Vec<_> = tokio::net::lookup_host((target.host.as_str(), target.port))
             .await
             .map_err(|error| ConnError::Resolve {
                 upstream: upstream.clone(),
@@ -165,8 +211,17 @@ impl Connector {
         match &self.tls {
             None => Ok(Box::new(tcp)),
             Some((connector, name)) => {
+                let name = match name {
+                    Some(name) => name.clone(),
+                    None => {
+                        ServerName::try_from(target.host.clone()).map_err(|_| ConnError::Tls {
+                            upstream: upstream.clone(),
+                            error: std::io::Error::other("the host is not a valid TLS name"),
+                        })?
+                    }
+                };
                 let stream = connector
-                    .connect(name.clone(), tcp)
+                    .connect(name, tcp)
                     .await
                     .map_err(|error| ConnError::Tls { upstream, error })?;
                 if let Some(handshakes) = &self.handshakes {
@@ -204,7 +259,10 @@ fn client_config(settings: &TlsSettings) -> Result<Arc<ClientConfig>, TlsConfigE
             .with_root_certificates(roots);
     if settings.insecure_skip_verify {
         tracing::warn!(
-            tls.server_name = %settings.server_name,
+            tls.server_name = settings
+                .server_name
+                .as_deref()
+                .unwrap_or("the host connected to"),
             "TLS certificate verification is OFF (--tls-insecure-skip-verify): anyone on the path can read the token"
         );
     }

@@ -12,9 +12,11 @@ mod clients;
 pub mod clouds;
 pub mod cluster;
 pub mod iam;
+pub mod increments;
 pub mod prometheus;
 mod proxy;
 pub mod rng;
+pub mod sentinel;
 mod servers;
 mod tokens;
 

@@ -197,12 +197,17 @@ impl ProxyProcess {
     }
 
     pub fn spawn_to(upstream: &str, args: &[&str], env: &[(&str, String)]) -> Self {
-        Self::spawn_in(None, upstream, args, env)
+        Self::spawn_in(None, Some(upstream), args, env)
+    }
+
+    /// Starts the proxy with no `--upstream` (`args` say where the server is: `--sentinel`).
+    pub fn start_without_upstream(args: &[&str], env: &[(&str, String)]) -> Self {
+        Self::spawn_in(None, None, args, env).started()
     }
 
     fn spawn_in(
         hosts: Option<&Path>,
-        upstream: &str,
+        upstream: Option<&str>,
         args: &[&str],
         env: &[(&str, String)],
     ) -> Self {
@@ -239,12 +244,12 @@ impl ProxyProcess {
         args: &[&str],
         env: &[(&str, String)],
     ) -> Self {
-        Self::spawn_in(Some(hosts), upstream, args, env).started()
+        Self::spawn_in(Some(hosts), Some(upstream), args, env).started()
     }
 
     fn spawn_wrapped(
         hosts: Option<&Path>,
-        upstream: &str,
+        upstream: Option<&str>,
         args: &[&str],
         env: &[(&str, String)],
     ) -> Self {
@@ -274,8 +279,7 @@ impl ProxyProcess {
             .arg(format!("127.0.0.1:{port}"))
             .arg("--admin-listen")
             .arg(format!("127.0.0.1:{admin}"))
-            .arg("--upstream")
-            .arg(upstream)
+            .args(upstream.map(|upstream| format!("--upstream={upstream}")))
             .arg("--tls-ca-file")
             .arg(&certs().ca)
             .args(args)
