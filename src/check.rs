@@ -4,7 +4,6 @@ use crate::config::{Config, Route};
 use crate::error::ConnError;
 use crate::handshake;
 use crate::token::TokenStore;
-use crate::upstream::Connector;
 use std::time::{Duration, Instant};
 
 /// The result of checking one route, as printed.
@@ -55,7 +54,7 @@ async fn check_route(
     store: &TokenStore,
 ) -> Result<&'static str, String> {
     let timeouts = &config.connections;
-    let connector = Connector::for_route(
+    let (connector, _) = crate::sentinel::route_connector(
         route.upstream.clone(),
         route.tls.as_ref(),
         route.sentinel.as_ref(),

@@ -305,4 +305,35 @@ mod tests {
         assert!(primary.predates_failover(before));
         assert!(!primary.predates_failover(Instant::now() + Duration::from_millis(1)));
     }
+
+    #[test]
+    fn a_switch_wakes_every_session_of_a_route_with_sentinels_and_is_heard_once() {
+        use std::sync::Arc;
+        use std::sync::atomic::AtomicUsize;
+        use std::task::{Wake, Waker};
+        struct Count(AtomicUsize);
+        impl Wake for Count {
+            fn wake(self: Arc<Self>) {
+                self.0.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        let primary = Primary::new(true, Duration::from_secs(30)).announced_by_sentinels();
+        let count = Arc::new(Count(AtomicUsize::new(0)));
+        let waker = Waker::from(Arc::clone(&count));
+        let mut cx = Context::from_waker(&waker);
+        let (mut first, mut second) = (primary.switches().unwrap(), primary.switches().unwrap());
+        assert!(!first.poll_switched(&mut cx) && !second.poll_switched(&mut cx));
+        primary.switched();
+        assert_eq!(count.0.load(Ordering::Relaxed), 2, "both sessions woken");
+        assert!(first.poll_switched(&mut cx) && second.poll_switched(&mut cx));
+        assert!(!first.poll_switched(&mut cx), "heard once");
+        assert!(primary.in_failover(), "new connections are checked");
+        // A switch before a session first listens is not news to it.
+        let mut late = primary.switches().unwrap();
+        assert!(!late.poll_switched(&mut cx));
+        let no_sentinels = Primary::new(true, Duration::from_secs(30));
+        assert!(no_sentinels.switches().is_none());
+        let off = Primary::new(false, Duration::from_secs(30)).announced_by_sentinels();
+        assert!(off.switches().is_none());
+    }
 }

@@ -304,9 +304,10 @@ impl Lifecycle {
                 .map(|a| a.to_string())
                 .unwrap_or_default();
             info!(route = %route.name, listen = %addr, upstream = %route.connector.describe(), "Listening");
-            if let Some(sentinels) = route.connector.sentinels() {
+            if let Some(sentinels) = &route.sentinels {
                 let primary = Arc::clone(&route.forward.primary);
-                tokio::spawn(Arc::clone(sentinels).watch(primary, self.stop.clone()));
+                let switched = move || primary.switched();
+                tokio::spawn(Arc::clone(sentinels).watch(switched, self.stop.clone()));
             }
             tokio::spawn(serve::keep_pool_filled(
                 Arc::clone(&route),

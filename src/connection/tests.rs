@@ -11,6 +11,7 @@ mod model;
 mod modes;
 mod renewal;
 mod reuse;
+mod switch;
 mod users;
 
 use super::*;
@@ -92,7 +93,8 @@ impl Wire {
     fn pump(&mut self) {
         self.conn.check_invariants();
         loop {
-            let mut moved = false;
+            // As `forward` asks at every turn.
+            let mut moved = self.conn.move_if_switched();
             if self.conn.wants().requests && !self.from_client.is_empty() {
                 let input = std::mem::take(&mut self.from_client);
                 let used = self.conn.on_requests(&input, &mut self.actions);

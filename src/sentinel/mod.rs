@@ -20,10 +20,13 @@ use crate::error::ConnError;
 use crate::handshake::exchange;
 use crate::resp::encode_request;
 use crate::secret::Token;
-use crate::upstream::{Connector, TlsConfigError, TlsSettings, UpstreamStream};
+use crate::upstream::{Connector, Locate, TlsConfigError, TlsSettings, UpstreamStream};
 use bytes::BytesMut;
 use secrecy::zeroize::Zeroizing;
+use std::future::Future;
 use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::Arc;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -51,6 +54,28 @@ impl SentinelSettings {
     pub fn describe(&self) -> String {
         format!("master {} via Sentinel", self.master)
     }
+}
+
+/// A route's connector: to `addr`, or with `sentinel` to the primary its Sentinels name (they
+/// get `answer_timeout` to answer), with the Sentinels to watch.
+pub(crate) fn route_connector(
+    addr: UpstreamAddr,
+    tls: Option<&TlsSettings>,
+    sentinel: Option<&SentinelSettings>,
+    connect_timeout: Duration,
+    answer_timeout: Duration,
+) -> Result<(Connector, Option<Arc<Sentinels>>), TlsConfigError> {
+    let connector = Connector::new(addr, tls, connect_timeout)?;
+    let Some(sentinel) = sentinel else {
+        return Ok((connector, None));
+    };
+    let sentinels = Arc::new(Sentinels::new(
+        sentinel.clone(),
+        connect_timeout,
+        answer_timeout,
+    )?);
+    let locator: Arc<dyn Locate> = sentinels.clone();
+    Ok((connector.locating_with(locator), Some(sentinels)))
 }
 
 /// A route's Sentinels, and the primary they last named.
@@ -82,11 +107,6 @@ impl Sentinels {
             known: Mutex::new(None),
             subscribed: AtomicBool::new(false),
         })
-    }
-
-    /// How errors and logs name the route's server.
-    pub(crate) fn describe(&self) -> String {
-        self.settings.describe()
     }
 
     /// Where the primary is: the subscribed Sentinel's last word, else the first Sentinel
@@ -179,6 +199,16 @@ impl Sentinels {
         let text = Zeroizing::new(text);
         let first = text.lines().next().unwrap_or("").trim();
         Ok(Some(Token::new(first.to_owned())))
+    }
+}
+
+impl Locate for Sentinels {
+    fn locate(&self) -> Pin<Box<dyn Future<Output = Result<UpstreamAddr, ConnError>> + Send + '_>> {
+        Box::pin(self.primary())
+    }
+
+    fn describe(&self) -> String {
+        self.settings.describe()
     }
 }
 

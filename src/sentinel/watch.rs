@@ -8,7 +8,6 @@ use super::{Sentinels, lock};
 use crate::address::UpstreamAddr;
 use crate::error::ConnError;
 use crate::handshake::read_frame;
-use crate::primary::Primary;
 use crate::resp::encode_request;
 use crate::upstream::{Connector, UpstreamStream};
 use bytes::BytesMut;
@@ -28,15 +27,18 @@ const FIRST_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
 impl Sentinels {
-    /// Until `stop`: follows the Sentinels; a switch of the route's master is recorded and
-    /// told to `primary`, whose sessions then move.
-    pub(crate) async fn watch(self: Arc<Self>, primary: Arc<Primary>, stop: CancellationToken) {
+    /// Until `stop`: follows the Sentinels; a switch of the route's master is recorded, then
+    /// `switched` is called (the route's sessions move).
+    pub(crate) async fn watch<F>(self: Arc<Self>, switched: F, stop: CancellationToken)
+    where
+        F: Fn() + Send + Sync,
+    {
         let mut backoff = FIRST_BACKOFF;
         loop {
             for connector in &self.connectors {
                 let ended = tokio::select! {
                     () = stop.cancelled() => return,
-                    ended = self.follow(connector, &primary, &mut backoff) => ended,
+                    ended = self.follow(connector, &switched, &mut backoff) => ended,
                 };
                 self.subscribed.store(false, Ordering::Release);
                 let Err(error) = ended;
@@ -55,7 +57,7 @@ impl Sentinels {
     async fn follow(
         &self,
         connector: &Connector,
-        primary: &Primary,
+        switched: &(dyn Fn() + Sync),
         backoff: &mut Duration,
     ) -> Result<Infallible, ConnError> {
         let name = connector.addr.to_string();
@@ -70,7 +72,7 @@ impl Sentinels {
         self.read(&mut stream, &mut buf, &name, self.timeout)
             .await?;
         info!(sentinel = %name, master = %self.settings.master, primary = %addr, "Following the Sentinel");
-        self.learned(addr, primary);
+        self.learned(addr, switched);
         self.subscribed.store(true, Ordering::Release);
         *backoff = FIRST_BACKOFF;
         let mut pinged = false;
@@ -79,7 +81,7 @@ impl Sentinels {
                 Ok(frame) => {
                     pinged = false;
                     if let Event::Switched(addr) = reply::event(&frame, &self.settings.master) {
-                        self.learned(addr, primary);
+                        self.learned(addr, switched);
                     }
                 }
                 Err(ConnError::Timeout { .. }) if !pinged => {
@@ -93,14 +95,14 @@ impl Sentinels {
     }
 
     /// Records where the primary is; a change from what was known is a switch.
-    fn learned(&self, addr: UpstreamAddr, primary: &Primary) {
+    fn learned(&self, addr: UpstreamAddr, switched: &(dyn Fn() + Sync)) {
         let previous = lock(&self.known).replace(addr.clone());
         if let Some(previous) = previous
             && previous != addr
         {
             info!(master = %self.settings.master, from = %previous, to = %addr,
                 "The Sentinels switched the primary; sessions move to the new one");
-            primary.switched();
+            switched();
         }
     }
 

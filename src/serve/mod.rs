@@ -20,7 +20,7 @@ use crate::health::Health;
 use crate::listener::{ClientStream, Listener};
 use crate::metrics::RouteMetrics;
 use crate::primary::Primary;
-use crate::sentinel::SentinelSettings;
+use crate::sentinel::{self, SentinelSettings, Sentinels};
 use crate::token::TokenStore;
 use crate::upstream::{Connector, TlsConfigError, TlsSettings, UpstreamStream};
 use pool::Pool;
@@ -58,6 +58,8 @@ pub(crate) struct RouteRuntime {
     health: Arc<Health>,
     /// `--upstream-pool-size` ready connections, when configured.
     pub pool: Option<Pool>,
+    /// With `--sentinel`: where the primary is; `process` runs their watch.
+    pub sentinels: Option<Arc<Sentinels>>,
 }
 
 impl RouteRuntime {
@@ -73,8 +75,9 @@ impl RouteRuntime {
     ) -> Result<Self, TlsConfigError> {
         let settings = &shared.settings;
         let (connect, answer) = (settings.connect_timeout, settings.auth_timeout);
-        let connector = Connector::for_route(upstream, tls, sentinel, connect, answer)?
-            .counting_handshakes(&name);
+        let (connector, sentinels) =
+            sentinel::route_connector(upstream, tls, sentinel, connect, answer)?;
+        let connector = connector.counting_handshakes(&name);
         let metrics = RouteMetrics::new(&name);
         let (size, max_age) = (settings.pool_size as usize, settings.pool_max_age);
         let pool = (size > 0).then(|| Pool::new(metrics.clone(), size, max_age));
@@ -85,11 +88,12 @@ impl RouteRuntime {
             metrics.register_failover();
         }
         let mut primary = Primary::new(settings.follow_primary, settings.failover_timeout);
-        if connector.sentinels().is_some() {
+        if sentinels.is_some() {
             primary = primary.announced_by_sentinels();
         }
         Ok(RouteRuntime {
             pool,
+            sentinels,
             index,
             forward: forward::Context {
                 store: Arc::clone(&shared.store),

@@ -8,10 +8,11 @@ mod sessions;
 
 use crate::error::{ConnError, Stage};
 use crate::metrics::HandshakeCounters;
-use crate::sentinel::{SentinelSettings, Sentinels};
 use rustls::ClientConfig;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName, pem::PemObject};
+use std::future::Future;
 use std::path::Path;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -67,8 +68,16 @@ pub struct Connector {
     tls: Option<(TlsConnector, Option<ServerName<'static>>)>,
     connect_timeout: Duration,
     handshakes: Option<HandshakeCounters>,
-    /// With `--sentinel`: where the primary is comes from the Sentinels, at every connection.
-    sentinels: Option<Arc<Sentinels>>,
+    /// With `--sentinel`: where the server is comes from the Sentinels, at every connection.
+    locator: Option<Arc<dyn Locate>>,
+}
+
+/// Where a route's server is when it is not a fixed address (Sentinel's primary): asked at
+/// every new connection, in place of `addr`.
+pub trait Locate: Send + Sync {
+    fn locate(&self) -> Pin<Box<dyn Future<Output = Result<UpstreamAddr, ConnError>> + Send + '_>>;
+    /// How errors and logs name the route's server.
+    fn describe(&self) -> String;
 }
 
 /// A TLS protocol version the proxy can speak.
@@ -126,36 +135,20 @@ impl Connector {
             tls,
             connect_timeout,
             handshakes: None,
-            sentinels: None,
+            locator: None,
         })
     }
 
-    /// A route's connector: to `addr`, or with `sentinel` to the primary its Sentinels name
-    /// (they get `answer_timeout` to answer).
-    pub fn for_route(
-        addr: UpstreamAddr,
-        tls: Option<&TlsSettings>,
-        sentinel: Option<&SentinelSettings>,
-        connect_timeout: Duration,
-        answer_timeout: Duration,
-    ) -> Result<Self, TlsConfigError> {
-        let mut connector = Connector::new(addr, tls, connect_timeout)?;
-        if let Some(sentinel) = sentinel {
-            let sentinels = Sentinels::new(sentinel.clone(), connect_timeout, answer_timeout)?;
-            connector.sentinels = Some(Arc::new(sentinels));
-        }
-        Ok(connector)
-    }
-
-    /// The route's Sentinels, if it has them.
-    pub(crate) fn sentinels(&self) -> Option<&Arc<Sentinels>> {
-        self.sentinels.as_ref()
+    /// Connects where `locator` says at each connection, instead of `addr`.
+    pub fn locating_with(mut self, locator: Arc<dyn Locate>) -> Self {
+        self.locator = Some(locator);
+        self
     }
 
     /// How errors and logs name the route's server.
     pub fn describe(&self) -> String {
-        match &self.sentinels {
-            Some(sentinels) => sentinels.describe(),
+        match &self.locator {
+            Some(locator) => locator.describe(),
             None => self.addr.to_string(),
         }
     }
@@ -178,9 +171,8 @@ impl Connector {
     }
 
     async fn connect_inner(&self) -> Result<UpstreamStream, ConnError> {
-        let target = match &self.sentinels {
-            // Boxed: a Sentinel is reached through a `Connector` of its own.
-            Some(sentinels) => Box::pin(sentinels.primary()).await?,
+        let target = match &self.locator {
+            Some(locator) => locator.locate().await?,
             None => self.addr.clone(),
         };
         let upstream = target.to_string();

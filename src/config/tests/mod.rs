@@ -2,6 +2,8 @@
 
 use super::*;
 
+mod sentinel;
+
 fn flags() -> Flags {
     Flags {
         upstream: Some("cache.example.com:6380".into()),
