@@ -40,27 +40,33 @@ pub(super) enum Event {
 }
 
 /// Reads one frame of the subscribed connection: a `message` on `+switch-master` carries
-/// `<name> <old-ip> <old-port> <new-ip> <new-port>`.
+/// `<name> <old-ip> <old-port> <new-ip> <new-port>`; one on `+promoted-slave` (sent just
+/// before, once the chosen replica answers as a primary, and earlier than `+switch-master` by
+/// the time the other replicas take to follow it) `slave <ip:port> <ip> <port> @ <name> ...`.
 pub(super) fn event(frame: &[u8], master: &str) -> Event {
     let Ok(Value::Array(_, Some(items))) = decode(frame) else {
         return Event::Other;
     };
     let texts: Vec<&[u8]> = items.iter().filter_map(Value::text).collect();
-    let [b"message", b"+switch-master", payload] = texts.as_slice() else {
+    let [b"message", channel, payload] = texts.as_slice() else {
         return Event::Other;
     };
     let Ok(payload) = std::str::from_utf8(payload) else {
         return Event::Other;
     };
     let words: Vec<&str> = payload.split(' ').collect();
-    match words.as_slice() {
-        [name, _, _, host, port] if *name == master => match port.parse::<u16>() {
-            Ok(port) if port != 0 && !host.is_empty() => Event::Switched(UpstreamAddr {
-                host: (*host).to_owned(),
-                port,
-            }),
-            _ => Event::Other,
-        },
+    let (host, port) = match (*channel, words.as_slice()) {
+        (b"+switch-master", [name, _, _, host, port]) if *name == master => (host, port),
+        (b"+promoted-slave", ["slave", _, host, port, "@", name, ..]) if *name == master => {
+            (host, port)
+        }
+        _ => return Event::Other,
+    };
+    match port.parse::<u16>() {
+        Ok(port) if port != 0 && !host.is_empty() => Event::Switched(UpstreamAddr {
+            host: (*host).to_owned(),
+            port,
+        }),
         _ => Event::Other,
     }
 }
@@ -91,12 +97,14 @@ mod tests {
 
     #[test]
     fn a_switch_of_this_master_is_told_from_every_other_frame() {
-        let message = |payload: &str| {
+        let on = |channel: &str, payload: &str| {
             format!(
-                "*3\r\n$7\r\nmessage\r\n$14\r\n+switch-master\r\n${}\r\n{payload}\r\n",
+                "*3\r\n$7\r\nmessage\r\n${}\r\n{channel}\r\n${}\r\n{payload}\r\n",
+                channel.len(),
                 payload.len()
             )
         };
+        let message = |payload: &str| on("+switch-master", payload);
         let switched = message("mymaster 127.0.0.1 6379 127.0.0.1 6380");
         assert_eq!(
             event(switched.as_bytes(), "mymaster"),
@@ -110,5 +118,13 @@ mod tests {
         assert_eq!(event(pong, "mymaster"), Event::Other);
         let cut = message("mymaster 127.0.0.1 6379 127.0.0.1");
         assert_eq!(event(cut.as_bytes(), "mymaster"), Event::Other);
+        let promoted = |payload| on("+promoted-slave", payload);
+        let ours = promoted("slave 127.0.0.1:6380 127.0.0.1 6380 @ mymaster 127.0.0.1 6379");
+        assert_eq!(
+            event(ours.as_bytes(), "mymaster"),
+            Event::Switched(addr("127.0.0.1", 6380))
+        );
+        let theirs = promoted("slave 127.0.0.1:6380 127.0.0.1 6380 @ other 127.0.0.1 6379");
+        assert_eq!(event(theirs.as_bytes(), "mymaster"), Event::Other);
     }
 }

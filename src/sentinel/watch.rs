@@ -52,8 +52,9 @@ impl Sentinels {
         }
     }
 
-    /// Asks one Sentinel where the primary is and subscribes to its switches, in one write so
-    /// that no switch falls between the two; then follows it until the connection fails.
+    /// Asks one Sentinel where the primary is and subscribes to its switches (`+switch-master`,
+    /// and `+promoted-slave`, the first sign), in one write so that no switch falls between
+    /// the two; then follows it until the connection fails.
     async fn follow(
         &self,
         connector: &Connector,
