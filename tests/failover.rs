@@ -87,12 +87,6 @@ fn info(server: &RedisServer, section: &str) -> String {
     redis::from_redis_value(server.admin(&["INFO", section])).unwrap()
 }
 
-/// The sum of a metric's samples with `labels`, read from the proxy's `/metrics`.
-fn metric(proxy: &ProxyProcess, name: &str, labels: &[(&str, &str)]) -> f64 {
-    let (_, metrics) = http(proxy.admin_addr(), "GET", "/metrics");
-    sample(&metrics, name, labels)
-}
-
 /// Six clients, four on long-lived connections, through a managed failover: none sees an
 /// error, every acknowledged increment is on the new primary exactly once, and the sessions
 /// that were refused moved (counted).
@@ -114,17 +108,13 @@ fn a_managed_failover_under_load_costs_the_clients_no_error() {
         &errors[..errors.len().min(10)]
     );
     pair.assert_new_primary_holds(&acked);
-    let followed = metric(&proxy, "redis_auth_proxy_failovers_followed_total", &[]);
+    let followed = proxy.metric("redis_auth_proxy_failovers_followed_total", &[]);
     assert!(
         followed >= 1.0,
         "no session followed the primary:\n{}",
         proxy.log()
     );
-    let closed = metric(
-        &proxy,
-        "redis_auth_proxy_failover_sessions_closed_total",
-        &[],
-    );
+    let closed = proxy.metric("redis_auth_proxy_failover_sessions_closed_total", &[]);
     assert_eq!(closed, 0.0, "{}", proxy.log());
 }
 
@@ -153,8 +143,7 @@ fn a_session_in_multi_gets_the_refusal_and_its_next_connection_reaches_the_new_p
     let stored: String =
         redis::from_redis_value(pair.replica.admin(&["GET", "multi-key"])).unwrap();
     assert_eq!(stored, "after");
-    let closed = metric(
-        &proxy,
+    let closed = proxy.metric(
         "redis_auth_proxy_failover_sessions_closed_total",
         &[("reason", "state")],
     );
@@ -196,7 +185,7 @@ fn an_abrupt_failover_costs_only_the_requests_in_flight() {
     }
     // The last increment answered is the one the new primary holds.
     pair.assert_new_primary_holds(&acked);
-    let followed = metric(&proxy, "redis_auth_proxy_failovers_followed_total", &[]);
+    let followed = proxy.metric("redis_auth_proxy_failovers_followed_total", &[]);
     assert!(followed >= 4.0, "{followed}:\n{}", proxy.log());
 }
 
@@ -216,6 +205,6 @@ fn a_script_returning_readonly_gets_its_error_after_one_move() {
     }
     raw.command(&["PING"]);
     assert_eq!(raw.reply(), "PONG");
-    let followed = metric(&proxy, "redis_auth_proxy_failovers_followed_total", &[]);
+    let followed = proxy.metric("redis_auth_proxy_failovers_followed_total", &[]);
     assert_eq!(followed, 3.0, "one move per request, none twice");
 }

@@ -25,12 +25,6 @@ fn proxy(set: &SentinelSet, token: &TokenFile, password: &TokenFile) -> ProxyPro
     )
 }
 
-/// The sum of a metric's samples with `labels`, read from the proxy's `/metrics`.
-fn metric(proxy: &ProxyProcess, name: &str, labels: &[(&str, &str)]) -> f64 {
-    let (_, metrics) = http(proxy.admin_addr(), "GET", "/metrics");
-    sample(&metrics, name, labels)
-}
-
 /// The plaintext port of the server a new connection through the proxy reaches.
 fn reached_port(proxy: &ProxyProcess) -> u16 {
     let mut con = connect(&format!("redis://{}/", proxy.addr()));
@@ -54,7 +48,7 @@ fn a_sentinel_failover_under_load_costs_the_clients_no_error() {
     load.answered_more("every client has written", 20);
     set.fail_over();
     eventually("the long-lived sessions moved on the announcement", || {
-        metric(&proxy, "redis_auth_proxy_failovers_followed_total", &[]) >= 4.0
+        proxy.metric("redis_auth_proxy_failovers_followed_total", &[]) >= 4.0
     });
     load.answered_more("every client wrote again after the failover", 50);
     let (acked, errors) = load.stop();
@@ -71,11 +65,7 @@ fn a_sentinel_failover_under_load_costs_the_clients_no_error() {
     }
     assert_eq!(set.primary_port(), set.replica.tls_port);
     assert_eq!(reached_port(&proxy), set.replica.plain_port);
-    let closed = metric(
-        &proxy,
-        "redis_auth_proxy_failover_sessions_closed_total",
-        &[],
-    );
+    let closed = proxy.metric("redis_auth_proxy_failover_sessions_closed_total", &[]);
     assert_eq!(closed, 0.0, "{}", proxy.log());
 }
 
@@ -98,7 +88,7 @@ fn on_a_switch_a_subscriber_is_closed_and_an_idle_session_moves_unseen() {
     set.fail_over();
     assert_eq!(subscriber.read_to_close(), "", "closed between messages");
     eventually("the idle session moved", || {
-        metric(&proxy, "redis_auth_proxy_failovers_followed_total", &[]) >= 1.0
+        proxy.metric("redis_auth_proxy_failovers_followed_total", &[]) >= 1.0
     });
     // Its database came along: the key written before is there, replicated.
     idle.command(&["GET", "before"]);
@@ -109,8 +99,7 @@ fn on_a_switch_a_subscriber_is_closed_and_an_idle_session_moves_unseen() {
         idle.reply().contains(&port),
         "the idle session is on the new primary"
     );
-    let closed = metric(
-        &proxy,
+    let closed = proxy.metric(
         "redis_auth_proxy_failover_sessions_closed_total",
         &[("reason", "state")],
     );
@@ -126,20 +115,7 @@ fn a_refused_sentinel_password_is_a_clear_error_until_the_file_is_fixed() {
     let token = TokenFile::new(TOKEN_A);
     let wrong = "not-the-sentinel-password";
     let password = TokenFile::new(wrong);
-    let sentinels = set.tls_addrs();
-    let proxy = ProxyProcess::start_without_upstream(
-        &[
-            "--sentinel",
-            &sentinels,
-            "--sentinel-master",
-            MASTER,
-            "--sentinel-password-file",
-            password.path.to_str().unwrap(),
-            "--token-file",
-            token.path.to_str().unwrap(),
-        ],
-        &[],
-    );
+    let proxy = proxy(&set, &token, &password);
     let mut raw = proxy.raw();
     raw.command(&["PING"]);
     let error = raw.reply();

@@ -26,6 +26,12 @@ pub trait ProxyHandle {
         Raw::connect(self.addr())
     }
 
+    /// The sum of a metric's samples with `labels`, read from `/metrics`.
+    fn metric(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
+        let (_, metrics) = http(self.admin_addr(), "GET", "/metrics");
+        sample(&metrics, name, labels)
+    }
+
     /// The ACL user the proxy's connections run as.
     fn whoami(&self) -> String {
         redis::cmd("ACL")
