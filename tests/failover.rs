@@ -118,24 +118,31 @@ fn a_managed_failover_under_load_costs_the_clients_no_error() {
     assert_eq!(closed, 0.0, "{}", proxy.log());
 }
 
-/// A client inside MULTI cannot move: it gets the server's refusal, as on a direct connection,
-/// then its connection closes; its next connection reaches the new primary.
+/// A client inside MULTI, or with WATCHed keys, cannot move: it gets the server's refusal, as
+/// on a direct connection, then its connection closes; its next connection reaches the new
+/// primary.
 #[test]
-fn a_session_in_multi_gets_the_refusal_and_its_next_connection_reaches_the_new_primary() {
+fn a_session_in_multi_or_watch_gets_the_refusal_and_its_next_connection_reaches_the_new_primary()
+{
     let pair = Pair::start();
     let token = TokenFile::new(TOKEN_A);
     let proxy = pair.proxy(&token);
     let mut inside = proxy.raw();
     inside.command(&["MULTI"]);
     assert_eq!(inside.reply(), "OK");
+    let mut watching = proxy.raw();
+    watching.command(&["WATCH", "watched-key"]);
+    assert_eq!(watching.reply(), "OK");
     pair.fail_over();
-    inside.command(&["SET", "multi-key", "v"]);
-    let rest = inside.read_to_close();
-    assert!(rest.starts_with("-READONLY "), "{rest:?}");
-    assert!(
-        rest.ends_with("\r\n") && rest.matches("\r\n").count() == 1,
-        "{rest:?}"
-    );
+    for (client, key) in [(&mut inside, "multi-key"), (&mut watching, "watched-key")] {
+        client.command(&["SET", key, "v"]);
+        let rest = client.read_to_close();
+        assert!(rest.starts_with("-READONLY "), "{key}: {rest:?}");
+        assert!(
+            rest.ends_with("\r\n") && rest.matches("\r\n").count() == 1,
+            "{key}: {rest:?}"
+        );
+    }
     pair.move_name();
     let mut next = proxy.raw();
     next.command(&["SET", "multi-key", "after"]);
@@ -147,7 +154,30 @@ fn a_session_in_multi_gets_the_refusal_and_its_next_connection_reaches_the_new_p
         "redis_auth_proxy_failover_sessions_closed_total",
         &[("reason", "state")],
     );
-    assert_eq!(closed, 1.0);
+    assert_eq!(closed, 2.0);
+}
+
+/// A client blocked in BLPOP when its primary is demoted gets the server's own error, as on a
+/// direct connection (the server unblocks it), and its next write moves the session to the new
+/// primary, unseen.
+#[test]
+fn a_blocked_client_gets_the_servers_unblocking_error_then_its_next_write_follows() {
+    let pair = Pair::start();
+    let token = TokenFile::new(TOKEN_A);
+    let proxy = pair.proxy(&token);
+    let mut blocked = proxy.raw();
+    blocked.command(&["BLPOP", "queue", "0"]);
+    eventually("the client is blocked", || {
+        info(&pair.primary, "clients").contains("blocked_clients:1")
+    });
+    pair.fail_over();
+    let error = blocked.reply();
+    assert!(error.contains("UNBLOCKED"), "{error}");
+    pair.move_name();
+    blocked.command(&["RPUSH", "queue", "job"]);
+    assert_eq!(blocked.reply(), "(integer) 1");
+    let stored: i64 = redis::from_redis_value(pair.replica.admin(&["LLEN", "queue"])).unwrap();
+    assert_eq!(stored, 1, "written on the new primary");
 }
 
 /// What the proxy says of a request in flight on a connection the server closed.
