@@ -122,8 +122,7 @@ fn a_managed_failover_under_load_costs_the_clients_no_error() {
 /// on a direct connection, then its connection closes; its next connection reaches the new
 /// primary.
 #[test]
-fn a_session_in_multi_or_watch_gets_the_refusal_and_its_next_connection_reaches_the_new_primary()
-{
+fn a_session_in_multi_or_watch_gets_the_refusal_and_its_next_connection_reaches_the_new_primary() {
     let pair = Pair::start();
     let token = TokenFile::new(TOKEN_A);
     let proxy = pair.proxy(&token);
