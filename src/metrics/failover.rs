@@ -14,7 +14,7 @@ pub const NOT_MOVED_REASONS: [&str; 3] = ["state", "timeout", "auth"];
 pub(super) fn describe() {
     describe_counter!(
         FOLLOWED,
-        "With --follow-primary: client sessions moved to a new primary after the old one refused a command (READONLY, LOADING, REDIRECT), by route."
+        "With --follow-primary: client sessions moved to a new primary after the old one refused a command (READONLY, LOADING, REDIRECT), lost its connection, or (with --sentinel) the Sentinels switched the primary, by route."
     );
     describe_counter!(
         RESENT,
@@ -22,7 +22,7 @@ pub(super) fn describe() {
     );
     describe_counter!(
         NOT_MOVED,
-        "With --follow-primary: client connections closed after the refusal was passed on, by route and reason (state: MULTI, WATCH, pub/sub, tracking or another user's AUTH cannot move; timeout: no primary answered within --failover-timeout; auth: the new primary refused the token)."
+        "With --follow-primary: client connections closed after the refusal was passed on, by route and reason (state: MULTI, WATCH, pub/sub, tracking or another user's AUTH cannot move, or with --sentinel a session that could not move was closed on a switch; timeout: no primary answered within --failover-timeout; auth: the new primary refused the token)."
     );
     describe_histogram!(
         DURATION,
