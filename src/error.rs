@@ -93,6 +93,12 @@ pub enum ConnError {
         "the Sentinels switched the primary where the session cannot move ({reason}); closed so that the next connection reaches the new primary"
     )]
     PrimarySwitched { reason: &'static str },
+    #[error("left its replies unread past the output limit of a shared connection (--multiplex)")]
+    OutputLimit,
+    #[error("the shared upstream connection was lost in the middle of a reply")]
+    SharedConnectionLost,
+    #[error("no shared upstream connection could be opened: {0}")]
+    NoSharedConnection(String),
     #[error("Sentinel lookup of {master} failed: {reason}")]
     Sentinel { master: String, reason: String },
 }
@@ -169,6 +175,9 @@ impl ConnError {
             ConnError::LeftReplica { .. } => ("left_replica", Level::INFO),
             ConnError::PrimarySwitched { .. } => ("primary_switched", Level::INFO),
             ConnError::Sentinel { .. } => ("sentinel", Level::WARN),
+            ConnError::OutputLimit => ("output_limit", Level::WARN),
+            ConnError::SharedConnectionLost => ("upstream_io", Level::DEBUG),
+            ConnError::NoSharedConnection(_) => ("no_shared_connection", Level::WARN),
         };
         let reply = match self {
             // Protocol errors are worded exactly as Redis words them.
@@ -184,6 +193,9 @@ impl ConnError {
             ConnError::LeftReplica { .. } => None,
             // Closed between replies, as the old primary would close it once demoted.
             ConnError::PrimarySwitched { .. } => None,
+            // As Redis closes a client past client-output-buffer-limit, without a word; and
+            // mid-reply nothing can be said in order.
+            ConnError::OutputLimit | ConnError::SharedConnectionLost => None,
             // The server would have closed it a little later, without a word either.
             ConnError::ClientWrongPassword
             | ConnError::IdleTimeout(_)

@@ -39,6 +39,7 @@ pub(crate) mod handshake;
 pub(crate) mod health;
 pub mod listener;
 pub mod metrics;
+pub(crate) mod multiplex;
 pub(crate) mod primary;
 mod process;
 pub mod resp;

@@ -52,6 +52,11 @@ pub fn install() -> &'static PrometheusHandle {
             )
             .expect("bucket list is not empty")
             .set_buckets_for_metric(
+                Matcher::Full(multiplex::PER_WRITE.into()),
+                &multiplex::PER_WRITE_BUCKETS,
+            )
+            .expect("bucket list is not empty")
+            .set_buckets_for_metric(
                 Matcher::Full(failover::DURATION.into()),
                 &[
                     0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0,
@@ -64,6 +69,7 @@ pub fn install() -> &'static PrometheusHandle {
         iam::describe();
         cluster::describe();
         failover::describe();
+        multiplex::describe();
         gauge!(BUILD_INFO, "version" => env!("CARGO_PKG_VERSION")).set(1.0);
         handle
     })
@@ -227,6 +233,7 @@ impl ProcessMetrics {
 pub mod cluster;
 pub mod failover;
 pub mod iam;
+pub mod multiplex;
 mod route;
 
 pub use route::RouteMetrics;

@@ -146,6 +146,9 @@ pub(crate) fn routes(
                 route: route.name.clone(),
                 error,
             })?;
+            if route.multiplex {
+                return Ok(Arc::new(runtime.multiplexed()));
+            }
             if !route.cluster {
                 return Ok(Arc::new(runtime));
             }
@@ -309,6 +312,10 @@ impl Lifecycle {
                 let switched = move || primary.switched();
                 tokio::spawn(Arc::clone(sentinels).watch(switched, self.stop.clone()));
             }
+            tokio::spawn(serve::multiplex::keep_lanes(
+                Arc::clone(&route),
+                self.stop.clone(),
+            ));
             tokio::spawn(serve::keep_pool_filled(
                 Arc::clone(&route),
                 self.stop.clone(),

@@ -36,6 +36,7 @@ pub(super) struct FileRoute {
     pub(super) cluster: Option<bool>,
     pub(super) sentinel: Option<Vec<String>>,
     pub(super) sentinel_master: Option<String>,
+    pub(super) multiplex: Option<bool>,
 }
 
 /// Reads and parses the file; unknown keys are errors, named with the file.

@@ -307,6 +307,16 @@ pub struct Flags {
     #[arg(long, env = "REDIS_AUTH_PROXY_SENTINEL_TLS", value_name = "BOOL", num_args = 0..=1,
           default_missing_value = "true", value_parser = clap::builder::BoolishValueParser::new())]
     pub sentinel_tls: Option<bool>,
+    /// Serve clients over a few shared upstream connections per route instead of one each
+    /// (also a [[route]] key); a client that needs per-connection state (MULTI, WATCH,
+    /// blocking commands, SUBSCRIBE, SELECT, HELLO 3 ...) gets a connection of its own. See
+    /// docs/multiplexing.md [default: false].
+    #[arg(long, env = "REDIS_AUTH_PROXY_MULTIPLEX", value_name = "BOOL", num_args = 0..=1,
+          default_missing_value = "true", value_parser = clap::builder::BoolishValueParser::new())]
+    pub multiplex: Option<bool>,
+    /// With --multiplex: shared upstream connections per route [default: 2].
+    #[arg(long, env = "REDIS_AUTH_PROXY_MULTIPLEX_CONNECTIONS", value_name = "N")]
+    pub multiplex_connections: Option<u32>,
     /// Allow a listener on a non-loopback address without --client-password-file. Anyone who
     /// can reach it uses the proxy's token, so this is refused unless spelled out.
     #[arg(long, env = "REDIS_AUTH_PROXY_ALLOW_REMOTE_CLIENTS", value_name = "BOOL", num_args = 0..=1,

@@ -11,6 +11,7 @@ mod cluster;
 mod file;
 mod flags;
 mod iam;
+mod multiplex;
 mod sentinel;
 #[cfg(test)]
 mod tests;
@@ -55,6 +56,8 @@ pub struct Route {
     /// `--sentinel`: the primary's address comes from these Sentinels, and `upstream` holds
     /// the master's name (port 0).
     pub sentinel: Option<SentinelSettings>,
+    /// `--multiplex`: clients share a few upstream connections.
+    pub multiplex: bool,
 }
 
 impl Route {
@@ -114,6 +117,8 @@ pub struct ConnectionSettings {
     pub follow_primary: bool,
     /// `--failover-timeout`: how long a session waits for the primary to answer again.
     pub failover_timeout: Duration,
+    /// `--multiplex-connections`: shared upstream connections per multiplexed route.
+    pub multiplex_connections: u32,
 }
 
 /// How a live connection stays authenticated: which clock says when the server would drop it.

@@ -52,6 +52,7 @@ impl Merger<'_> {
                 .push("--max-connections: must be at least 1".into());
         }
         self.refuse_remote_listeners(&routes, client_password_file.is_some());
+        self.check_multiplex(&routes, &connections, client_password_file.is_some());
         let cluster_ports = self.cluster_ports();
         let worker_threads = self.s.worker_threads;
         if worker_threads == Some(0) || worker_threads.is_some_and(|n| n > 1024) {
@@ -137,6 +138,7 @@ impl Merger<'_> {
             renewal,
             follow_primary: self.s.follow_primary.unwrap_or(true),
             failover_timeout,
+            multiplex_connections: self.multiplex_connections(),
         }
     }
 
@@ -241,6 +243,7 @@ impl Merger<'_> {
                 cluster: None,
                 sentinel: self.s.sentinel.clone(),
                 sentinel_master: self.s.sentinel_master.clone(),
+                multiplex: None,
             };
             return self
                 .route(&route, "", "default", versions)
@@ -352,7 +355,11 @@ impl Merger<'_> {
             self.errors
                 .push("--tls-client-cert and --tls-client-key must be given together".into());
         }
+        let multiplex = (self.flags.multiplex.or(table.multiplex))
+            .or(self.file.multiplex)
+            .unwrap_or(false);
         Some(Route {
+            multiplex,
             name,
             listen: listen?,
             upstream,

@@ -5,6 +5,7 @@
 //! cause and the connection closes; other connections are not affected.
 
 mod failover;
+pub(crate) mod multiplex;
 pub(crate) mod nodes;
 pub(crate) mod pool;
 mod refresh;
@@ -60,6 +61,8 @@ pub(crate) struct RouteRuntime {
     pub pool: Option<Pool>,
     /// With `--sentinel`: where the primary is; `process` runs their watch.
     pub sentinels: Option<Arc<Sentinels>>,
+    /// With `--multiplex`: the shared upstream connections; `process` keeps them open.
+    pub lanes: Option<Arc<crate::multiplex::Lanes>>,
 }
 
 impl RouteRuntime {
@@ -94,6 +97,7 @@ impl RouteRuntime {
         Ok(RouteRuntime {
             pool,
             sentinels,
+            lanes: None,
             index,
             forward: forward::Context {
                 store: Arc::clone(&shared.store),
@@ -116,6 +120,17 @@ impl RouteRuntime {
     pub(crate) fn with_cluster(mut self, link: crate::cluster::ClusterLink) -> Self {
         self.forward.cluster = Some(link);
         self.forward.primary = Arc::new(Primary::new(false, Duration::ZERO));
+        self
+    }
+
+    /// With `--multiplex`: clients share the route's lanes.
+    pub(crate) fn multiplexed(mut self) -> Self {
+        let settings = &self.forward.settings;
+        let wait = settings.connect_timeout + settings.auth_timeout;
+        let count = settings.multiplex_connections as usize;
+        self.lanes = Some(Arc::new(crate::multiplex::Lanes::new(
+            count, wait, &self.name,
+        )));
         self
     }
 
@@ -278,45 +293,67 @@ async fn handle(client: ClientStream, route: &RouteRuntime) {
 }
 
 async fn proxy(mut client: ClientStream, route: &RouteRuntime) -> Result<(), ConnError> {
-    match reach_upstream(route).await {
-        Ok((upstream, born)) => {
-            let _lease = route
-                .pool
-                .as_ref()
-                .filter(|_| route.forward.settings.reuse)
-                .map(|pool| pool.lease());
-            let ended = match &mut client {
-                ClientStream::Tcp(stream) => {
-                    let (r, w) = stream.split();
-                    forward::run(r, w, upstream, &route.forward, born, route).await
-                }
-                ClientStream::Unix(stream) => {
-                    let (r, w) = stream.split();
-                    forward::run(r, w, upstream, &route.forward, born, route).await
-                }
-            };
-            drop(client);
-            match ended {
-                Ok(forward::Ended::Closed) => Ok(()),
-                Ok(forward::Ended::HandedBack {
-                    upstream,
-                    unread,
-                    sticky_state,
-                }) => {
-                    reuse::recycle(route, upstream, unread, born, sticky_state).await;
-                    Ok(())
-                }
-                Err(error) => {
-                    if route.forward.settings.reuse {
-                        route.metrics().not_reused("error");
-                    }
-                    Err(error)
-                }
+    if let Some(lanes) = &route.lanes {
+        return match &mut client {
+            ClientStream::Tcp(stream) => {
+                multiplex::serve_client(stream.split(), route, lanes).await
             }
-        }
+            ClientStream::Unix(stream) => {
+                multiplex::serve_client(stream.split(), route, lanes).await
+            }
+        };
+    }
+    match reach_upstream(route).await {
+        Ok((upstream, born)) => match &mut client {
+            ClientStream::Tcp(stream) => {
+                let (r, w) = stream.split();
+                carry(r, w, upstream, born, route).await
+            }
+            ClientStream::Unix(stream) => {
+                let (r, w) = stream.split();
+                carry(r, w, upstream, born, route).await
+            }
+        },
         Err(error) => {
             if let Some(reply) = error.outcome().reply {
                 refuse_client(&mut client, &reply).await;
+            }
+            Err(error)
+        }
+    }
+}
+
+/// Forwards between the client and its own upstream connection until either ends; a
+/// connection the client left owing nothing is reset and pooled again (`--upstream-reuse`).
+async fn carry<R, W>(
+    r: R,
+    w: W,
+    upstream: UpstreamStream,
+    born: Instant,
+    route: &RouteRuntime,
+) -> Result<(), ConnError>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let _lease = route
+        .pool
+        .as_ref()
+        .filter(|_| route.forward.settings.reuse)
+        .map(|pool| pool.lease());
+    match forward::run(r, w, upstream, &route.forward, born, route).await {
+        Ok(forward::Ended::Closed) => Ok(()),
+        Ok(forward::Ended::HandedBack {
+            upstream,
+            unread,
+            sticky_state,
+        }) => {
+            reuse::recycle(route, upstream, unread, born, sticky_state).await;
+            Ok(())
+        }
+        Err(error) => {
+            if route.forward.settings.reuse {
+                route.metrics().not_reused("error");
             }
             Err(error)
         }

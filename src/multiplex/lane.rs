@@ -1,0 +1,349 @@
+//! One shared upstream connection (a lane): the requests of many clients written in the order
+//! they came, each client's whole requests together, and each reply passed back to the client
+//! that owes it. A FIFO of entries (`Entry`: whose replies, how many) ties the two halves: the
+//! writer pushes an entry before it writes the requests, the reader pops it when the last
+//! reply has passed. Replies are slices of the buffer they were read into, passed as they come
+//! (a large reply streams), never decoded.
+//!
+//! Writes coalesce without a timer: whatever was queued while the previous write was in flight
+//! goes in the next one. A client that left has its replies read and dropped. A client whose
+//! replies pile up unread past the output limit is cut off, alone. When the connection is lost,
+//! every client owed a reply on it is told so (`Delivery::Lost`), and requests not yet written
+//! go back to their clients (`Delivery::Unsent`), which may send them on another lane.
+
+use crate::metrics::RouteMetrics;
+use crate::metrics::multiplex::MultiplexMetrics;
+use crate::resp::reply::{FrameKind, ReplyScanner, Scan};
+use bytes::{Bytes, BytesMut};
+use std::collections::VecDeque;
+use std::io::IoSlice;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::{Notify, mpsc};
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, warn};
+
+/// How much to read per call: one full TLS record.
+const READ_SIZE: usize = 16 * 1024;
+/// The most requests' bytes gathered into one write.
+const MAX_WRITE: usize = 256 * 1024;
+
+/// What a lane tells a client.
+#[derive(Debug)]
+pub(crate) enum Delivery {
+    /// Reply bytes, in order; `replies` replies end within them.
+    Replies { bytes: Bytes, replies: u64 },
+    /// The connection was lost with `replies` replies owed: whether their requests ran cannot
+    /// be known. `mid_reply`: part of the next reply was passed on already.
+    Lost { replies: u64, mid_reply: bool },
+    /// These requests were never written (the connection was lost first).
+    Unsent { bytes: Bytes, requests: u64 },
+    /// The client left its replies unread past the output limit: it is cut off.
+    Overflow,
+}
+
+/// Where a client's replies go, and how many bytes of them it has not yet written out.
+#[derive(Clone)]
+pub(crate) struct Sink {
+    pub tx: mpsc::UnboundedSender<Delivery>,
+    pub buffered: Arc<AtomicUsize>,
+    /// Set once the client was cut off: nothing more is delivered.
+    pub cut: Arc<AtomicBool>,
+}
+
+impl Sink {
+    pub(crate) fn new() -> (Sink, mpsc::UnboundedReceiver<Delivery>) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let sink = Sink {
+            tx,
+            buffered: Arc::new(AtomicUsize::new(0)),
+            cut: Arc::new(AtomicBool::new(false)),
+        };
+        (sink, rx)
+    }
+
+    /// Passes `bytes` on unless the client is gone or over `limit`; false once it is cut off.
+    fn deliver(&self, bytes: Bytes, replies: u64, limit: usize) -> bool {
+        if self.cut.load(Ordering::Relaxed) || self.tx.is_closed() {
+            return false;
+        }
+        let held = self.buffered.fetch_add(bytes.len(), Ordering::Relaxed) + bytes.len();
+        if held > limit {
+            self.cut.store(true, Ordering::Relaxed);
+            let _ = self.tx.send(Delivery::Overflow);
+            return false;
+        }
+        let _ = self.tx.send(Delivery::Replies { bytes, replies });
+        true
+    }
+}
+
+/// Requests of one client, whole, for the lane to write.
+pub(crate) struct Submission {
+    pub bytes: Bytes,
+    pub requests: u64,
+    pub sink: Sink,
+}
+
+/// Whose replies come next, and how many.
+struct Entry {
+    sink: Sink,
+    replies: u64,
+}
+
+/// One shared upstream connection, as clients see it.
+pub(crate) struct Lane {
+    tx: mpsc::UnboundedSender<Submission>,
+    /// Cancelled when the connection is lost, or the lane retired.
+    pub closed: CancellationToken,
+    /// No new client binds to a retired lane; its clients move off between requests.
+    retired: AtomicBool,
+    /// Told when the lane closes or retires, so that another is opened.
+    changed: Arc<Notify>,
+}
+
+impl Lane {
+    /// Hands `submission` to the lane, or back if it is gone.
+    pub(crate) fn submit(&self, submission: Submission) -> Result<(), Submission> {
+        self.tx.send(submission).map_err(|e| e.0)
+    }
+
+    /// Whether a client owing nothing should move to another lane before its next request.
+    pub(crate) fn leaving(&self) -> bool {
+        self.closed.is_cancelled() || self.retired.load(Ordering::Relaxed)
+    }
+
+    /// No new requests should come here: a client moves off at its next quiet moment.
+    pub(crate) fn retire(&self) {
+        if !self.retired.swap(true, Ordering::Relaxed) {
+            self.changed.notify_one();
+        }
+    }
+
+    /// Closes the lane: clients owed replies are told they are lost.
+    pub(crate) fn close(&self) {
+        self.closed.cancel();
+        self.changed.notify_one();
+    }
+}
+
+/// Starts the two halves of a lane over `stream`; `limit` is each client's output limit;
+/// `changed` is told when the lane closes or retires.
+pub(crate) fn start<S>(
+    stream: S,
+    metrics: (RouteMetrics, MultiplexMetrics),
+    limit: usize,
+    changed: Arc<Notify>,
+) -> Arc<Lane>
+where
+    S: AsyncRead + AsyncWrite + Send + 'static,
+{
+    let (tx, rx) = mpsc::unbounded_channel();
+    let lane = Arc::new(Lane {
+        tx,
+        closed: CancellationToken::new(),
+        retired: AtomicBool::new(false),
+        changed,
+    });
+    let fifo = Arc::new(Mutex::new(VecDeque::new()));
+    let (reader, writer) = tokio::io::split(stream);
+    let halves = Halves {
+        lane: Arc::clone(&lane),
+        fifo,
+        metrics,
+        limit,
+    };
+    let read_half = halves.clone();
+    tokio::spawn(async move { read_half.read(reader).await });
+    tokio::spawn(async move { halves.write(writer, rx).await });
+    lane
+}
+
+#[derive(Clone)]
+struct Halves {
+    lane: Arc<Lane>,
+    fifo: Arc<Mutex<VecDeque<Entry>>>,
+    metrics: (RouteMetrics, MultiplexMetrics),
+    limit: usize,
+}
+
+impl Halves {
+    /// Writes what clients submit until the lane closes, then hands back what was not written.
+    async fn write<W: AsyncWrite>(self, writer: W, mut rx: mpsc::UnboundedReceiver<Submission>) {
+        tokio::pin!(writer);
+        let mut batch: Vec<Submission> = Vec::new();
+        loop {
+            let first = tokio::select! {
+                () = self.lane.closed.cancelled() => None,
+                first = rx.recv() => first,
+            };
+            let Some(first) = first else { break };
+            batch.push(first);
+            let mut size = batch[0].bytes.len();
+            while size < MAX_WRITE {
+                match rx.try_recv() {
+                    Ok(next) => {
+                        size += next.bytes.len();
+                        batch.push(next);
+                    }
+                    Err(_) => break,
+                }
+            }
+            {
+                let mut fifo = lock(&self.fifo);
+                for submission in &batch {
+                    fifo.push_back(Entry {
+                        sink: submission.sink.clone(),
+                        replies: submission.requests,
+                    });
+                }
+            }
+            let requests: u64 = batch.iter().map(|s| s.requests).sum();
+            self.metrics.1.requests_in_write(requests);
+            let bytes: usize = batch.iter().map(|s| s.bytes.len()).sum();
+            self.metrics.0.bytes_upstream.increment(bytes as u64);
+            if let Err(error) = write_all(&mut writer, &batch).await {
+                debug!(%error, "A shared upstream connection failed to write");
+                if !self.lane.closed.is_cancelled() {
+                    self.metrics.1.shared_connection_lost();
+                }
+                self.lane.close();
+                batch.clear();
+                break;
+            }
+            batch.clear();
+        }
+        // Whatever is still queued was never written: its clients may send it elsewhere.
+        rx.close();
+        while let Ok(submission) = rx.try_recv() {
+            let _ = submission.sink.tx.send(Delivery::Unsent {
+                bytes: submission.bytes,
+                requests: submission.requests,
+            });
+        }
+        let _ = writer.shutdown().await;
+    }
+
+    /// Reads replies and passes each to the client owed it, until the connection ends; then
+    /// tells every client still owed replies that they are lost.
+    async fn read<R: AsyncRead>(self, reader: R) {
+        tokio::pin!(reader);
+        let mut buf = BytesMut::with_capacity(READ_SIZE);
+        let mut scanner = ReplyScanner::new();
+        loop {
+            if buf.capacity() - buf.len() < READ_SIZE / 4 {
+                buf.reserve(READ_SIZE);
+            }
+            let read = tokio::select! {
+                () = self.lane.closed.cancelled() => break,
+                read = reader.read_buf(&mut buf) => read,
+            };
+            match read {
+                Ok(0) => break,
+                Ok(n) => self.metrics.0.bytes_downstream.increment(n as u64),
+                Err(error) => {
+                    debug!(%error, "A shared upstream connection failed to read");
+                    break;
+                }
+            }
+            if let Err(error) = self.route(&mut buf, &mut scanner) {
+                warn!(%error, "A shared upstream connection sent a malformed reply; it is closed");
+                break;
+            }
+        }
+        if !self.lane.closed.is_cancelled() {
+            self.metrics.1.shared_connection_lost();
+        }
+        self.lane.close();
+        let lost: Vec<Entry> = lock(&self.fifo).drain(..).collect();
+        let mut mid_reply = !scanner.at_boundary();
+        for entry in lost {
+            let _ = entry.sink.tx.send(Delivery::Lost {
+                replies: entry.replies,
+                mid_reply,
+            });
+            mid_reply = false;
+        }
+    }
+
+    /// Passes what `buf` holds to the clients owed it: consecutive replies of one client as
+    /// one slice, a reply not yet whole as it stands.
+    fn route(
+        &self,
+        buf: &mut BytesMut,
+        scanner: &mut ReplyScanner,
+    ) -> Result<(), crate::resp::reply::MalformedReply> {
+        let mut fifo = lock(&self.fifo);
+        while !buf.is_empty() {
+            let Some(entry) = fifo.front_mut() else {
+                // Nothing is owed (RESP2 has no pushes): the server spoke out of turn.
+                return Err(crate::resp::reply::MalformedReply(buf[0]));
+            };
+            let mut end = 0;
+            let mut ended = 0;
+            while end < buf.len() && ended < entry.replies {
+                match scanner.scan(&buf[end..])? {
+                    Scan::End { len, kind } => {
+                        end += len;
+                        if kind == FrameKind::Reply {
+                            ended += 1;
+                        }
+                    }
+                    Scan::Partial => end = buf.len(),
+                }
+            }
+            let bytes = buf.split_to(end).freeze();
+            if ended > 0 && bytes.starts_with(b"-READONLY ") {
+                // The node was demoted: new requests go to a new lane (the keeper opens one).
+                self.lane.retire();
+            }
+            entry.sink.deliver(bytes, ended, self.limit);
+            entry.replies -= ended;
+            if entry.replies == 0 {
+                fifo.pop_front();
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Writes every submission's bytes, in order, as few writes as the stream takes.
+async fn write_all<W: AsyncWrite + Unpin>(
+    writer: &mut W,
+    batch: &[Submission],
+) -> std::io::Result<()> {
+    let mut chunks: VecDeque<Bytes> = batch.iter().map(|s| s.bytes.clone()).collect();
+    write_chunks(writer, &mut chunks).await
+}
+
+/// Writes `chunks` in order with vectored writes (no copy into one buffer), then flushes.
+pub(crate) async fn write_chunks<W: AsyncWrite + Unpin>(
+    writer: &mut W,
+    chunks: &mut VecDeque<Bytes>,
+) -> std::io::Result<()> {
+    while !chunks.is_empty() {
+        let slices: Vec<IoSlice<'_>> = chunks.iter().map(|c| IoSlice::new(c)).collect();
+        let mut written = writer.write_vectored(&slices).await?;
+        if written == 0 {
+            return Err(std::io::ErrorKind::WriteZero.into());
+        }
+        while written > 0 {
+            let front = chunks.front_mut().expect("written bytes came from a chunk");
+            if written >= front.len() {
+                written -= front.len();
+                chunks.pop_front();
+            } else {
+                let _ = front.split_to(written);
+                written = 0;
+            }
+        }
+    }
+    writer.flush().await
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}

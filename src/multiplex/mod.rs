@@ -1,0 +1,162 @@
+//! Multiplexing (`--multiplex`): many clients over a few shared upstream connections per route
+//! (lanes), with a connection of its own for a client that needs one (pinning).
+//!
+//! - `lane.rs`: one shared connection: requests of many clients written together, each reply
+//!   passed back to the client that owes it, in order.
+//! - `front.rs`: one client on a lane: its whole requests judged (`rules.rs`) and sent, its
+//!   replies and the proxy's own answers written in order (`ledger.rs`), until it leaves or a
+//!   request pins it; `serve/multiplex.rs` then gives it a connection of its own and the usual
+//!   1:1 path (`forward`) takes over, from that request on.
+//! - `Lanes` (here): a route's lanes, one per slot; each client is bound to one slot for its
+//!   life, so its requests and replies keep their order. `serve/multiplex.rs` keeps the slots
+//!   filled, opening and authenticating lanes as for any connection.
+
+mod front;
+mod lane;
+mod ledger;
+mod rules;
+mod words;
+
+pub(crate) use front::{Front, LaneFuture, LaneSource, Left};
+pub(crate) use lane::{Lane, start};
+
+use crate::error::ConnError;
+use crate::metrics::multiplex::MultiplexMetrics;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::Notify;
+
+/// The most reply bytes a client may leave unread on a shared connection before it is cut
+/// off, as Redis cuts a client past its `client-output-buffer-limit`.
+pub(crate) const OUTPUT_LIMIT: usize = 64 * 1024 * 1024;
+
+/// A route's lanes.
+pub(crate) struct Lanes {
+    slots: Vec<Mutex<Option<Arc<Lane>>>>,
+    /// Lanes replaced while clients were still on them: closed once none is.
+    retired: Mutex<Vec<Arc<Lane>>>,
+    next: AtomicUsize,
+    /// Told when a slot gets a lane.
+    filled: Notify,
+    /// Told when a lane closes or retires, or a client finds a slot empty: the keeper looks.
+    pub changed: Arc<Notify>,
+    /// Why the last lane could not be opened, for the clients that waited in vain.
+    last_error: Mutex<Option<String>>,
+    /// How long a client waits for its slot to get a lane.
+    wait: Duration,
+    pub metrics: MultiplexMetrics,
+}
+
+impl Lanes {
+    pub(crate) fn new(count: usize, wait: Duration, route: &str) -> Self {
+        Lanes {
+            slots: (0..count.max(1)).map(|_| Mutex::new(None)).collect(),
+            retired: Mutex::new(Vec::new()),
+            next: AtomicUsize::new(0),
+            filled: Notify::new(),
+            changed: Arc::new(Notify::new()),
+            last_error: Mutex::new(None),
+            wait,
+            metrics: MultiplexMetrics::new(route),
+        }
+    }
+
+    pub(crate) fn slots(&self) -> usize {
+        self.slots.len()
+    }
+
+    /// The slot a new client is bound to: each in turn.
+    pub(crate) fn slot_for_new_client(&self) -> usize {
+        self.next.fetch_add(1, Ordering::Relaxed) % self.slots.len()
+    }
+
+    /// The slot's lane, if it has a live one that is not retired.
+    pub(crate) fn current(&self, slot: usize) -> Option<Arc<Lane>> {
+        lock(&self.slots[slot])
+            .clone()
+            .filter(|lane| !lane.leaving())
+    }
+
+    /// Puts a new lane in `slot`; the lane it replaces is kept until no client is on it.
+    pub(crate) fn put(&self, slot: usize, lane: Arc<Lane>) {
+        if let Some(old) = lock(&self.slots[slot]).replace(lane) {
+            if old.closed.is_cancelled() {
+                drop(old);
+            } else {
+                old.retire();
+                lock(&self.retired).push(old);
+            }
+        }
+        *lock(&self.last_error) = None;
+        self.filled.notify_waiters();
+    }
+
+    /// A lane could not be opened.
+    pub(crate) fn failed(&self, error: &ConnError) {
+        *lock(&self.last_error) = Some(error.to_string());
+    }
+
+    /// Closes replaced lanes no client is on any more; returns how many lanes are open.
+    pub(crate) fn tidy(&self) -> usize {
+        let mut retired = lock(&self.retired);
+        // Held by `retired` and the lane's two halves alone: no client is on it.
+        retired.retain(|lane| {
+            let idle = Arc::strong_count(lane) <= 3;
+            if idle || lane.closed.is_cancelled() {
+                lane.close();
+                return false;
+            }
+            true
+        });
+        let live = (self.slots.iter())
+            .filter(|slot| {
+                lock(slot)
+                    .as_ref()
+                    .is_some_and(|l| !l.closed.is_cancelled())
+            })
+            .count();
+        live + retired.len()
+    }
+
+    /// Closes every lane (at shutdown).
+    pub(crate) fn close_all(&self) {
+        for slot in &self.slots {
+            if let Some(lane) = lock(slot).take() {
+                lane.close();
+            }
+        }
+        for lane in lock(&self.retired).drain(..) {
+            lane.close();
+        }
+    }
+}
+
+impl LaneSource for Lanes {
+    fn lane(&self, slot: usize) -> LaneFuture<'_> {
+        Box::pin(async move {
+            let deadline = tokio::time::Instant::now() + self.wait;
+            loop {
+                let filled = self.filled.notified();
+                tokio::pin!(filled);
+                filled.as_mut().enable();
+                if let Some(lane) = self.current(slot) {
+                    return Ok(lane);
+                }
+                self.changed.notify_one();
+                if tokio::time::timeout_at(deadline, filled).await.is_err() {
+                    let why = lock(&self.last_error).clone();
+                    return Err(ConnError::NoSharedConnection(
+                        why.unwrap_or_else(|| format!("none opened within {:?}", self.wait)),
+                    ));
+                }
+            }
+        })
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}

@@ -1,0 +1,248 @@
+//! What a client's whole request means on a shared connection (`--multiplex`): sent on the
+//! shared connection, answered by the proxy, or a reason to give the client a connection of its
+//! own (pinning). Pure: the words of one request in, a verdict out.
+//!
+//! A request shares only when its effect ends with its reply. Everything whose effect outlives
+//! it on the connection pins, taken from Redis's command table: blocking commands (a blocked
+//! client would stall the others), transactions, pub/sub, MONITOR, replication, SELECT to
+//! another database, HELLO (the shared connections speak RESP2), AUTH as another ACL user,
+//! READONLY/READWRITE, and every CLIENT subcommand that sets or reveals state of the connection
+//! (ID, INFO, KILL, PAUSE, REPLY, TRACKING, CACHING, NO-EVICT, NO-TOUCH, UNBLOCK, GETREDIR,
+//! TRACKINGINFO). CLIENT SETNAME, GETNAME and SETINFO are answered by the proxy, per client,
+//! as clients send them on connect; AUTH for the proxy's own user too, as on any connection.
+
+#[cfg(test)]
+use crate::metrics::multiplex::PIN_REASONS;
+use bytes::Bytes;
+
+/// What to do with one whole request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Verdict {
+    /// Sent on the client's shared connection.
+    Share,
+    /// Answered by the proxy with these bytes, in its place among the replies.
+    Answer(Bytes),
+    /// `QUIT`: answered `+OK` in its place, then the connection closes.
+    Quit,
+    /// The client needs a connection of its own from this request on; the reason is the
+    /// metric label.
+    Pin(&'static str),
+}
+
+/// What the proxy keeps per client on a shared connection.
+#[derive(Debug, Default)]
+pub(crate) struct ClientState {
+    /// CLIENT SETNAME's name, told to a pinned connection if the client is pinned later.
+    pub name: Option<Bytes>,
+}
+
+/// The most words of a request the rules look at.
+pub(crate) const MAX_WORDS: usize = 8;
+
+/// Judges one whole request of `count` words, `args` its first ones (up to `MAX_WORDS`),
+/// `args[0]` its command name. `own_user`: the ACL user the proxy authenticates as (`None`:
+/// `default`).
+pub(crate) fn judge(
+    args: &[&[u8]],
+    count: usize,
+    state: &mut ClientState,
+    own_user: Option<&str>,
+) -> Verdict {
+    let Some(name) = args.first() else {
+        return Verdict::Pin("malformed");
+    };
+    let is = |n: &str| name.eq_ignore_ascii_case(n.as_bytes());
+    if BLOCKING.iter().any(|b| is(b)) || (is("XREAD") || is("XREADGROUP")) && has_block(args) {
+        Verdict::Pin("blocking")
+    } else if ["MULTI", "EXEC", "DISCARD", "WATCH", "UNWATCH"]
+        .iter()
+        .any(|c| is(c))
+    {
+        Verdict::Pin("transaction")
+    } else if PUBSUB.iter().any(|c| is(c)) {
+        Verdict::Pin("pubsub")
+    } else if is("MONITOR") {
+        Verdict::Pin("monitor")
+    } else if ["SYNC", "PSYNC", "REPLCONF"].iter().any(|c| is(c)) {
+        Verdict::Pin("replication")
+    } else if is("SELECT") {
+        if count == 2 && args[1] == b"0" {
+            Verdict::Share
+        } else {
+            Verdict::Pin("database")
+        }
+    } else if is("HELLO") {
+        Verdict::Pin("protocol")
+    } else if is("READONLY") || is("READWRITE") || is("ASKING") {
+        Verdict::Pin("client_state")
+    } else if is("AUTH") {
+        auth(args, count, own_user)
+    } else if is("CLIENT") {
+        client(args, count, state)
+    } else if is("QUIT") {
+        Verdict::Quit
+    } else if is("RESET") && count == 1 {
+        *state = ClientState::default();
+        Verdict::Answer(Bytes::from_static(b"+RESET\r\n"))
+    } else {
+        Verdict::Share
+    }
+}
+
+const BLOCKING: [&str; 10] = [
+    "BLPOP",
+    "BRPOP",
+    "BRPOPLPUSH",
+    "BLMOVE",
+    "BLMPOP",
+    "BZPOPMIN",
+    "BZPOPMAX",
+    "BZMPOP",
+    "WAIT",
+    "WAITAOF",
+];
+
+const PUBSUB: [&str; 6] = [
+    "SUBSCRIBE",
+    "PSUBSCRIBE",
+    "SSUBSCRIBE",
+    "UNSUBSCRIBE",
+    "PUNSUBSCRIBE",
+    "SUNSUBSCRIBE",
+];
+
+/// `XREAD`/`XREADGROUP ... BLOCK ms ...` before `STREAMS`.
+fn has_block(args: &[&[u8]]) -> bool {
+    args.iter()
+        .take_while(|a| !a.eq_ignore_ascii_case(b"STREAMS"))
+        .any(|a| a.eq_ignore_ascii_case(b"BLOCK"))
+}
+
+/// `AUTH pass` or `AUTH user pass`: the proxy's own user is answered in place, as on a
+/// connection of its own (the password is not the server's business); another user's AUTH
+/// goes to the server on a connection of the client's own, which the server then decides.
+fn auth(args: &[&[u8]], count: usize, own_user: Option<&str>) -> Verdict {
+    let own = own_user.unwrap_or("default").as_bytes();
+    match count {
+        2 => Verdict::Answer(Bytes::from_static(b"+OK\r\n")),
+        3 if args[1] == own => Verdict::Answer(Bytes::from_static(b"+OK\r\n")),
+        3 => Verdict::Pin("auth"),
+        _ => Verdict::Answer(Bytes::from_static(b"-ERR syntax error\r\n")),
+    }
+}
+
+/// CLIENT SETNAME, GETNAME and SETINFO are kept per client; LIST shares (it shows the shared
+/// connections); every other subcommand sets or reveals state of the connection.
+fn client(args: &[&[u8]], count: usize, state: &mut ClientState) -> Verdict {
+    let sub = |n: &str| {
+        args.get(1)
+            .is_some_and(|a| a.eq_ignore_ascii_case(n.as_bytes()))
+    };
+    if sub("SETNAME") && count == 3 {
+        let name = args[2];
+        if name.iter().any(|&b| !(b'!'..=b'~').contains(&b)) {
+            return Verdict::Answer(Bytes::from_static(
+                b"-ERR Client names cannot contain spaces, newlines or special characters.\r\n",
+            ));
+        }
+        state.name = (!name.is_empty()).then(|| Bytes::copy_from_slice(name));
+        Verdict::Answer(Bytes::from_static(b"+OK\r\n"))
+    } else if sub("GETNAME") && count == 2 {
+        Verdict::Answer(match &state.name {
+            Some(name) => {
+                let mut reply = format!("${}\r\n", name.len()).into_bytes();
+                reply.extend_from_slice(name);
+                reply.extend_from_slice(b"\r\n");
+                Bytes::from(reply)
+            }
+            None => Bytes::from_static(b"$-1\r\n"),
+        })
+    } else if sub("SETINFO") && count == 4 {
+        Verdict::Answer(Bytes::from_static(b"+OK\r\n"))
+    } else if sub("LIST") {
+        Verdict::Share
+    } else {
+        Verdict::Pin("client_state")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn judged(words: &str) -> Verdict {
+        let args: Vec<&[u8]> = words.split(' ').map(str::as_bytes).collect();
+        judge(&args, args.len(), &mut ClientState::default(), Some("app"))
+    }
+
+    #[test]
+    fn commands_whose_effect_ends_with_their_reply_share() {
+        for words in [
+            "GET k",
+            "set k v",
+            "MGET a b",
+            "EVAL x 0",
+            "PING",
+            "SELECT 0",
+            "CLIENT LIST",
+            "XREAD STREAMS s 0",
+            "INFO",
+        ] {
+            assert_eq!(judged(words), Verdict::Share, "{words}");
+        }
+    }
+
+    #[test]
+    fn state_that_outlives_a_request_pins_with_its_reason() {
+        let cases = [
+            ("BLPOP q 0", "blocking"),
+            ("xread BLOCK 0 STREAMS s $", "blocking"),
+            ("WAIT 1 0", "blocking"),
+            ("MULTI", "transaction"),
+            ("WATCH k", "transaction"),
+            ("SUBSCRIBE c", "pubsub"),
+            ("MONITOR", "monitor"),
+            ("PSYNC ? -1", "replication"),
+            ("SELECT 2", "database"),
+            ("HELLO 3", "protocol"),
+            ("READONLY", "client_state"),
+            ("CLIENT ID", "client_state"),
+            ("CLIENT TRACKING on", "client_state"),
+            ("CLIENT REPLY OFF", "client_state"),
+            ("AUTH other secret", "auth"),
+        ];
+        for (words, reason) in cases {
+            assert_eq!(judged(words), Verdict::Pin(reason), "{words}");
+            assert!(PIN_REASONS.contains(&reason));
+        }
+    }
+
+    #[test]
+    fn names_and_the_proxys_own_auth_are_answered_per_client() {
+        let mut state = ClientState::default();
+        let mut judge_words = |words: &str| {
+            let args: Vec<&[u8]> = words.split(' ').map(str::as_bytes).collect();
+            judge(&args, args.len(), &mut state, None)
+        };
+        let answer = |bytes: &'static [u8]| Verdict::Answer(Bytes::from_static(bytes));
+        assert_eq!(judge_words("CLIENT GETNAME"), answer(b"$-1\r\n"));
+        assert_eq!(judge_words("CLIENT SETNAME worker-1"), answer(b"+OK\r\n"));
+        assert_eq!(judge_words("client getname"), answer(b"$8\r\nworker-1\r\n"));
+        assert!(
+            matches!(judge_words("CLIENT SETNAME a\nb"), Verdict::Answer(b) if b.starts_with(b"-ERR Client names"))
+        );
+        assert_eq!(
+            judge_words("CLIENT SETINFO lib-name redis-py"),
+            answer(b"+OK\r\n")
+        );
+        assert_eq!(judge_words("AUTH anything"), answer(b"+OK\r\n"));
+        assert_eq!(judge_words("AUTH default anything"), answer(b"+OK\r\n"));
+        assert_eq!(judge_words("RESET"), answer(b"+RESET\r\n"));
+        assert_eq!(
+            judge_words("CLIENT GETNAME"),
+            answer(b"$-1\r\n"),
+            "RESET forgets the name"
+        );
+        assert_eq!(judge_words("QUIT"), Verdict::Quit);
+    }
+}

@@ -1,0 +1,145 @@
+//! A multiplexed route's side (`--multiplex`, `crate::multiplex`): keeping its lanes open, and
+//! serving a client on them until it leaves or is pinned, then on a connection of its own.
+
+use super::{RouteRuntime, carry, reach_upstream};
+use crate::error::ConnError;
+use crate::handshake::exchange;
+use crate::multiplex::{Front, Lanes, Left, OUTPUT_LIMIT};
+use crate::resp::encode_request;
+use bytes::BytesMut;
+use std::io::Cursor;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+/// Keeps every slot of a multiplexed route's lanes open until `stop`: a lane lost or retired
+/// (its node refused a write as a replica) is replaced at once, with backoff while the server
+/// cannot be reached; replaced lanes close once no client is on them.
+pub(crate) async fn keep_lanes(route: Arc<RouteRuntime>, stop: CancellationToken) {
+    let Some(lanes) = route.lanes.clone() else {
+        return;
+    };
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        let mut failed = false;
+        for slot in 0..lanes.slots() {
+            if lanes.current(slot).is_some() {
+                continue;
+            }
+            match route.open_upstream().await {
+                Ok(stream) => {
+                    let metrics = (route.metrics().clone(), lanes.metrics.clone());
+                    let changed = Arc::clone(&lanes.changed);
+                    lanes.put(
+                        slot,
+                        crate::multiplex::start(stream, metrics, OUTPUT_LIMIT, changed),
+                    );
+                    debug!(route = %route.name, slot, "Opened a shared upstream connection");
+                }
+                Err(error) => {
+                    warn!(route = %route.name, %error, "Could not open a shared upstream connection");
+                    lanes.failed(&error);
+                    failed = true;
+                    break;
+                }
+            }
+        }
+        let open = lanes.tidy();
+        lanes.metrics.shared.set(open as f64);
+        let wait = if failed {
+            backoff = (backoff * 2).min(Duration::from_secs(5));
+            backoff
+        } else {
+            backoff = Duration::from_millis(100);
+            Duration::from_secs(1)
+        };
+        tokio::select! {
+            () = stop.cancelled() => {
+                lanes.close_all();
+                return;
+            }
+            () = lanes.changed.notified() => {}
+            () = tokio::time::sleep(wait) => {}
+        }
+    }
+}
+
+/// Serves one client: on its slot's lane, then, if a request pins it, on a connection of its
+/// own from that request on (told the name it set, if any).
+pub(crate) async fn serve_client<R, W>(
+    (mut reader, mut writer): (R, W),
+    route: &RouteRuntime,
+    lanes: &Lanes,
+) -> Result<(), ConnError>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let ctx = &route.forward;
+    let credentials = ctx.store.credentials();
+    let own_user = (ctx.settings.username.as_deref())
+        .or_else(|| credentials.as_ref().and_then(|c| c.username.as_deref()));
+    let front = Front::new(lanes, lanes.slot_for_new_client(), own_user);
+    lanes.metrics.clients.increment(1.0);
+    let left = front.run(&mut reader, &mut writer).await;
+    lanes.metrics.clients.decrement(1.0);
+    let (unread, reason, name) = match left {
+        Ok(Left::Closed) => return Ok(()),
+        Ok(Left::Pin {
+            unread,
+            reason,
+            name,
+        }) => (unread, reason, name),
+        Err(error) => {
+            if matches!(error, ConnError::OutputLimit) {
+                lanes.metrics.output_limit_closed();
+                warn!("Closed a client that left its replies unread past the output limit");
+            }
+            if let (ConnError::NoSharedConnection(_), Some(reply)) = (&error, error.outcome().reply)
+            {
+                let _ = writer.write_all(&crate::resp::error_reply(&reply)).await;
+            }
+            return Err(error);
+        }
+    };
+    lanes.metrics.pinned(reason);
+    debug!(
+        reason,
+        "Pinned a client to an upstream connection of its own"
+    );
+    let (mut upstream, born) = match reach_upstream(route).await {
+        Ok(reached) => reached,
+        Err(error) => {
+            if let Some(reply) = error.outcome().reply {
+                let _ = writer.write_all(&crate::resp::error_reply(&reply)).await;
+            }
+            return Err(error);
+        }
+    };
+    if let Some(name) = name {
+        tell_name(&mut upstream, &name, route).await?;
+    }
+    let unread = Cursor::new(BytesMut::freeze(unread));
+    carry(unread.chain(reader), writer, upstream, born, route).await
+}
+
+/// Tells a pinned connection the name its client set while on a lane.
+async fn tell_name(
+    upstream: &mut crate::upstream::UpstreamStream,
+    name: &[u8],
+    route: &RouteRuntime,
+) -> Result<(), ConnError> {
+    let ctx = &route.forward;
+    let command = encode_request(&[b"CLIENT", b"SETNAME", name]);
+    let mut buf = BytesMut::new();
+    let told = exchange(upstream, &command, &mut buf, &ctx.upstream);
+    let reply = tokio::time::timeout(ctx.settings.auth_timeout, told)
+        .await
+        .map_err(|_| ConnError::auth_timeout(ctx.settings.auth_timeout, &ctx.upstream))??;
+    if !reply.starts_with(b"+OK") {
+        info!("The server refused the client's name on its pinned connection");
+    }
+    Ok(())
+}
