@@ -93,3 +93,115 @@ fn names_are_kept_per_client_without_a_connection_of_their_own() {
     assert_eq!(name, None, "a name is the client's own");
     assert_eq!(server_connections(&redis), 2, "nobody pinned");
 }
+
+/// A transaction pins its client: another client's write to a WATCHed key, through the
+/// shared connections, makes EXEC fail as it would directly; a name set before is kept.
+#[test]
+fn watch_and_multi_get_a_connection_of_their_own_that_keeps_the_name() {
+    let redis = RedisServer::start();
+    let token = TokenFile::new(TOKEN_A);
+    let proxy = multiplexed(&redis, &token);
+    let mut watcher = proxy.client();
+    let cmd = |words: &[&str]| {
+        let mut cmd = redis::cmd(words[0]);
+        for word in &words[1..] {
+            cmd.arg(*word);
+        }
+        cmd
+    };
+    let ok: String = cmd(&["CLIENT", "SETNAME", "watcher"])
+        .query(&mut watcher)
+        .unwrap();
+    assert_eq!(ok, "OK");
+    let ok: String = cmd(&["WATCH", "balance"]).query(&mut watcher).unwrap();
+    assert_eq!(ok, "OK");
+    let name: String = cmd(&["CLIENT", "GETNAME"]).query(&mut watcher).unwrap();
+    assert_eq!(name, "watcher", "told to the pinned connection");
+    let mut other = proxy.raw();
+    other.command(&["SET", "balance", "10"]);
+    assert_eq!(other.reply(), "OK");
+    let ok: String = cmd(&["MULTI"]).query(&mut watcher).unwrap();
+    assert_eq!(ok, "OK");
+    let queued: String = cmd(&["SET", "balance", "99"]).query(&mut watcher).unwrap();
+    assert_eq!(queued, "QUEUED");
+    let exec: Option<Vec<String>> = cmd(&["EXEC"]).query(&mut watcher).unwrap();
+    assert_eq!(exec, None, "the WATCHed key changed");
+    other.command(&["GET", "balance"]);
+    assert_eq!(other.reply(), "\"10\"");
+    assert_eq!(server_connections(&redis), 3, "two shared, one pinned");
+    assert_eq!(
+        proxy.metric(
+            "redis_auth_proxy_multiplex_pinned_total",
+            &[("reason", "transaction")]
+        ),
+        1.0
+    );
+}
+
+/// A client blocked in BLPOP has a connection of its own, so the others are answered
+/// meanwhile; the push that unblocks it comes through a shared connection.
+#[test]
+fn a_blocked_client_never_holds_up_the_others() {
+    let redis = RedisServer::start();
+    let token = TokenFile::new(TOKEN_A);
+    let proxy = multiplexed(&redis, &token);
+    let mut blocked = proxy.raw();
+    blocked.command(&["BLPOP", "jobs", "0"]);
+    eventually("the client is blocked", || {
+        let info: String = redis::from_redis_value(redis.admin(&["INFO", "clients"])).unwrap();
+        info.contains("blocked_clients:1")
+    });
+    let mut others: Vec<Raw> = (0..4).map(|_| proxy.raw()).collect();
+    for (i, other) in others.iter_mut().enumerate() {
+        other.command(&["SET", &format!("k{i}"), "v"]);
+        assert_eq!(other.reply(), "OK");
+    }
+    others[0].command(&["RPUSH", "jobs", "job-1"]);
+    assert_eq!(others[0].reply(), "(integer) 1");
+    assert_eq!(blocked.reply(), "[\"jobs\", \"job-1\"]");
+}
+
+/// Pub/sub, another database and RESP3 each pin their client, and nothing of theirs reaches
+/// the clients on the shared connections.
+#[test]
+fn subscribers_other_databases_and_resp3_are_pinned_and_kept_apart() {
+    let redis = RedisServer::start();
+    let token = TokenFile::new(TOKEN_A);
+    let proxy = multiplexed(&redis, &token);
+    let mut subscriber = proxy.raw();
+    subscriber.command(&["SUBSCRIBE", "news"]);
+    assert_eq!(subscriber.reply(), "[\"subscribe\", \"news\", (integer) 1]");
+    let mut elsewhere = proxy.raw();
+    elsewhere.command(&["SELECT", "2"]);
+    assert_eq!(elsewhere.reply(), "OK");
+    elsewhere.command(&["SET", "where", "db2"]);
+    assert_eq!(elsewhere.reply(), "OK");
+    let mut resp3 = proxy.raw();
+    resp3.command(&["HELLO", "3"]);
+    assert!(resp3.reply().contains("proto"));
+    resp3.command(&["CLIENT", "TRACKING", "on"]);
+    assert_eq!(resp3.reply(), "OK");
+    resp3.command(&["GET", "tracked"]);
+    assert_eq!(resp3.reply(), "(nil)");
+    let found: Option<String> = redis::cmd("GET")
+        .arg("where")
+        .query(&mut proxy.client())
+        .unwrap();
+    assert_eq!(found, None, "database 0");
+    let mut shared = proxy.raw();
+    shared.command(&["PUBLISH", "news", "hello"]);
+    assert_eq!(shared.reply(), "(integer) 1");
+    assert_eq!(subscriber.reply(), "[\"message\", \"news\", \"hello\"]");
+    shared.command(&["SET", "tracked", "1"]);
+    assert_eq!(shared.reply(), "OK");
+    assert!(
+        resp3.reply().contains("invalidate"),
+        "the invalidation reaches its client"
+    );
+    shared.command(&["PING"]);
+    assert_eq!(
+        shared.reply(),
+        "PONG",
+        "and nothing else reached the shared clients"
+    );
+}
