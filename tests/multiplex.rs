@@ -205,3 +205,109 @@ fn subscribers_other_databases_and_resp3_are_pinned_and_kept_apart() {
         "and nothing else reached the shared clients"
     );
 }
+
+/// What the proxy says of a request whose shared connection was lost before its reply.
+const LOST: &str = "the shared upstream connection was lost before the reply";
+
+/// The shared connections killed on the server under load: a client with replies owed gets
+/// one error per reply saying its fate is unknown, then its connection closes; a client owing
+/// nothing at that moment goes on, unharmed, over a new shared connection.
+#[test]
+fn a_shared_connection_killed_under_load_fails_only_the_replies_owed_on_it() {
+    let redis = RedisServer::start();
+    let token = TokenFile::new(TOKEN_A);
+    let proxy = multiplexed(&redis, &token);
+    let mut idle = proxy.raw();
+    idle.command(&["SET", "idle", "1"]);
+    assert_eq!(idle.reply(), "OK");
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let addr = proxy.addr();
+    let workers: Vec<_> = (0..8)
+        .map(|i| {
+            let stop = Arc::clone(&stop);
+            std::thread::spawn(move || {
+                let (mut ok, mut errors) = (0u64, Vec::new());
+                let mut con = connect(&format!("redis://{addr}/"));
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    match redis::cmd("INCR")
+                        .arg(format!("w{i}"))
+                        .query::<u64>(&mut con)
+                    {
+                        Ok(_) => ok += 1,
+                        Err(error) => {
+                            errors.push(error.to_string());
+                            con = connect(&format!("redis://{addr}/"));
+                        }
+                    }
+                }
+                (ok, errors)
+            })
+        })
+        .collect();
+    eventually("the workers are writing", || {
+        redis.admin(&["GET", "w7"]) != redis::Value::Nil
+    });
+    redis.admin(&["CLIENT", "KILL", "USER", "default"]);
+    eventually("new shared connections are open", || {
+        server_connections(&redis) == 2
+    });
+    let before: u64 = redis::from_redis_value(redis.admin(&["GET", "w0"])).unwrap();
+    eventually("the workers write again", || {
+        let now: u64 = redis::from_redis_value(redis.admin(&["GET", "w0"])).unwrap();
+        now > before + 20
+    });
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for worker in workers {
+        let (ok, errors) = worker.join().unwrap();
+        assert!(ok > 0);
+        for error in &errors {
+            // The error in its place, or the connection closed after it.
+            assert!(
+                error.contains(LOST)
+                    || error.contains("broken pipe")
+                    || error.contains("closed")
+                    || error.contains("reset"),
+                "{error}"
+            );
+        }
+        assert!(errors.len() <= 2, "one request in flight each: {errors:?}");
+    }
+    idle.command(&["GET", "idle"]);
+    assert_eq!(
+        idle.reply(),
+        "\"1\"",
+        "a client owing nothing moved unharmed"
+    );
+    assert!(
+        proxy.metric(
+            "redis_auth_proxy_multiplex_shared_connections_lost_total",
+            &[]
+        ) >= 2.0
+    );
+}
+
+/// Clients that leave with replies in flight, in every state: their replies are read and
+/// dropped, and the others' stay theirs.
+#[test]
+fn clients_leaving_with_replies_in_flight_leave_the_others_theirs() {
+    let redis = RedisServer::start();
+    let token = TokenFile::new(TOKEN_A);
+    let proxy = multiplexed(&redis, &token);
+    let big = "x".repeat(300_000);
+    let mut setter = proxy.raw();
+    setter.command(&["SET", "big", &big]);
+    assert_eq!(setter.reply(), "OK");
+    for round in 0..20 {
+        let mut leaver = proxy.raw();
+        let mut pipeline = Vec::new();
+        for _ in 0..(1 + round % 5) {
+            pipeline.extend(redis_auth_proxy::resp::encode_request(&[b"GET", b"big"]));
+        }
+        leaver.send(&pipeline);
+        drop(leaver);
+        let mut stayer = proxy.raw();
+        stayer.command(&["ECHO", &format!("mine-{round}")]);
+        assert_eq!(stayer.reply(), format!("\"mine-{round}\""));
+    }
+    assert_eq!(server_connections(&redis), 2);
+}
