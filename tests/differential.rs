@@ -42,6 +42,9 @@ enum Mode {
 
 /// One generated conversation: the bytes a client sends, ending with a marker it waits for.
 fn conversation(rng: &mut Rng, key: &str) -> Vec<u8> {
+    // A channel of the conversation's own, so that conversations may run at once.
+    let chan = format!("{key}:chan");
+    let chan = chan.as_str();
     let mut out = req(&["AUTH", "default", PASSWORD]);
     let mut mode = Mode::Normal;
     let mut resp3 = false;
@@ -79,13 +82,13 @@ fn conversation(rng: &mut Rng, key: &str) -> Vec<u8> {
                 vec![req(&[if rng.below(3) == 0 { "DISCARD" } else { "EXEC" }])]
             }
             (Mode::Resp3Subscribed, 0..=4) => {
-                vec![req(&["PUBLISH", "chan", &value])]
+                vec![req(&["PUBLISH", chan, &value])]
             }
             (Mode::Resp3Subscribed, 5..=6) => vec![req(&["GET", key])],
             (Mode::Resp3Subscribed, 7..=8) => vec![req(&["AUTH", "default", PASSWORD])],
             (Mode::Resp3Subscribed, 9..=10) => {
                 mode = Mode::Normal;
-                vec![req(&["UNSUBSCRIBE", "chan"]), req(&["GET", key])]
+                vec![req(&["UNSUBSCRIBE", chan]), req(&["GET", key])]
             }
             (Mode::Resp3Subscribed, _) => {
                 mode = Mode::Normal;
@@ -112,7 +115,7 @@ fn conversation(rng: &mut Rng, key: &str) -> Vec<u8> {
                 } else {
                     Mode::Resp2Subscribed
                 };
-                vec![req(&["SUBSCRIBE", "chan"])]
+                vec![req(&["SUBSCRIBE", chan])]
             }
             (Mode::Normal, 10) => {
                 mode = Mode::ReplyOff;
@@ -220,13 +223,21 @@ struct Sides {
 
 impl Sides {
     fn start() -> Sides {
+        Sides::start_with(false)
+    }
+
+    /// With `multiplex`, the proxy serves its clients over two shared connections.
+    fn start_with(multiplex: bool) -> Sides {
         let direct = RedisServer::start_with(RedisOptions {
             password: None,
             ..RedisOptions::default()
         });
         let redis = RedisServer::start();
         let token = TokenFile::new(TOKEN_A);
-        let proxy = Proxy::start(flags(&redis, &token));
+        let proxy = Proxy::start(redis_auth_proxy::config::Flags {
+            multiplex: Some(multiplex),
+            ..flags(&redis, &token)
+        });
         Sides {
             direct,
             redis,
@@ -254,45 +265,81 @@ fn connected_clients(redis: &RedisServer) -> i64 {
         .expect("connected_clients")
 }
 
+fn seeds() -> u64 {
+    std::env::var("DIFFERENTIAL_SEEDS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(24)
+}
+
+/// Runs conversation `seed` through the proxy and directly; panics naming the seed if the
+/// client's views differ.
+fn compare(sides: &Sides, seed: u64) {
+    let key = format!("diff:{seed}");
+    let bytes = conversation(&mut Rng(seed * 7919), &key);
+    // Every eighth conversation goes to the proxy one byte at a time.
+    let most = if seed % 8 == 0 { 1 } else { 9000 };
+    let through_proxy = converse(sides.proxy.addr(), &bytes, &mut Rng(seed), most);
+    let directly = converse(
+        sides.direct_addr(),
+        &bytes,
+        &mut Rng(seed + 1_000_000),
+        9000,
+    );
+    let (through_proxy, directly) = (normalise(&through_proxy), normalise(&directly));
+    if through_proxy != directly {
+        if let Ok(dir) = std::env::var("DIFFERENTIAL_DUMP") {
+            let _ = std::fs::write(format!("{dir}/requests-{seed}"), &bytes);
+            let _ = std::fs::write(format!("{dir}/proxy-{seed}"), &through_proxy);
+            let _ = std::fs::write(format!("{dir}/direct-{seed}"), &directly);
+        }
+        let at = through_proxy
+            .bytes()
+            .zip(directly.bytes())
+            .position(|(a, b)| a != b)
+            .unwrap_or(through_proxy.len().min(directly.len()));
+        let from = at.saturating_sub(200);
+        panic!(
+            "seed {seed}: the views differ at byte {at}\n  proxy:  {:?}\n  direct: {:?}",
+            &through_proxy[from..(at + 200).min(through_proxy.len())],
+            &directly[from..(at + 200).min(directly.len())]
+        );
+    }
+}
+
 #[test]
 fn generated_conversations_look_the_same_through_the_proxy_as_directly() {
     let sides = Sides::start();
-    let (redis, proxy, direct_addr) = (&sides.redis, &sides.proxy, sides.direct_addr());
-    let seeds: u64 = std::env::var("DIFFERENTIAL_SEEDS")
-        .ok()
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(24);
-    for seed in 1..=seeds {
-        let key = format!("diff:{seed}");
-        let bytes = conversation(&mut Rng(seed * 7919), &key);
-        // Every eighth conversation goes to the proxy one byte at a time.
-        let most = if seed % 8 == 0 { 1 } else { 9000 };
-        let through_proxy = converse(proxy.addr(), &bytes, &mut Rng(seed), most);
-        let directly = converse(direct_addr, &bytes, &mut Rng(seed + 1_000_000), 9000);
-        let (through_proxy, directly) = (normalise(&through_proxy), normalise(&directly));
-        if through_proxy != directly {
-            if let Ok(dir) = std::env::var("DIFFERENTIAL_DUMP") {
-                let _ = std::fs::write(format!("{dir}/requests-{seed}"), &bytes);
-                let _ = std::fs::write(format!("{dir}/proxy-{seed}"), &through_proxy);
-                let _ = std::fs::write(format!("{dir}/direct-{seed}"), &directly);
-            }
-            let at = through_proxy
-                .bytes()
-                .zip(directly.bytes())
-                .position(|(a, b)| a != b)
-                .unwrap_or(through_proxy.len().min(directly.len()));
-            let from = at.saturating_sub(200);
-            panic!(
-                "seed {seed}: the views differ at byte {at}\n  proxy:  {:?}\n  direct: {:?}",
-                &through_proxy[from..(at + 200).min(through_proxy.len())],
-                &directly[from..(at + 200).min(directly.len())]
-            );
-        }
+    for seed in 1..=seeds() {
+        compare(&sides, seed);
     }
     // Every client left: the proxy let go of every upstream connection (the admin's own is
     // the one left).
     eventually("every upstream connection is released", || {
-        connected_clients(redis) == 1
+        connected_clients(&sides.redis) == 1
+    });
+}
+
+/// The same conversations through `--multiplex`, eight at once over two shared connections:
+/// each client's view is still byte for byte its direct one, the clients pinned (MULTI,
+/// SUBSCRIBE, HELLO 3, CLIENT REPLY ...) from the request that needs it on.
+#[test]
+fn generated_conversations_look_the_same_through_multiplexing_as_directly() {
+    let sides = Sides::start_with(true);
+    let seeds = seeds();
+    std::thread::scope(|scope| {
+        for lane in 0..8 {
+            let sides = &sides;
+            scope.spawn(move || {
+                for seed in (1..=seeds).filter(|s| s % 8 == lane) {
+                    compare(sides, seed);
+                }
+            });
+        }
+    });
+    // Only the two shared connections stay (and the admin's own).
+    eventually("every pinned connection is released", || {
+        connected_clients(&sides.redis) == 3
     });
 }
 
