@@ -278,7 +278,7 @@ fn compare(sides: &Sides, seed: u64) {
     let key = format!("diff:{seed}");
     let bytes = conversation(&mut Rng(seed * 7919), &key);
     // Every eighth conversation goes to the proxy one byte at a time.
-    let most = if seed % 8 == 0 { 1 } else { 9000 };
+    let most = if seed.is_multiple_of(8) { 1 } else { 9000 };
     let through_proxy = converse(sides.proxy.addr(), &bytes, &mut Rng(seed), most);
     let directly = converse(
         sides.direct_addr(),

@@ -18,6 +18,9 @@ use std::sync::atomic::Ordering;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
 
+/// How much to read from a client per call, at least and at most.
+const MIN_READ: usize = 512;
+const MAX_READ: usize = 16 * 1024;
 /// Replies a client may owe on its lane before its next requests wait.
 const MAX_IN_FLIGHT: u64 = 1024;
 /// The largest request sent on a shared connection; a larger one pins its client (a shared
@@ -69,6 +72,8 @@ pub(crate) struct Front<'a> {
     /// Bytes of `out` that came from the lane (counted against the output limit).
     out_from_lane: usize,
     ending: Option<Ending>,
+    /// How much the next read offers.
+    read_size: usize,
 }
 
 enum Ending {
@@ -96,6 +101,7 @@ impl<'a> Front<'a> {
             out: Vec::new(),
             out_from_lane: 0,
             ending: None,
+            read_size: MIN_READ,
         }
     }
 
@@ -128,15 +134,28 @@ impl<'a> Front<'a> {
             let reading = self.ending.is_none()
                 && !client_eof
                 && self.ledger.owed_by_server() < MAX_IN_FLIGHT;
+            let spare = self.from_client.capacity() - self.from_client.len();
+            if spare < self.read_size / 4 {
+                self.from_client.reserve(self.read_size);
+            }
+            let offered = self.from_client.capacity() - self.from_client.len();
             tokio::select! {
                 delivery = self.rx.recv() => {
                     let delivery = delivery.expect("the front holds a sender");
                     self.delivered(delivery).await?;
                 }
                 read = reader.read_buf(&mut self.from_client), if reading => {
-                    if read.map_err(ConnError::ClientIo)? == 0 {
+                    let n = read.map_err(ConnError::ClientIo)?;
+                    if n == 0 {
                         client_eof = true;
                     } else {
+                        // Reads grow while they fill what was offered (a pipelining client)
+                        // and stay small otherwise, so an idle client holds little memory.
+                        self.read_size = if n == offered {
+                            (self.read_size * 2).min(MAX_READ)
+                        } else {
+                            (self.read_size / 2).max(MIN_READ)
+                        };
                         self.requests().await?;
                     }
                 }

@@ -172,48 +172,46 @@ impl Halves {
     /// Writes what clients submit until the lane closes, then hands back what was not written.
     async fn write<W: AsyncWrite>(self, writer: W, mut rx: mpsc::UnboundedReceiver<Submission>) {
         tokio::pin!(writer);
-        let mut batch: Vec<Submission> = Vec::new();
+        // One buffer for each write: a TLS stream seals what it is given in one call into its
+        // own records, so many clients' requests written at once cost one record and one
+        // system call, not one each.
+        let mut out = BytesMut::with_capacity(READ_SIZE);
         loop {
             let first = tokio::select! {
                 () = self.lane.closed.cancelled() => None,
                 first = rx.recv() => first,
             };
             let Some(first) = first else { break };
-            batch.push(first);
-            let mut size = batch[0].bytes.len();
-            while size < MAX_WRITE {
-                match rx.try_recv() {
-                    Ok(next) => {
-                        size += next.bytes.len();
-                        batch.push(next);
-                    }
-                    Err(_) => break,
-                }
+            // Let the clients woken with this one queue theirs too: no timer, one turn of the
+            // scheduler.
+            tokio::task::yield_now().await;
+            let mut requests = first.requests;
+            self.enter(&first);
+            out.extend_from_slice(&first.bytes);
+            while out.len() < MAX_WRITE {
+                let Ok(next) = rx.try_recv() else { break };
+                requests += next.requests;
+                self.enter(&next);
+                out.extend_from_slice(&next.bytes);
             }
-            {
-                let mut fifo = lock(&self.fifo);
-                for submission in &batch {
-                    fifo.push_back(Entry {
-                        sink: submission.sink.clone(),
-                        replies: submission.requests,
-                    });
-                }
-            }
-            let requests: u64 = batch.iter().map(|s| s.requests).sum();
             self.metrics.1.requests_in_write(requests);
-            let bytes: usize = batch.iter().map(|s| s.bytes.len()).sum();
-            self.metrics.0.bytes_upstream.increment(bytes as u64);
-            if let Err(error) = write_all(&mut writer, &batch).await {
+            self.metrics.0.bytes_upstream.increment(out.len() as u64);
+            let written = async {
+                writer.write_all(&out).await?;
+                writer.flush().await
+            };
+            if let Err(error) = written.await {
                 debug!(%error, "A shared upstream connection failed to write");
                 if !self.lane.closed.is_cancelled() {
                     self.metrics.1.shared_connection_lost();
                 }
                 self.lane.close();
-                batch.clear();
                 break;
             }
-            batch.clear();
+            out.clear();
         }
+        // Replies owed for what this half wrote after the reader gave up are lost too.
+        self.lose_owed(false);
         // Whatever is still queued was never written: its clients may send it elsewhere.
         rx.close();
         while let Ok(submission) = rx.try_recv() {
@@ -223,6 +221,14 @@ impl Halves {
             });
         }
         let _ = writer.shutdown().await;
+    }
+
+    /// Records whose replies come next, before their requests are written.
+    fn enter(&self, submission: &Submission) {
+        lock(&self.fifo).push_back(Entry {
+            sink: submission.sink.clone(),
+            replies: submission.requests,
+        });
     }
 
     /// Reads replies and passes each to the client owed it, until the connection ends; then
@@ -256,8 +262,13 @@ impl Halves {
             self.metrics.1.shared_connection_lost();
         }
         self.lane.close();
+        self.lose_owed(!scanner.at_boundary());
+    }
+
+    /// Tells every client still owed replies that they are lost; `mid_reply`: part of the
+    /// first one was passed on.
+    fn lose_owed(&self, mut mid_reply: bool) {
         let lost: Vec<Entry> = lock(&self.fifo).drain(..).collect();
-        let mut mid_reply = !scanner.at_boundary();
         for entry in lost {
             let _ = entry.sink.tx.send(Delivery::Lost {
                 replies: entry.replies,
@@ -306,15 +317,6 @@ impl Halves {
         }
         Ok(())
     }
-}
-
-/// Writes every submission's bytes, in order, as few writes as the stream takes.
-async fn write_all<W: AsyncWrite + Unpin>(
-    writer: &mut W,
-    batch: &[Submission],
-) -> std::io::Result<()> {
-    let mut chunks: VecDeque<Bytes> = batch.iter().map(|s| s.bytes.clone()).collect();
-    write_chunks(writer, &mut chunks).await
 }
 
 /// Writes `chunks` in order with vectored writes (no copy into one buffer), then flushes.

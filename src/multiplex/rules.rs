@@ -51,65 +51,36 @@ pub(crate) fn judge(
     let Some(name) = args.first() else {
         return Verdict::Pin("malformed");
     };
-    let is = |n: &str| name.eq_ignore_ascii_case(n.as_bytes());
-    if BLOCKING.iter().any(|b| is(b)) || (is("XREAD") || is("XREADGROUP")) && has_block(args) {
-        Verdict::Pin("blocking")
-    } else if ["MULTI", "EXEC", "DISCARD", "WATCH", "UNWATCH"]
-        .iter()
-        .any(|c| is(c))
-    {
-        Verdict::Pin("transaction")
-    } else if PUBSUB.iter().any(|c| is(c)) {
-        Verdict::Pin("pubsub")
-    } else if is("MONITOR") {
-        Verdict::Pin("monitor")
-    } else if ["SYNC", "PSYNC", "REPLCONF"].iter().any(|c| is(c)) {
-        Verdict::Pin("replication")
-    } else if is("SELECT") {
-        if count == 2 && args[1] == b"0" {
-            Verdict::Share
-        } else {
-            Verdict::Pin("database")
+    // No command that pins has a longer name: the common ones are told apart in one match.
+    if name.len() > 12 {
+        return Verdict::Share;
+    }
+    let mut upper = [0u8; 12];
+    upper[..name.len()].copy_from_slice(name);
+    upper.make_ascii_uppercase();
+    match &upper[..name.len()] {
+        b"BLPOP" | b"BRPOP" | b"BRPOPLPUSH" | b"BLMOVE" | b"BLMPOP" | b"BZPOPMIN" | b"BZPOPMAX"
+        | b"BZMPOP" | b"WAIT" | b"WAITAOF" => Verdict::Pin("blocking"),
+        b"XREAD" | b"XREADGROUP" if has_block(args) => Verdict::Pin("blocking"),
+        b"MULTI" | b"EXEC" | b"DISCARD" | b"WATCH" | b"UNWATCH" => Verdict::Pin("transaction"),
+        b"SUBSCRIBE" | b"PSUBSCRIBE" | b"SSUBSCRIBE" | b"UNSUBSCRIBE" | b"PUNSUBSCRIBE"
+        | b"SUNSUBSCRIBE" => Verdict::Pin("pubsub"),
+        b"MONITOR" => Verdict::Pin("monitor"),
+        b"SYNC" | b"PSYNC" | b"REPLCONF" => Verdict::Pin("replication"),
+        b"SELECT" if count == 2 && args[1] == b"0" => Verdict::Share,
+        b"SELECT" => Verdict::Pin("database"),
+        b"HELLO" => Verdict::Pin("protocol"),
+        b"READONLY" | b"READWRITE" | b"ASKING" => Verdict::Pin("client_state"),
+        b"AUTH" => auth(args, count, own_user),
+        b"CLIENT" => client(args, count, state),
+        b"QUIT" => Verdict::Quit,
+        b"RESET" if count == 1 => {
+            *state = ClientState::default();
+            Verdict::Answer(Bytes::from_static(b"+RESET\r\n"))
         }
-    } else if is("HELLO") {
-        Verdict::Pin("protocol")
-    } else if is("READONLY") || is("READWRITE") || is("ASKING") {
-        Verdict::Pin("client_state")
-    } else if is("AUTH") {
-        auth(args, count, own_user)
-    } else if is("CLIENT") {
-        client(args, count, state)
-    } else if is("QUIT") {
-        Verdict::Quit
-    } else if is("RESET") && count == 1 {
-        *state = ClientState::default();
-        Verdict::Answer(Bytes::from_static(b"+RESET\r\n"))
-    } else {
-        Verdict::Share
+        _ => Verdict::Share,
     }
 }
-
-const BLOCKING: [&str; 10] = [
-    "BLPOP",
-    "BRPOP",
-    "BRPOPLPUSH",
-    "BLMOVE",
-    "BLMPOP",
-    "BZPOPMIN",
-    "BZPOPMAX",
-    "BZMPOP",
-    "WAIT",
-    "WAITAOF",
-];
-
-const PUBSUB: [&str; 6] = [
-    "SUBSCRIBE",
-    "PSUBSCRIBE",
-    "SSUBSCRIBE",
-    "UNSUBSCRIBE",
-    "PUNSUBSCRIBE",
-    "SUNSUBSCRIBE",
-];
 
 /// `XREAD`/`XREADGROUP ... BLOCK ms ...` before `STREAMS`.
 fn has_block(args: &[&[u8]]) -> bool {
