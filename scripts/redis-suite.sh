@@ -9,6 +9,7 @@
 # Usage: scripts/redis-suite.sh [--all | UNIT...]     (default: the quick subset CI runs)
 #   REDIS_SUITE_TAGS     runtest --tags filter (default: -slow)
 #   REDIS_SUITE_NO_SKIP  set to run the skipped tests too (to see why they are skipped)
+#   REDIS_SUITE_PROXY_FLAGS  more flags for the proxy, e.g. --multiplex (word-split)
 # Everything stays on 127.0.0.1; every process started here is stopped by PID.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -93,7 +94,7 @@ run_unit() {
         started+=($!)
         "$proxy_bin" --listen "127.0.0.1:$port" --upstream "localhost:$tls_port" \
             --tls-ca-file "$work/ca.crt" --token-file "$work/token" --admin-listen off \
-            --log-level error 2>"$dir/proxy.log" &
+            --log-level error ${REDIS_SUITE_PROXY_FLAGS:-} 2>"$dir/proxy.log" &
         started+=($!)
         wait_for "redis-auth-proxy" redis-cli -p "$port" PING
     fi

@@ -135,6 +135,11 @@ impl Server<'_> {
 }
 
 fn elasticache_cycle(user: &str, source_first: bool) {
+    cycle(user, source_first, false);
+}
+
+/// The cycle through a proxy that serves `multiplex`ed clients, or one connection each.
+fn cycle(user: &str, source_first: bool, multiplex: bool) {
     let redis = RedisServer::start();
     let server = Server {
         redis: &redis,
@@ -146,6 +151,7 @@ fn elasticache_cycle(user: &str, source_first: bool) {
     if user != "default" {
         flags.username = Some(user.into());
     }
+    flags.multiplex = Some(multiplex);
     let proxy = Proxy::start(flags);
     let load = Load::start(&proxy);
     load.run_for(500);
@@ -182,6 +188,14 @@ fn the_elasticache_cycle_with_the_source_updated_first_has_no_errors() {
 #[test]
 fn the_elasticache_cycle_with_the_server_rotated_first_has_no_errors() {
     elasticache_cycle("default", false);
+}
+
+/// The same under multiplexed load (`--multiplex`): the shared connections keep the
+/// authentication they opened with, and new ones (after a loss) use the token that works.
+#[test]
+fn the_elasticache_cycle_under_multiplexed_load_has_no_errors() {
+    cycle("default", false, true);
+    cycle("app", true, true);
 }
 
 /// An ACL user (RBAC), token source first.

@@ -15,7 +15,7 @@ pub const OUTPUT_LIMIT: &str = "redis_auth_proxy_multiplex_output_limit_closed_t
 pub const LOST: &str = "redis_auth_proxy_multiplex_shared_connections_lost_total";
 
 /// Every reason a client is pinned (`crate::multiplex` decides): a closed set, for the label.
-pub const PIN_REASONS: [&str; 12] = [
+pub const PIN_REASONS: [&str; 13] = [
     "blocking",
     "transaction",
     "pubsub",
@@ -25,6 +25,7 @@ pub const PIN_REASONS: [&str; 12] = [
     "protocol",
     "client_state",
     "auth",
+    "busy_server",
     "large",
     "inline",
     "malformed",
@@ -45,7 +46,7 @@ pub(super) fn describe() {
     );
     describe_counter!(
         PINNED,
-        "With --multiplex: clients given an upstream connection of their own, by route and reason (blocking, transaction, pubsub, monitor, replication, database, protocol, client_state, auth, large, inline, malformed)."
+        "With --multiplex: clients given an upstream connection of their own, by route and reason (blocking, transaction, pubsub, monitor, replication, database, protocol, client_state, auth, busy_server, large, inline, malformed)."
     );
     describe_histogram!(
         PER_WRITE,

@@ -199,7 +199,7 @@ impl<'a> Front<'a> {
                 // Never written: sent again on the next lane, unless earlier replies were lost.
                 if !matches!(self.ending, Some(Ending::Lost)) {
                     self.lane = None;
-                    self.send(bytes, requests).await?;
+                    self.submit(bytes, requests).await?;
                 }
             }
             Delivery::Overflow => return Err(ConnError::OutputLimit),
@@ -307,10 +307,15 @@ impl<'a> Front<'a> {
         self.send(bytes, requests).await
     }
 
-    /// Sends requests on the client's lane: the one it is bound to, or, owing nothing, a
-    /// current one (its lane was lost or retired).
-    async fn send(&mut self, mut bytes: Bytes, requests: u64) -> Result<(), ConnError> {
+    /// Sends requests on the client's lane, counting the replies they are owed.
+    async fn send(&mut self, bytes: Bytes, requests: u64) -> Result<(), ConnError> {
         self.ledger.shared(requests);
+        self.submit(bytes, requests).await
+    }
+
+    /// Hands counted requests to the client's lane: the one it is bound to, or, owing nothing
+    /// else, a current one (its lane was lost or retired).
+    async fn submit(&mut self, mut bytes: Bytes, requests: u64) -> Result<(), ConnError> {
         loop {
             let owes_before = self.ledger.owed_by_server() > requests;
             let lane = match &self.lane {

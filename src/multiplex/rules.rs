@@ -71,6 +71,12 @@ pub(crate) fn judge(
         b"SELECT" => Verdict::Pin("database"),
         b"HELLO" => Verdict::Pin("protocol"),
         b"READONLY" | b"READWRITE" | b"ASKING" => Verdict::Pin("client_state"),
+        // Run by the server while a script keeps it busy: queued behind that script on a lane
+        // they would never reach it.
+        b"SCRIPT" | b"FUNCTION" if count == 2 && args[1].eq_ignore_ascii_case(b"KILL") => {
+            Verdict::Pin("busy_server")
+        }
+        b"SHUTDOWN" => Verdict::Pin("busy_server"),
         b"AUTH" => auth(args, count, own_user),
         b"CLIENT" => client(args, count, state),
         b"QUIT" => Verdict::Quit,
@@ -181,6 +187,8 @@ mod tests {
             ("CLIENT TRACKING on", "client_state"),
             ("CLIENT REPLY OFF", "client_state"),
             ("AUTH other secret", "auth"),
+            ("SCRIPT KILL", "busy_server"),
+            ("function kill", "busy_server"),
         ];
         for (words, reason) in cases {
             assert_eq!(judged(words), Verdict::Pin(reason), "{words}");
