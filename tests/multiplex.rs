@@ -311,3 +311,28 @@ fn clients_leaving_with_replies_in_flight_leave_the_others_theirs() {
     }
     assert_eq!(server_connections(&redis), 2);
 }
+
+/// A script that keeps the server busy holds up its lane, but SCRIPT KILL gets a connection
+/// of its own, so it reaches the server and ends the script; the lane goes on.
+#[test]
+fn script_kill_reaches_a_server_kept_busy_by_a_script_on_a_lane() {
+    let redis = RedisServer::start();
+    redis.admin(&["CONFIG", "SET", "busy-reply-threshold", "50"]);
+    let token = TokenFile::new(TOKEN_A);
+    let proxy = multiplexed(&redis, &token);
+    let mut busy = proxy.raw();
+    busy.command(&["EVAL", "while true do end", "0"]);
+    let mut killer = proxy.raw();
+    let killed = loop {
+        killer.command(&["SCRIPT", "KILL"]);
+        let reply = killer.reply();
+        // Before the script runs, there is nothing to kill yet.
+        if !reply.contains("NOTBUSY") {
+            break reply;
+        }
+    };
+    assert_eq!(killed, "OK");
+    assert!(busy.reply().contains("Script killed"));
+    busy.command(&["PING"]);
+    assert_eq!(busy.reply(), "PONG", "the lane goes on");
+}
