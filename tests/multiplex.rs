@@ -336,3 +336,24 @@ fn script_kill_reaches_a_server_kept_busy_by_a_script_on_a_lane() {
     busy.command(&["PING"]);
     assert_eq!(busy.reply(), "PONG", "the lane goes on");
 }
+
+/// `--idle-timeout` closes a multiplexed client that owes nothing and sends nothing, silently,
+/// as Redis's `timeout` does; its lane stays for the others.
+#[test]
+fn an_idle_multiplexed_client_is_closed_after_the_idle_timeout() {
+    let redis = RedisServer::start();
+    let token = TokenFile::new(TOKEN_A);
+    let proxy = Proxy::start(Flags {
+        multiplex: Some(true),
+        idle_timeout: Some("300ms".into()),
+        ..flags(&redis, &token)
+    });
+    let mut idle = proxy.raw();
+    idle.command(&["PING"]);
+    assert_eq!(idle.reply(), "PONG");
+    assert_eq!(idle.read_to_close(), "", "closed without a word");
+    let mut next = proxy.raw();
+    next.command(&["PING"]);
+    assert_eq!(next.reply(), "PONG");
+    assert_eq!(server_connections(&redis), 2);
+}

@@ -55,6 +55,8 @@ pub(crate) trait LaneSource: Sync {
 pub(crate) struct Front<'a> {
     lanes: &'a dyn LaneSource,
     slot: usize,
+    /// `--idle-timeout`: a client owing nothing and sending nothing this long is closed.
+    idle_timeout: Option<std::time::Duration>,
     own_user: Option<&'a str>,
     lane: Option<Arc<Lane>>,
     sink: Sink,
@@ -83,11 +85,17 @@ enum Ending {
 }
 
 impl<'a> Front<'a> {
-    pub(crate) fn new(lanes: &'a dyn LaneSource, slot: usize, own_user: Option<&'a str>) -> Self {
+    pub(crate) fn new(
+        lanes: &'a dyn LaneSource,
+        slot: usize,
+        own_user: Option<&'a str>,
+        idle_timeout: Option<std::time::Duration>,
+    ) -> Self {
         let (sink, rx) = Sink::new();
         Front {
             lanes,
             slot,
+            idle_timeout,
             own_user,
             lane: None,
             sink,
@@ -139,7 +147,13 @@ impl<'a> Front<'a> {
                 self.from_client.reserve(self.read_size);
             }
             let offered = self.from_client.capacity() - self.from_client.len();
+            let idle = self
+                .idle_timeout
+                .filter(|_| self.ledger.settled() && reading);
             tokio::select! {
+                () = tokio::time::sleep(idle.unwrap_or_default()), if idle.is_some() => {
+                    return Err(ConnError::IdleTimeout(idle.unwrap_or_default()));
+                }
                 delivery = self.rx.recv() => {
                     let delivery = delivery.expect("the front holds a sender");
                     self.delivered(delivery).await?;

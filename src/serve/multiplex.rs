@@ -81,7 +81,8 @@ where
     let credentials = ctx.store.credentials();
     let own_user = (ctx.settings.username.as_deref())
         .or_else(|| credentials.as_ref().and_then(|c| c.username.as_deref()));
-    let front = Front::new(lanes, lanes.slot_for_new_client(), own_user);
+    let idle = ctx.settings.idle_timeout;
+    let front = Front::new(lanes, lanes.slot_for_new_client(), own_user, idle);
     lanes.metrics.clients.increment(1.0);
     let left = front.run(&mut reader, &mut writer).await;
     lanes.metrics.clients.decrement(1.0);
