@@ -25,6 +25,8 @@ fi
 scripts/validate-deploy.sh
 # Redis's own test suite, a quick subset, through the proxy and directly (docs/compatibility.md).
 scripts/redis-suite.sh
+# The same through --multiplex (docs/compatibility.md lists the tests skipped there).
+REDIS_SUITE_PROXY_FLAGS=--multiplex scripts/redis-suite.sh
 # Every test against Redis 7.0, then the end-to-end tests again against Valkey 8 (the soak
 # test, a minute long, runs against Redis only).
 if cargo nextest --version >/dev/null 2>&1; then
