@@ -8,6 +8,7 @@ mod failover;
 pub(crate) mod multiplex;
 pub(crate) mod nodes;
 pub(crate) mod pool;
+pub(crate) use pool::keep_pool_filled;
 mod refresh;
 pub(crate) mod reuse;
 
@@ -168,41 +169,6 @@ impl crate::health::UpstreamProbe for RouteRuntime {
                 .map(drop)
                 .map_err(|error| format!("route {}: {error}", self.name))
         })
-    }
-}
-
-/// Keeps a route's upstream pool full until `stop`: refills when a connection is taken or
-/// ages out, and backs off while the server cannot be reached.
-pub(crate) async fn keep_pool_filled(route: Arc<RouteRuntime>, stop: CancellationToken) {
-    let Some(pool) = route.pool.as_ref() else {
-        return;
-    };
-    let mut backoff = Duration::from_millis(100);
-    loop {
-        let version = route.forward.store.version();
-        let mut failed = false;
-        for _ in 0..pool.missing(version) {
-            match route.open_upstream().await {
-                Ok(stream) => pool.put(stream, version),
-                Err(error) => {
-                    debug!(route = %route.name, %error, "Could not fill the upstream pool");
-                    failed = true;
-                    break;
-                }
-            }
-        }
-        let wait = if failed {
-            backoff = (backoff * 2).min(Duration::from_secs(5));
-            backoff
-        } else {
-            backoff = Duration::from_millis(100);
-            pool.max_age / 2
-        };
-        tokio::select! {
-            () = stop.cancelled() => return,
-            () = pool.wanted.notified() => {}
-            () = tokio::time::sleep(wait) => {}
-        }
     }
 }
 

@@ -7,13 +7,17 @@
 //! full and replaces what ages out. With `--upstream-reuse` the connections out with clients
 //! count as the pool's (`Lease`): they come back when their clients leave (`reuse`).
 
+use super::RouteRuntime;
 use crate::metrics::RouteMetrics;
 use crate::upstream::UpstreamStream;
 use std::collections::VecDeque;
+use std::sync::Arc;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+use tracing::debug;
 
 struct Ready {
     stream: UpstreamStream,
@@ -138,5 +142,40 @@ impl Pool {
     fn publish(&self) {
         let len = self.idle.lock().expect("pool lock").len();
         self.metrics.pool_ready(len);
+    }
+}
+
+/// Keeps a route's upstream pool full until `stop`: refills when a connection is taken or
+/// ages out, and backs off while the server cannot be reached.
+pub(crate) async fn keep_pool_filled(route: Arc<RouteRuntime>, stop: CancellationToken) {
+    let Some(pool) = route.pool.as_ref() else {
+        return;
+    };
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        let version = route.forward.store.version();
+        let mut failed = false;
+        for _ in 0..pool.missing(version) {
+            match route.open_upstream().await {
+                Ok(stream) => pool.put(stream, version),
+                Err(error) => {
+                    debug!(route = %route.name, %error, "Could not fill the upstream pool");
+                    failed = true;
+                    break;
+                }
+            }
+        }
+        let wait = if failed {
+            backoff = (backoff * 2).min(Duration::from_secs(5));
+            backoff
+        } else {
+            backoff = Duration::from_millis(100);
+            pool.max_age / 2
+        };
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = pool.wanted.notified() => {}
+            () = tokio::time::sleep(wait) => {}
+        }
     }
 }
