@@ -182,9 +182,13 @@ impl Halves {
                 first = rx.recv() => first,
             };
             let Some(first) = first else { break };
-            // Let the clients woken with this one queue theirs too: no timer, one turn of the
-            // scheduler.
-            tokio::task::yield_now().await;
+            // While replies are owed, other clients are about to send (their replies are on
+            // the way): one turn of the scheduler lets them queue theirs for this same write.
+            // No timer, and a quiet lane writes at once.
+            let busy = !lock(&self.fifo).is_empty();
+            if busy {
+                tokio::task::yield_now().await;
+            }
             let mut requests = first.requests;
             self.enter(&first);
             out.extend_from_slice(&first.bytes);
