@@ -85,12 +85,19 @@ pub(crate) enum Ended<U> {
     },
 }
 
+/// The client side of a proxied connection.
+pub(crate) struct Client<R, W> {
+    pub r: R,
+    pub w: W,
+    /// The client gave the client password already (to a shared connection, `--multiplex`).
+    pub authenticated: bool,
+}
+
 /// Forwards between the client's two halves and the authenticated `upstream` until either side
 /// ends. `authenticated_at`: when the server last accepted the proxy's AUTH on `upstream`;
 /// `reopen`: how to reach the primary again when a replica refuses a command.
 pub(crate) async fn run<R, W, U>(
-    client_r: R,
-    client_w: W,
+    client: Client<R, W>,
     upstream: U,
     ctx: &Context,
     authenticated_at: Instant,
@@ -115,6 +122,14 @@ where
         follow_primary: ctx.cluster.is_none() && ctx.primary.follows(),
     };
     let mut conn = Connection::new(rules);
+    if client.authenticated {
+        conn.client_authenticated();
+    }
+    let Client {
+        r: client_r,
+        w: client_w,
+        ..
+    } = client;
     let mut io = Io {
         ctx,
         reopen,

@@ -357,3 +357,43 @@ fn an_idle_multiplexed_client_is_closed_after_the_idle_timeout() {
     assert_eq!(next.reply(), "PONG");
     assert_eq!(server_connections(&redis), 2);
 }
+
+/// With a client password, a multiplexed client is refused until it gives it, as without
+/// `--multiplex`; once it has, it shares, and a connection it is pinned to later treats it as
+/// authenticated; HELLO with AUTH before it goes the usual way; RESET logs it out again.
+#[test]
+fn the_client_password_is_asked_for_before_anything_shares() {
+    let redis = RedisServer::start();
+    let token = TokenFile::new(TOKEN_A);
+    let password = TokenFile::new("client-secret-0123456789");
+    let proxy = Proxy::start(Flags {
+        multiplex: Some(true),
+        client_password_file: Some(password.path.clone()),
+        ..flags(&redis, &token)
+    });
+    let mut client = proxy.raw();
+    client.command(&["GET", "k"]);
+    assert_eq!(client.reply(), "(error) NOAUTH Authentication required.");
+    client.command(&["AUTH", "wrong"]);
+    assert!(client.reply().contains("WRONGPASS"));
+    client.command(&["AUTH", "client-secret-0123456789"]);
+    assert_eq!(client.reply(), "OK");
+    client.command(&["SET", "k", "v"]);
+    assert_eq!(client.reply(), "OK");
+    client.command(&["MULTI"]);
+    assert_eq!(client.reply(), "OK", "pinned, and still authenticated");
+    client.command(&["GET", "k"]);
+    assert_eq!(client.reply(), "QUEUED");
+    client.command(&["EXEC"]);
+    assert_eq!(client.reply(), "[\"v\"]");
+    let mut hello = proxy.raw();
+    hello.command(&["HELLO", "3", "AUTH", "default", "client-secret-0123456789"]);
+    assert!(hello.reply().contains("proto"));
+    let mut reset = proxy.raw();
+    reset.command(&["AUTH", "client-secret-0123456789"]);
+    assert_eq!(reset.reply(), "OK");
+    reset.command(&["RESET"]);
+    assert_eq!(reset.reply(), "RESET");
+    reset.command(&["GET", "k"]);
+    assert_eq!(reset.reply(), "(error) NOAUTH Authentication required.");
+}

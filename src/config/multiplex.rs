@@ -14,14 +14,9 @@ impl Merger<'_> {
         n
     }
 
-    /// A multiplexed route cannot yet be a cluster route, check client passwords, or renew
-    /// IAM connections in band: each is refused by name rather than half done.
-    pub(super) fn check_multiplex(
-        &mut self,
-        routes: &[Route],
-        connections: &ConnectionSettings,
-        client_passwords: bool,
-    ) {
+    /// A multiplexed route cannot yet be a cluster route or renew IAM connections in band:
+    /// each is refused by name rather than half done.
+    pub(super) fn check_multiplex(&mut self, routes: &[Route], connections: &ConnectionSettings) {
         let Some(route) = routes.iter().find(|r| r.multiplex) else {
             return;
         };
@@ -30,11 +25,6 @@ impl Merger<'_> {
             self.errors.push(format!(
                 "--multiplex with --cluster (route {name}): not yet supported; see docs/multiplexing.md"
             ));
-        }
-        if client_passwords {
-            self.errors.push(
-                "--multiplex with --client-password-file: not yet supported; see docs/multiplexing.md".into(),
-            );
         }
         if connections.renewal.is_some() {
             self.errors.push(

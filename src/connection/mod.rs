@@ -210,6 +210,11 @@ impl<'a> Connection<'a> {
         }
     }
 
+    /// The client gave the client password already, elsewhere (on a shared connection).
+    pub fn client_authenticated(&mut self) {
+        self.session.set_authenticated(true);
+    }
+
     /// What the connection needs of the I/O now. Cheap: a handful of comparisons.
     pub fn wants(&self) -> Wants {
         let closing = self.outcome.is_some();

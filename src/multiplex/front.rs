@@ -8,9 +8,10 @@
 
 use super::lane::{Delivery, Lane, Sink, Submission, write_chunks};
 use super::ledger::Ledger;
-use super::rules::{ClientState, Verdict, judge};
+use super::rules::{ClientState, Rules, Verdict, judge};
 use super::words::Words;
 use crate::error::ConnError;
+use crate::metrics::RouteMetrics;
 use crate::resp::request::{Command, RequestScanner, Step};
 use bytes::{Bytes, BytesMut};
 use std::sync::Arc;
@@ -33,11 +34,13 @@ pub(crate) const LOST: &[u8] = b"-ERR redis-auth-proxy: the shared upstream conn
 pub(crate) enum Left {
     /// The client closed, or was closed.
     Closed,
-    /// A request needs a connection of the client's own: `unread` starts with it.
+    /// A request needs a connection of the client's own: `unread` starts with it;
+    /// `authenticated`: the client already gave the client password.
     Pin {
         unread: BytesMut,
         reason: &'static str,
         name: Option<Bytes>,
+        authenticated: bool,
     },
 }
 
@@ -57,7 +60,8 @@ pub(crate) struct Front<'a> {
     slot: usize,
     /// `--idle-timeout`: a client owing nothing and sending nothing this long is closed.
     idle_timeout: Option<std::time::Duration>,
-    own_user: Option<&'a str>,
+    rules: Rules<'a>,
+    metrics: &'a RouteMetrics,
     lane: Option<Arc<Lane>>,
     sink: Sink,
     rx: mpsc::UnboundedReceiver<Delivery>,
@@ -88,20 +92,22 @@ impl<'a> Front<'a> {
     pub(crate) fn new(
         lanes: &'a dyn LaneSource,
         slot: usize,
-        own_user: Option<&'a str>,
+        rules: Rules<'a>,
         idle_timeout: Option<std::time::Duration>,
+        metrics: &'a RouteMetrics,
     ) -> Self {
         let (sink, rx) = Sink::new();
         Front {
             lanes,
             slot,
             idle_timeout,
-            own_user,
+            state: ClientState::new(&rules),
+            rules,
+            metrics,
             lane: None,
             sink,
             rx,
             ledger: Ledger::default(),
-            state: ClientState::default(),
             words: Words::default(),
             from_client: BytesMut::new(),
             scanned: 0,
@@ -133,6 +139,7 @@ impl<'a> Front<'a> {
                             unread: self.from_client,
                             reason,
                             name: self.state.name.take(),
+                            authenticated: self.state.authenticated,
                         });
                     }
                     None if client_eof => return Ok(Left::Closed),
@@ -241,12 +248,11 @@ impl<'a> Front<'a> {
                 Verdict::Pin("malformed")
             } else {
                 let (words, n) = self.words.get(request);
-                judge(
-                    &words[..n],
-                    self.words.count,
-                    &mut self.state,
-                    self.own_user,
-                )
+                let verdict = judge(&words[..n], self.words.count, &mut self.state, &self.rules);
+                if let Some(event) = self.state.auth_event.take() {
+                    self.metrics.client_auth(event);
+                }
+                verdict
             };
             match verdict {
                 Verdict::Share => {
@@ -289,6 +295,8 @@ impl<'a> Front<'a> {
     /// client's own, where the usual path answers it.
     fn whole_request(&self, start: usize) -> Option<(usize, bool)> {
         let mut scanner = RequestScanner::new();
+        // Before the client password, Redis's tighter limits on a request's size.
+        scanner.set_unauthenticated(!self.state.authenticated);
         let mut pos = start;
         let mut empty = false;
         loop {

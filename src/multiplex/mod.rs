@@ -19,6 +19,7 @@ mod words;
 
 pub(crate) use front::{Front, LaneFuture, LaneSource, Left};
 pub(crate) use lane::{Lane, start};
+pub(crate) use rules::Rules;
 
 use crate::error::ConnError;
 use crate::metrics::multiplex::MultiplexMetrics;

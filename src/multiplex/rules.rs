@@ -11,9 +11,12 @@
 //! TRACKINGINFO). CLIENT SETNAME, GETNAME and SETINFO are answered by the proxy, per client,
 //! as clients send them on connect; AUTH for the proxy's own user too, as on any connection.
 
+use crate::client_auth::{ClientPasswords, NOAUTH, WRONGPASS};
 #[cfg(test)]
 use crate::metrics::multiplex::PIN_REASONS;
+use crate::resp::request::ClientCredentials;
 use bytes::Bytes;
+use secrecy::SecretSlice;
 
 /// What to do with one whole request.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,30 +37,68 @@ pub(crate) enum Verdict {
 pub(crate) struct ClientState {
     /// CLIENT SETNAME's name, told to a pinned connection if the client is pinned later.
     pub name: Option<Bytes>,
+    /// With `--client-password-file`: whether the client has authenticated to the proxy.
+    pub authenticated: bool,
+    /// What the last request did to the client's authentication, for the metric.
+    pub auth_event: Option<&'static str>,
+}
+
+impl ClientState {
+    pub(crate) fn new(rules: &Rules<'_>) -> Self {
+        ClientState {
+            authenticated: rules.passwords.is_none(),
+            ..ClientState::default()
+        }
+    }
+}
+
+/// What the rules need of the route.
+pub(crate) struct Rules<'a> {
+    /// The ACL user the proxy authenticates as (`None`: `default`).
+    pub own_user: Option<&'a str>,
+    /// `--client-password-file`: clients must authenticate to the proxy first.
+    pub passwords: Option<&'a ClientPasswords>,
 }
 
 /// The most words of a request the rules look at.
 pub(crate) const MAX_WORDS: usize = 8;
 
 /// Judges one whole request of `count` words, `args` its first ones (up to `MAX_WORDS`),
-/// `args[0]` its command name. `own_user`: the ACL user the proxy authenticates as (`None`:
-/// `default`).
+/// `args[0]` its command name.
 pub(crate) fn judge(
     args: &[&[u8]],
     count: usize,
     state: &mut ClientState,
-    own_user: Option<&str>,
+    rules: &Rules<'_>,
 ) -> Verdict {
     let Some(name) = args.first() else {
         return Verdict::Pin("malformed");
     };
     // No command that pins has a longer name: the common ones are told apart in one match.
     if name.len() > 12 {
+        if !state.authenticated {
+            state.auth_event = Some("noauth");
+            return Verdict::Answer(Bytes::from_static(NOAUTH));
+        }
         return Verdict::Share;
     }
     let mut upper = [0u8; 12];
     upper[..name.len()].copy_from_slice(name);
     upper.make_ascii_uppercase();
+    if !state.authenticated {
+        // Before the client password, only what Redis allows an unauthenticated client.
+        return match &upper[..name.len()] {
+            b"AUTH" => auth(args, count, state, rules),
+            b"QUIT" => Verdict::Quit,
+            b"RESET" if count == 1 => Verdict::Answer(Bytes::from_static(b"+RESET\r\n")),
+            // HELLO may carry AUTH: the usual path checks it.
+            b"HELLO" => Verdict::Pin("protocol"),
+            _ => {
+                state.auth_event = Some("noauth");
+                Verdict::Answer(Bytes::from_static(NOAUTH))
+            }
+        };
+    }
     match &upper[..name.len()] {
         b"BLPOP" | b"BRPOP" | b"BRPOPLPUSH" | b"BLMOVE" | b"BLMPOP" | b"BZPOPMIN" | b"BZPOPMAX"
         | b"BZMPOP" | b"WAIT" | b"WAITAOF" => Verdict::Pin("blocking"),
@@ -77,11 +118,12 @@ pub(crate) fn judge(
             Verdict::Pin("busy_server")
         }
         b"SHUTDOWN" => Verdict::Pin("busy_server"),
-        b"AUTH" => auth(args, count, own_user),
+        b"AUTH" => auth(args, count, state, rules),
         b"CLIENT" => client(args, count, state),
         b"QUIT" => Verdict::Quit,
         b"RESET" if count == 1 => {
-            *state = ClientState::default();
+            // As on a server: the name forgotten, and with a client password, logged out.
+            *state = ClientState::new(rules);
             Verdict::Answer(Bytes::from_static(b"+RESET\r\n"))
         }
         _ => Verdict::Share,
@@ -95,16 +137,38 @@ fn has_block(args: &[&[u8]]) -> bool {
         .any(|a| a.eq_ignore_ascii_case(b"BLOCK"))
 }
 
-/// `AUTH pass` or `AUTH user pass`: the proxy's own user is answered in place, as on a
-/// connection of its own (the password is not the server's business); another user's AUTH
-/// goes to the server on a connection of the client's own, which the server then decides.
-fn auth(args: &[&[u8]], count: usize, own_user: Option<&str>) -> Verdict {
-    let own = own_user.unwrap_or("default").as_bytes();
-    match count {
-        2 => Verdict::Answer(Bytes::from_static(b"+OK\r\n")),
-        3 if args[1] == own => Verdict::Answer(Bytes::from_static(b"+OK\r\n")),
-        3 => Verdict::Pin("auth"),
-        _ => Verdict::Answer(Bytes::from_static(b"-ERR syntax error\r\n")),
+/// `AUTH pass` or `AUTH user pass`, answered in place as on a connection of the client's own:
+/// without a client password any is accepted (the server's password is the proxy's business);
+/// with one, it is checked. AUTH naming another ACL user, once authenticated, goes to the
+/// server on a connection of the client's own, which the server then decides.
+fn auth(args: &[&[u8]], count: usize, state: &mut ClientState, rules: &Rules<'_>) -> Verdict {
+    let (user, password) = match count {
+        2 => (None, args[1]),
+        3 => (Some(args[1]), args[2]),
+        _ => {
+            return Verdict::Answer(Bytes::from_static(
+                b"-ERR wrong number of arguments for 'auth' command\r\n",
+            ));
+        }
+    };
+    let own = rules.own_user.unwrap_or("default").as_bytes();
+    if state.authenticated && user.is_some_and(|user| user != own) {
+        return Verdict::Pin("auth");
+    }
+    let Some(passwords) = rules.passwords else {
+        return Verdict::Answer(Bytes::from_static(b"+OK\r\n"));
+    };
+    let sent = ClientCredentials {
+        username: user.map(<[u8]>::to_vec),
+        password: SecretSlice::from(password.to_vec()),
+    };
+    if passwords.check(&sent) {
+        state.authenticated = true;
+        state.auth_event = Some("accepted");
+        Verdict::Answer(Bytes::from_static(b"+OK\r\n"))
+    } else {
+        state.auth_event = Some("wrongpass");
+        Verdict::Answer(Bytes::from_static(WRONGPASS))
     }
 }
 
@@ -149,7 +213,11 @@ mod tests {
 
     fn judged(words: &str) -> Verdict {
         let args: Vec<&[u8]> = words.split(' ').map(str::as_bytes).collect();
-        judge(&args, args.len(), &mut ClientState::default(), Some("app"))
+        let rules = Rules {
+            own_user: Some("app"),
+            passwords: None,
+        };
+        judge(&args, args.len(), &mut ClientState::new(&rules), &rules)
     }
 
     #[test]
@@ -198,10 +266,14 @@ mod tests {
 
     #[test]
     fn names_and_the_proxys_own_auth_are_answered_per_client() {
-        let mut state = ClientState::default();
+        let rules = Rules {
+            own_user: None,
+            passwords: None,
+        };
+        let mut state = ClientState::new(&rules);
         let mut judge_words = |words: &str| {
             let args: Vec<&[u8]> = words.split(' ').map(str::as_bytes).collect();
-            judge(&args, args.len(), &mut state, None)
+            judge(&args, args.len(), &mut state, &rules)
         };
         let answer = |bytes: &'static [u8]| Verdict::Answer(Bytes::from_static(bytes));
         assert_eq!(judge_words("CLIENT GETNAME"), answer(b"$-1\r\n"));
@@ -223,5 +295,33 @@ mod tests {
             "RESET forgets the name"
         );
         assert_eq!(judge_words("QUIT"), Verdict::Quit);
+    }
+
+    #[test]
+    fn with_a_client_password_only_auth_quit_reset_and_hello_come_before_it() {
+        let passwords = ClientPasswords::fixed("s3cret-s3cret-s3cret");
+        let rules = Rules {
+            own_user: None,
+            passwords: Some(&passwords),
+        };
+        let mut state = ClientState::new(&rules);
+        let mut judged = |words: &str| {
+            let args: Vec<&[u8]> = words.split(' ').map(str::as_bytes).collect();
+            judge(&args, args.len(), &mut state, &rules)
+        };
+        let answer = |bytes: &'static [u8]| Verdict::Answer(Bytes::from_static(bytes));
+        assert_eq!(judged("GET k"), answer(NOAUTH));
+        assert_eq!(judged("A-VERY-LONG-COMMAND-NAME"), answer(NOAUTH));
+        assert_eq!(judged("HELLO 3 AUTH default x"), Verdict::Pin("protocol"));
+        assert_eq!(judged("AUTH wrong"), answer(WRONGPASS));
+        assert_eq!(judged("AUTH other s3cret-s3cret-s3cret"), answer(WRONGPASS));
+        assert_eq!(
+            judged("AUTH default s3cret-s3cret-s3cret"),
+            answer(b"+OK\r\n")
+        );
+        assert_eq!(judged("GET k"), Verdict::Share);
+        assert_eq!(judged("AUTH other anything"), Verdict::Pin("auth"));
+        assert_eq!(judged("RESET"), answer(b"+RESET\r\n"));
+        assert_eq!(judged("GET k"), answer(NOAUTH), "RESET logs out");
     }
 }

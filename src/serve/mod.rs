@@ -273,11 +273,11 @@ async fn proxy(mut client: ClientStream, route: &RouteRuntime) -> Result<(), Con
         Ok((upstream, born)) => match &mut client {
             ClientStream::Tcp(stream) => {
                 let (r, w) = stream.split();
-                carry(r, w, upstream, born, route).await
+                carry(r, w, upstream, born, route, false).await
             }
             ClientStream::Unix(stream) => {
                 let (r, w) = stream.split();
-                carry(r, w, upstream, born, route).await
+                carry(r, w, upstream, born, route, false).await
             }
         },
         Err(error) => {
@@ -291,12 +291,14 @@ async fn proxy(mut client: ClientStream, route: &RouteRuntime) -> Result<(), Con
 
 /// Forwards between the client and its own upstream connection until either ends; a
 /// connection the client left owing nothing is reset and pooled again (`--upstream-reuse`).
+/// `authenticated`: the client gave the client password already (on a shared connection).
 async fn carry<R, W>(
     r: R,
     w: W,
     upstream: UpstreamStream,
     born: Instant,
     route: &RouteRuntime,
+    authenticated: bool,
 ) -> Result<(), ConnError>
 where
     R: AsyncRead + Unpin,
@@ -307,7 +309,12 @@ where
         .as_ref()
         .filter(|_| route.forward.settings.reuse)
         .map(|pool| pool.lease());
-    match forward::run(r, w, upstream, &route.forward, born, route).await {
+    let client = forward::Client {
+        r,
+        w,
+        authenticated,
+    };
+    match forward::run(client, upstream, &route.forward, born, route).await {
         Ok(forward::Ended::Closed) => Ok(()),
         Ok(forward::Ended::HandedBack {
             upstream,

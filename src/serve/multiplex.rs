@@ -4,7 +4,7 @@
 use super::{RouteRuntime, carry, reach_upstream};
 use crate::error::ConnError;
 use crate::handshake::exchange;
-use crate::multiplex::{Front, Lanes, Left, OUTPUT_LIMIT};
+use crate::multiplex::{Front, Lanes, Left, OUTPUT_LIMIT, Rules};
 use crate::resp::encode_request;
 use bytes::BytesMut;
 use std::io::Cursor;
@@ -81,18 +81,24 @@ where
     let credentials = ctx.store.credentials();
     let own_user = (ctx.settings.username.as_deref())
         .or_else(|| credentials.as_ref().and_then(|c| c.username.as_deref()));
+    let rules = Rules {
+        own_user,
+        passwords: ctx.client_passwords.as_deref(),
+    };
     let idle = ctx.settings.idle_timeout;
-    let front = Front::new(lanes, lanes.slot_for_new_client(), own_user, idle);
+    let slot = lanes.slot_for_new_client();
+    let front = Front::new(lanes, slot, rules, idle, route.metrics());
     lanes.metrics.clients.increment(1.0);
     let left = front.run(&mut reader, &mut writer).await;
     lanes.metrics.clients.decrement(1.0);
-    let (unread, reason, name) = match left {
+    let (unread, reason, name, authenticated) = match left {
         Ok(Left::Closed) => return Ok(()),
         Ok(Left::Pin {
             unread,
             reason,
             name,
-        }) => (unread, reason, name),
+            authenticated,
+        }) => (unread, reason, name, authenticated),
         Err(error) => {
             if matches!(error, ConnError::OutputLimit) {
                 lanes.metrics.output_limit_closed();
@@ -123,7 +129,8 @@ where
         tell_name(&mut upstream, &name, route).await?;
     }
     let unread = Cursor::new(BytesMut::freeze(unread));
-    carry(unread.chain(reader), writer, upstream, born, route).await
+    let unread = unread.chain(reader);
+    carry(unread, writer, upstream, born, route, authenticated).await
 }
 
 /// Tells a pinned connection the name its client set while on a lane.
