@@ -153,6 +153,55 @@ fn live_connections_are_renewed_in_band_and_their_clients_see_nothing() {
     assert_eq!(renewed as u64, per_connection[0] - 1);
 }
 
+/// With `--multiplex`, the shared connections are replaced when a connection of a client's
+/// own would authenticate again, and their clients move to the new ones between requests:
+/// past two of the server's cuts, three clients see every reply right and the server cuts
+/// nothing.
+#[test]
+fn multiplexed_clients_move_to_new_shared_connections_before_the_servers_cut() {
+    let redis = RedisServer::start();
+    let cut = Duration::from_secs(6);
+    let stand_in = IamStandIn::start(&redis, Duration::from_secs(3600), Some(cut));
+    let proxy = proxy(
+        &stand_in,
+        &[
+            "--multiplex",
+            "--iam-reauth-interval",
+            "2s",
+            "--iam-connection-lifetime",
+            "6s",
+        ],
+    );
+    let addr = proxy.addr();
+    let clients: Vec<_> = (0..3)
+        .map(|i| {
+            std::thread::spawn(move || {
+                let mut client = common::connect(&format!("redis://{addr}/"));
+                let key = format!("renewed-{i}");
+                let started = Instant::now();
+                let mut count = 0i64;
+                while started.elapsed() < cut * 2 + Duration::from_secs(1) {
+                    count += 1;
+                    let n: i64 = redis::cmd("INCR").arg(&key).query(&mut client).unwrap();
+                    assert_eq!(n, count);
+                    // Pacing, so the test measures lifetimes rather than the machine's speed.
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+            })
+        })
+        .collect();
+    for client in clients {
+        client.join().unwrap();
+    }
+    assert_eq!(
+        stand_in.ledger.cuts.load(Ordering::SeqCst),
+        0,
+        "the server cut a connection"
+    );
+    let lanes = stand_in.ledger.auths_per_connection.lock().unwrap().len();
+    assert!(lanes > 2, "shared connections replaced: {lanes} opened");
+}
+
 #[test]
 fn a_connection_never_quiet_is_closed_before_the_servers_cut() {
     let redis = RedisServer::start();

@@ -14,22 +14,14 @@ impl Merger<'_> {
         n
     }
 
-    /// A multiplexed route cannot yet be a cluster route or renew IAM connections in band:
-    /// each is refused by name rather than half done.
-    pub(super) fn check_multiplex(&mut self, routes: &[Route], connections: &ConnectionSettings) {
-        let Some(route) = routes.iter().find(|r| r.multiplex) else {
-            return;
-        };
-        let name = &route.name;
-        if routes.iter().any(|r| r.multiplex && r.cluster) {
+    /// A multiplexed route cannot yet be a cluster route: refused by name rather than half
+    /// done.
+    pub(super) fn check_multiplex(&mut self, routes: &[Route]) {
+        if let Some(route) = routes.iter().find(|r| r.multiplex && r.cluster) {
             self.errors.push(format!(
-                "--multiplex with --cluster (route {name}): not yet supported; see docs/multiplexing.md"
+                "--multiplex with --cluster (route {}): not yet supported; see docs/multiplexing.md",
+                route.name
             ));
-        }
-        if connections.renewal.is_some() {
-            self.errors.push(
-                "--multiplex with IAM or Entra ID tokens (renewed in band): not yet supported; see docs/multiplexing.md".into(),
-            );
         }
     }
 }

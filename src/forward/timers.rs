@@ -60,17 +60,17 @@ pub(super) enum Alarm {
 /// When a connection must authenticate again and when it must close rather than be cut,
 /// counted from its last AUTH: a plain decision, tested without clocks.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub(super) struct Window {
-    pub(super) renew_after: Duration,
+pub(crate) struct Window {
+    pub(crate) renew_after: Duration,
     pub(super) cut_after: Duration,
     /// Entra ID: renewing needs a token newer than the one that authenticated it.
-    pub(super) needs_newer_token: bool,
+    pub(crate) needs_newer_token: bool,
 }
 
 impl Window {
     /// `token_life`: how long the token of the last AUTH had left then; `spread` in 0..1 is
     /// this connection's share of the jitter, so connections opened together renew apart.
-    pub(super) fn new(policy: Renewal, token_life: Option<Duration>, spread: f64) -> Option<Self> {
+    pub(crate) fn new(policy: Renewal, token_life: Option<Duration>, spread: f64) -> Option<Self> {
         match policy {
             Renewal::Interval { every, lifetime } => {
                 let slack = lifetime.saturating_sub(every) / 2;

@@ -92,9 +92,22 @@ struct Entry {
     replies: u64,
 }
 
+/// When a lane is replaced, so that the server never cuts it (IAM and Entra ID connections
+/// live only so long after their AUTH): as a connection of a client's own would authenticate
+/// again in band, a lane is retired and its clients move to a new one between requests.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Retirement {
+    pub at: std::time::Instant,
+    /// Entra ID: only once the token store holds a token that expires after this one.
+    pub after_token: Option<std::time::SystemTime>,
+}
+
 /// One shared upstream connection, as clients see it.
 pub(crate) struct Lane {
     tx: mpsc::UnboundedSender<Submission>,
+    /// Whose replies come next: the writer pushes, the reader pops.
+    fifo: Arc<Mutex<VecDeque<Entry>>>,
+    pub retirement: Option<Retirement>,
     /// Cancelled when the connection is lost, or the lane retired.
     pub closed: CancellationToken,
     /// No new client binds to a retired lane; its clients move off between requests.
@@ -121,6 +134,11 @@ impl Lane {
         }
     }
 
+    /// No client is owed a reply on this lane now.
+    pub(crate) fn owes_nothing(&self) -> bool {
+        lock(&self.fifo).is_empty()
+    }
+
     /// Closes the lane: clients owed replies are told they are lost.
     pub(crate) fn close(&self) {
         self.closed.cancel();
@@ -135,18 +153,21 @@ pub(crate) fn start<S>(
     metrics: (RouteMetrics, MultiplexMetrics),
     limit: usize,
     changed: Arc<Notify>,
+    retirement: Option<Retirement>,
 ) -> Arc<Lane>
 where
     S: AsyncRead + AsyncWrite + Send + 'static,
 {
     let (tx, rx) = mpsc::unbounded_channel();
+    let fifo = Arc::new(Mutex::new(VecDeque::new()));
     let lane = Arc::new(Lane {
         tx,
+        fifo: Arc::clone(&fifo),
+        retirement,
         closed: CancellationToken::new(),
         retired: AtomicBool::new(false),
         changed,
     });
-    let fifo = Arc::new(Mutex::new(VecDeque::new()));
     let (reader, writer) = tokio::io::split(stream);
     let halves = Halves {
         lane: Arc::clone(&lane),

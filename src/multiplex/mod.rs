@@ -18,7 +18,7 @@ mod rules;
 mod words;
 
 pub(crate) use front::{Front, LaneFuture, LaneSource, Left};
-pub(crate) use lane::{Lane, start};
+pub(crate) use lane::{Lane, Retirement, start};
 pub(crate) use rules::Rules;
 
 use crate::error::ConnError;
@@ -101,9 +101,11 @@ impl Lanes {
     /// Closes replaced lanes no client is on any more; returns how many lanes are open.
     pub(crate) fn tidy(&self) -> usize {
         let mut retired = lock(&self.retired);
-        // Held by `retired` and the lane's two halves alone: no client is on it.
+        // Held by `retired` and the lane's two halves alone, or owed nothing: a client still
+        // bound to it moves to the slot's new lane with its next request (one sent to it
+        // meanwhile comes back unsent and goes there too).
         retired.retain(|lane| {
-            let idle = Arc::strong_count(lane) <= 3;
+            let idle = Arc::strong_count(lane) <= 3 || lane.owes_nothing();
             if idle || lane.closed.is_cancelled() {
                 lane.close();
                 return false;
@@ -118,6 +120,24 @@ impl Lanes {
             })
             .count();
         live + retired.len()
+    }
+
+    /// Retires the slots' lanes whose time has come (`Retirement`); `store_expires`: the
+    /// expiry of the token the store holds now.
+    pub(crate) fn retire_old(&self, store_expires: Option<std::time::SystemTime>) {
+        let now = std::time::Instant::now();
+        for slot in &self.slots {
+            let lane = lock(slot).clone();
+            let Some(lane) = lane else { continue };
+            let due = lane.retirement.is_some_and(|r| {
+                now >= r.at
+                    && r.after_token
+                        .is_none_or(|old| store_expires.is_some_and(|new| new > old))
+            });
+            if due {
+                lane.retire();
+            }
+        }
     }
 
     /// Closes every lane (at shutdown).

@@ -3,8 +3,9 @@
 
 use super::{RouteRuntime, carry, reach_upstream};
 use crate::error::ConnError;
+use crate::forward;
 use crate::handshake::exchange;
-use crate::multiplex::{Front, Lanes, Left, OUTPUT_LIMIT, Rules};
+use crate::multiplex::{self, Front, Lanes, Left, OUTPUT_LIMIT, Retirement, Rules};
 use crate::resp::encode_request;
 use bytes::BytesMut;
 use std::io::Cursor;
@@ -24,6 +25,8 @@ pub(crate) async fn keep_lanes(route: Arc<RouteRuntime>, stop: CancellationToken
     let mut backoff = Duration::from_millis(100);
     loop {
         let mut failed = false;
+        let store_expires = route.forward.store.credentials().and_then(|c| c.expires);
+        lanes.retire_old(store_expires);
         for slot in 0..lanes.slots() {
             if lanes.current(slot).is_some() {
                 continue;
@@ -32,10 +35,9 @@ pub(crate) async fn keep_lanes(route: Arc<RouteRuntime>, stop: CancellationToken
                 Ok(stream) => {
                     let metrics = (route.metrics().clone(), lanes.metrics.clone());
                     let changed = Arc::clone(&lanes.changed);
-                    lanes.put(
-                        slot,
-                        crate::multiplex::start(stream, metrics, OUTPUT_LIMIT, changed),
-                    );
+                    let retirement = retirement(&route);
+                    let lane = multiplex::start(stream, metrics, OUTPUT_LIMIT, changed, retirement);
+                    lanes.put(slot, lane);
                     debug!(route = %route.name, slot, "Opened a shared upstream connection");
                 }
                 Err(error) => {
@@ -64,6 +66,22 @@ pub(crate) async fn keep_lanes(route: Arc<RouteRuntime>, stop: CancellationToken
             () = tokio::time::sleep(wait) => {}
         }
     }
+}
+
+/// When a lane opened now is replaced: when a connection of a client's own would authenticate
+/// again in band (`forward::Window`), so that the server never cuts it.
+fn retirement(route: &RouteRuntime) -> Option<Retirement> {
+    use std::hash::{BuildHasher, RandomState};
+    let ctx = &route.forward;
+    let policy = ctx.settings.renewal?;
+    let expires = ctx.store.credentials().and_then(|c| c.expires);
+    let token_life = expires.and_then(|at| at.duration_since(std::time::SystemTime::now()).ok());
+    let spread = (RandomState::new().hash_one(0u8) % 1001) as f64 / 1000.0;
+    let window = forward::Window::new(policy, token_life, spread)?;
+    Some(Retirement {
+        at: std::time::Instant::now() + window.renew_after,
+        after_token: expires.filter(|_| window.needs_newer_token),
+    })
 }
 
 /// Serves one client: on its slot's lane, then, if a request pins it, on a connection of its
