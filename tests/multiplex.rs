@@ -397,3 +397,35 @@ fn the_client_password_is_asked_for_before_anything_shares() {
     reset.command(&["GET", "k"]);
     assert_eq!(reset.reply(), "(error) NOAUTH Authentication required.");
 }
+
+/// A client that asks for more than the output limit (64 MiB) without reading is cut off,
+/// alone: the others on its lane go on.
+#[test]
+fn a_client_that_never_reads_is_cut_off_at_the_output_limit_and_only_it() {
+    let redis = RedisServer::start();
+    let token = TokenFile::new(TOKEN_A);
+    let proxy = Proxy::start(Flags {
+        multiplex_connections: Some(1),
+        ..Flags {
+            multiplex: Some(true),
+            ..flags(&redis, &token)
+        }
+    });
+    let mut setter = proxy.raw();
+    // Under the size a shared connection takes whole: the setter stays on the lane.
+    setter.command(&["SET", "big", &"x".repeat(400_000)]);
+    assert_eq!(setter.reply(), "OK");
+    let mut greedy = proxy.raw();
+    let get = redis_auth_proxy::resp::encode_request(&[b"GET", b"big"]);
+    greedy.send(&get.repeat(200));
+    eventually("the greedy client is cut off", || {
+        proxy.metric("redis_auth_proxy_multiplex_output_limit_closed_total", &[]) == 1.0
+    });
+    setter.command(&["PING"]);
+    assert_eq!(setter.reply(), "PONG", "the lane goes on for the others");
+    assert_eq!(
+        server_connections(&redis),
+        1,
+        "one shared connection, not cut"
+    );
+}

@@ -190,9 +190,12 @@ impl<'a> Front<'a> {
             return Ok(());
         }
         let mut chunks: std::collections::VecDeque<Bytes> = self.out.drain(..).collect();
-        write_chunks(writer, &mut chunks)
-            .await
-            .map_err(ConnError::ClientIo)?;
+        // A client that does not read would hold this write forever: its cut-off ends it.
+        let cut_off = Arc::clone(&self.sink.cut_off);
+        tokio::select! {
+            written = write_chunks(writer, &mut chunks) => written.map_err(ConnError::ClientIo)?,
+            () = cut_off.notified() => return Err(ConnError::OutputLimit),
+        }
         let written = std::mem::take(&mut self.out_from_lane);
         self.sink.buffered.fetch_sub(written, Ordering::Relaxed);
         Ok(())

@@ -50,6 +50,8 @@ pub(crate) struct Sink {
     pub buffered: Arc<AtomicUsize>,
     /// Set once the client was cut off: nothing more is delivered.
     pub cut: Arc<AtomicBool>,
+    /// Told when the client is cut off, so that a write to it that never ends is given up.
+    pub cut_off: Arc<Notify>,
 }
 
 impl Sink {
@@ -59,6 +61,7 @@ impl Sink {
             tx,
             buffered: Arc::new(AtomicUsize::new(0)),
             cut: Arc::new(AtomicBool::new(false)),
+            cut_off: Arc::new(Notify::new()),
         };
         (sink, rx)
     }
@@ -72,6 +75,7 @@ impl Sink {
         if held > limit {
             self.cut.store(true, Ordering::Relaxed);
             let _ = self.tx.send(Delivery::Overflow);
+            self.cut_off.notify_one();
             return false;
         }
         let _ = self.tx.send(Delivery::Replies { bytes, replies });
