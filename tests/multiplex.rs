@@ -247,6 +247,10 @@ fn a_shared_connection_killed_under_load_fails_only_the_replies_owed_on_it() {
     eventually("the workers are writing", || {
         redis.admin(&["GET", "w7"]) != redis::Value::Nil
     });
+    // Both shared connections open (not one still authenticating), so the kill takes both.
+    eventually("both shared connections are open", || {
+        proxy.metric("redis_auth_proxy_multiplex_shared_connections", &[]) == 2.0
+    });
     redis.admin(&["CLIENT", "KILL", "USER", "default"]);
     eventually("new shared connections are open", || {
         server_connections(&redis) == 2
