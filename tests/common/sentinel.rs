@@ -69,9 +69,12 @@ impl SentinelSet {
         port
     }
 
-    /// `SENTINEL FAILOVER`, then waits until every Sentinel names the replica.
+    /// `SENTINEL FAILOVER`, then waits until every Sentinel names the replica. A Sentinel that
+    /// has not yet judged the replica fit (`-NOGOODSLAVE`) is asked again.
     pub fn fail_over(&self) {
-        sentinel_query(self.ports()[0], &["SENTINEL", "FAILOVER", MASTER]).unwrap();
+        eventually("a Sentinel accepts the failover", || {
+            sentinel_query(self.ports()[0], &["SENTINEL", "FAILOVER", MASTER]).is_ok()
+        });
         let new = self.replica.tls_port;
         eventually("the Sentinels name the new primary", || {
             self.ports().iter().all(|&port| {
