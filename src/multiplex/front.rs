@@ -6,7 +6,7 @@
 //! only once what was read has been handled: a client that pipelines without reading waits, as
 //! on a connection of its own.
 
-use super::lane::{Delivery, Lane, Sink, Submission, write_chunks};
+use super::lane::{Delivery, Lane, Sink, Submission};
 use super::ledger::Ledger;
 use super::rules::{ClientState, Rules, Verdict, judge};
 use super::words::Words;
@@ -14,6 +14,7 @@ use crate::error::ConnError;
 use crate::metrics::RouteMetrics;
 use crate::resp::request::{Command, RequestScanner, Step};
 use bytes::{Bytes, BytesMut};
+use std::io::IoSlice;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -371,4 +372,29 @@ impl<'a> Front<'a> {
             }
         }
     }
+}
+
+/// Writes `chunks` in order with vectored writes (no copy into one buffer), then flushes.
+async fn write_chunks<W: AsyncWrite + Unpin>(
+    writer: &mut W,
+    chunks: &mut std::collections::VecDeque<Bytes>,
+) -> std::io::Result<()> {
+    while !chunks.is_empty() {
+        let slices: Vec<IoSlice<'_>> = chunks.iter().map(|c| IoSlice::new(c)).collect();
+        let mut written = writer.write_vectored(&slices).await?;
+        if written == 0 {
+            return Err(std::io::ErrorKind::WriteZero.into());
+        }
+        while written > 0 {
+            let front = chunks.front_mut().expect("written bytes came from a chunk");
+            if written >= front.len() {
+                written -= front.len();
+                chunks.pop_front();
+            } else {
+                let _ = front.split_to(written);
+                written = 0;
+            }
+        }
+    }
+    writer.flush().await
 }

@@ -11,12 +11,12 @@
 //! every client owed a reply on it is told so (`Delivery::Lost`), and requests not yet written
 //! go back to their clients (`Delivery::Unsent`), which may send them on another lane.
 
+use super::lock;
 use crate::metrics::RouteMetrics;
 use crate::metrics::multiplex::MultiplexMetrics;
 use crate::resp::reply::{FrameKind, ReplyScanner, Scan};
 use bytes::{Bytes, BytesMut};
 use std::collections::VecDeque;
-use std::io::IoSlice;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -346,35 +346,4 @@ impl Halves {
         }
         Ok(())
     }
-}
-
-/// Writes `chunks` in order with vectored writes (no copy into one buffer), then flushes.
-pub(crate) async fn write_chunks<W: AsyncWrite + Unpin>(
-    writer: &mut W,
-    chunks: &mut VecDeque<Bytes>,
-) -> std::io::Result<()> {
-    while !chunks.is_empty() {
-        let slices: Vec<IoSlice<'_>> = chunks.iter().map(|c| IoSlice::new(c)).collect();
-        let mut written = writer.write_vectored(&slices).await?;
-        if written == 0 {
-            return Err(std::io::ErrorKind::WriteZero.into());
-        }
-        while written > 0 {
-            let front = chunks.front_mut().expect("written bytes came from a chunk");
-            if written >= front.len() {
-                written -= front.len();
-                chunks.pop_front();
-            } else {
-                let _ = front.split_to(written);
-                written = 0;
-            }
-        }
-    }
-    writer.flush().await
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
