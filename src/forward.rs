@@ -92,6 +92,23 @@ pub(crate) struct Client<R, W> {
     pub w: W,
     /// The client gave the client password already (to a shared connection, `--multiplex`).
     pub authenticated: bool,
+    /// The client's MULTI and WATCH already sent on the upstream connection (one lent by
+    /// `--multiplex`, kept for good in the middle of a transaction).
+    pub in_multi: bool,
+    pub watching: bool,
+}
+
+impl<R, W> Client<R, W> {
+    /// A client new to the upstream connection.
+    pub(crate) fn new(r: R, w: W) -> Self {
+        Client {
+            r,
+            w,
+            authenticated: false,
+            in_multi: false,
+            watching: false,
+        }
+    }
 }
 
 /// Forwards between the client's two halves and the authenticated `upstream` until either side
@@ -126,6 +143,7 @@ where
     if client.authenticated {
         conn.client_authenticated();
     }
+    conn.transaction_open(client.in_multi, client.watching);
     let Client {
         r: client_r,
         w: client_w,

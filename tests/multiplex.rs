@@ -94,46 +94,48 @@ fn names_are_kept_per_client_without_a_connection_of_their_own() {
     assert_eq!(server_connections(&redis), 2, "nobody pinned");
 }
 
-/// A transaction pins its client: another client's write to a WATCHed key, through the
-/// shared connections, makes EXEC fail as it would directly; a name set before is kept.
+/// A transaction borrows a connection: another client's write to a WATCHed key, through the
+/// shared connections, makes EXEC fail as it would directly; the name set before is still the
+/// client's; after EXEC the connection goes back (closed, with no pool) and the client is on
+/// its shared connection again.
 #[test]
-fn watch_and_multi_get_a_connection_of_their_own_that_keeps_the_name() {
+fn watch_and_multi_borrow_a_connection_until_exec() {
     let redis = RedisServer::start();
     let token = TokenFile::new(TOKEN_A);
     let proxy = multiplexed(&redis, &token);
     let mut watcher = proxy.client();
-    let cmd = |words: &[&str]| {
+    let mut run = |words: &[&str]| -> redis::Value {
         let mut cmd = redis::cmd(words[0]);
         for word in &words[1..] {
             cmd.arg(*word);
         }
-        cmd
+        cmd.query(&mut watcher).unwrap()
     };
-    let ok: String = cmd(&["CLIENT", "SETNAME", "watcher"])
-        .query(&mut watcher)
-        .unwrap();
-    assert_eq!(ok, "OK");
-    let ok: String = cmd(&["WATCH", "balance"]).query(&mut watcher).unwrap();
-    assert_eq!(ok, "OK");
-    let name: String = cmd(&["CLIENT", "GETNAME"]).query(&mut watcher).unwrap();
-    assert_eq!(name, "watcher", "told to the pinned connection");
+    assert_eq!(run(&["CLIENT", "SETNAME", "watcher"]), redis::Value::Okay);
+    assert_eq!(run(&["WATCH", "balance"]), redis::Value::Okay);
+    let name = run(&["CLIENT", "GETNAME"]);
+    assert_eq!(name, redis::Value::BulkString(b"watcher".to_vec()));
+    assert_eq!(server_connections(&redis), 3, "two shared, one lent");
     let mut other = proxy.raw();
     other.command(&["SET", "balance", "10"]);
     assert_eq!(other.reply(), "OK");
-    let ok: String = cmd(&["MULTI"]).query(&mut watcher).unwrap();
-    assert_eq!(ok, "OK");
-    let queued: String = cmd(&["SET", "balance", "99"]).query(&mut watcher).unwrap();
-    assert_eq!(queued, "QUEUED");
-    let exec: Option<Vec<String>> = cmd(&["EXEC"]).query(&mut watcher).unwrap();
-    assert_eq!(exec, None, "the WATCHed key changed");
-    other.command(&["GET", "balance"]);
-    assert_eq!(other.reply(), "\"10\"");
-    assert_eq!(server_connections(&redis), 3, "two shared, one pinned");
+    assert_eq!(run(&["MULTI"]), redis::Value::Okay);
+    let queued = run(&["SET", "balance", "99"]);
+    assert_eq!(queued, redis::Value::SimpleString("QUEUED".into()));
+    assert_eq!(run(&["EXEC"]), redis::Value::Nil, "the WATCHed key changed");
+    eventually("the lent connection is given back", || {
+        server_connections(&redis) == 2
+    });
+    let balance = run(&["GET", "balance"]);
+    assert_eq!(balance, redis::Value::BulkString(b"10".to_vec()));
+    let pinned = [("reason", "transaction")];
     assert_eq!(
-        proxy.metric(
-            "redis_auth_proxy_multiplex_pinned_total",
-            &[("reason", "transaction")]
-        ),
+        proxy.metric("redis_auth_proxy_multiplex_pinned_total", &pinned),
+        1.0
+    );
+    let closed = [("outcome", "closed")];
+    assert_eq!(
+        proxy.metric("redis_auth_proxy_multiplex_returned_total", &closed),
         1.0
     );
 }

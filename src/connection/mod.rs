@@ -215,6 +215,16 @@ impl<'a> Connection<'a> {
         self.session.set_authenticated(true);
     }
 
+    /// The client's transaction on this connection was opened before the connection came here
+    /// (on a connection lent by `--multiplex`): MULTI sent and not ended, keys watched.
+    pub fn transaction_open(&mut self, in_multi: bool, watching: bool) {
+        self.session.in_multi = in_multi;
+        self.session.watching = watching;
+        if let Some(follow) = self.follow.as_mut().filter(|_| in_multi) {
+            follow.multi_at = Some(0);
+        }
+    }
+
     /// What the connection needs of the I/O now. Cheap: a handful of comparisons.
     pub fn wants(&self) -> Wants {
         let closing = self.outcome.is_some();

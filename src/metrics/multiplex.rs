@@ -13,6 +13,10 @@ pub const PINNED: &str = "redis_auth_proxy_multiplex_pinned_total";
 pub const PER_WRITE: &str = "redis_auth_proxy_multiplex_requests_per_write";
 pub const OUTPUT_LIMIT: &str = "redis_auth_proxy_multiplex_output_limit_closed_total";
 pub const LOST: &str = "redis_auth_proxy_multiplex_shared_connections_lost_total";
+pub const RETURNED: &str = "redis_auth_proxy_multiplex_returned_total";
+
+/// What became of a connection lent for a transaction or a blocking command, once given back.
+pub const RETURN_OUTCOMES: [&str; 2] = ["reset", "closed"];
 
 /// Every reason a client is pinned (`crate::multiplex` decides): a closed set, for the label.
 pub const PIN_REASONS: [&str; 13] = [
@@ -60,6 +64,10 @@ pub(super) fn describe() {
         LOST,
         "With --multiplex: shared upstream connections lost (closed by the server, reset, or a malformed reply), by route."
     );
+    describe_counter!(
+        RETURNED,
+        "With --multiplex: connections lent to a client for a transaction or a blocking command and given back once it was over (its client back on its shared connection), by route and outcome (reset: reset for the next client through the warm pool; closed: no pool, or it could not be reset)."
+    );
 }
 
 /// A route's multiplexing metrics, with the handles written often made once.
@@ -80,6 +88,9 @@ impl MultiplexMetrics {
         }
         counter!(OUTPUT_LIMIT, "route" => r.clone()).absolute(0);
         counter!(LOST, "route" => r.clone()).absolute(0);
+        for outcome in RETURN_OUTCOMES {
+            counter!(RETURNED, "route" => r.clone(), "outcome" => outcome).absolute(0);
+        }
         MultiplexMetrics {
             per_write: histogram!(PER_WRITE, "route" => r.clone()),
             shared: gauge!(SHARED, "route" => r.clone()),
@@ -98,6 +109,10 @@ impl MultiplexMetrics {
 
     pub fn output_limit_closed(&self) {
         counter!(OUTPUT_LIMIT, "route" => self.route.clone()).increment(1);
+    }
+
+    pub fn returned(&self, outcome: &'static str) {
+        counter!(RETURNED, "route" => self.route.clone(), "outcome" => outcome).increment(1);
     }
 
     pub fn shared_connection_lost(&self) {

@@ -1,18 +1,23 @@
 //! A client on a shared connection: its whole requests go to its lane, its replies come back
 //! from it in order with the proxy's own answers in their places, until the client leaves or a
 //! request needs a connection of its own (then `Pin`, once every reply owed has been written).
+//! A transaction or a blocking command borrows a connection instead, run as a lane of the
+//! client's own, and gives it back once over (`front/loans.rs`).
 //!
 //! The client's requests are read only while fewer than `MAX_IN_FLIGHT` replies are owed, and
 //! only once what was read has been handled: a client that pipelines without reading waits, as
 //! on a connection of its own.
 
-use super::lane::{Delivery, Lane, Sink, Submission};
+mod loans;
+
+use super::borrow::{Loan, Step};
+use super::lane::{Delivery, Handback, Lane, Sink, Submission};
 use super::ledger::Ledger;
 use super::rules::{ClientState, Rules, Verdict, judge};
-use super::words::Words;
+use super::words::{MAX_SHARED_REQUEST, Words, whole_request};
 use crate::error::ConnError;
 use crate::metrics::RouteMetrics;
-use crate::resp::request::{Command, RequestScanner, Step};
+use crate::upstream::UpstreamStream;
 use bytes::{Bytes, BytesMut};
 use std::io::IoSlice;
 use std::sync::Arc;
@@ -25,9 +30,6 @@ const MIN_READ: usize = 512;
 const MAX_READ: usize = 16 * 1024;
 /// Replies a client may owe on its lane before its next requests wait.
 const MAX_IN_FLIGHT: u64 = 1024;
-/// The largest request sent on a shared connection; a larger one pins its client (a shared
-/// connection writes each request whole, so one large value would hold up every client).
-pub(crate) const MAX_SHARED_REQUEST: usize = 512 * 1024;
 /// What each lost reply becomes.
 pub(crate) const LOST: &[u8] = b"-ERR redis-auth-proxy: the shared upstream connection was lost before the reply; the command may or may not have run\r\n";
 
@@ -36,34 +38,57 @@ pub(crate) enum Left {
     /// The client closed, or was closed.
     Closed,
     /// A request needs a connection of the client's own: `unread` starts with it;
-    /// `authenticated`: the client already gave the client password.
+    /// `authenticated`: the client already gave the client password; `kept`: the connection
+    /// lent to it, in the middle of a transaction, which it keeps.
     Pin {
         unread: BytesMut,
         reason: &'static str,
         name: Option<Bytes>,
         authenticated: bool,
+        kept: Option<(Borrowed, Loan)>,
     },
 }
 
-/// A lane, once one is open.
-pub(crate) type LaneFuture<'a> =
-    std::pin::Pin<Box<dyn std::future::Future<Output = Result<Arc<Lane>, ConnError>> + Send + 'a>>;
+/// A connection of a client's own, lent for a transaction or a blocking command and run as a
+/// lane of its own: back from `handback` once `Lane::give_back` stops it.
+pub(crate) struct Borrowed {
+    pub lane: Arc<Lane>,
+    pub handback: Handback<UpstreamStream>,
+    /// When it was opened (a pooled connection's age counts).
+    pub born: std::time::Instant,
+    /// Whatever the supplier holds for as long as the loan lasts (the pool's lease).
+    pub lease: Option<Box<dyn Send + Sync>>,
+}
 
-/// Where a client gets a lane, now and after its lane is lost or retired: always the same
-/// slot's, so that a client's requests never go on two lanes at once.
-pub(crate) trait LaneSource: Sync {
+type Boxed<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
+/// A lane, once one is open.
+pub(crate) type LaneFuture<'a> = Boxed<'a, Result<Arc<Lane>, ConnError>>;
+/// A lent connection, once one is open and authenticated.
+pub(crate) type BorrowFuture<'a> = Boxed<'a, Result<Borrowed, ConnError>>;
+
+/// Where a client gets its connections.
+pub(crate) trait Connections: Sync {
+    /// Its lane, now and after its lane is lost or retired: always the same slot's, so that a
+    /// client's requests never go on two lanes at once.
     fn lane(&self, slot: usize) -> LaneFuture<'_>;
+    /// A connection of its own, lent for a transaction or a blocking command (`reason`).
+    fn borrow(&self, reason: &'static str) -> BorrowFuture<'_>;
+    /// A loan is over with nothing owed: the connection is reset for another client, or closed.
+    /// `sticky`: the client set state that RESET leaves.
+    fn give_back(&self, borrowed: Borrowed, sticky: bool);
 }
 
 /// One client's side of multiplexing.
 pub(crate) struct Front<'a> {
-    lanes: &'a dyn LaneSource,
+    lanes: &'a dyn Connections,
     slot: usize,
     /// `--idle-timeout`: a client owing nothing and sending nothing this long is closed.
     idle_timeout: Option<std::time::Duration>,
     rules: Rules<'a>,
     metrics: &'a RouteMetrics,
     lane: Option<Arc<Lane>>,
+    /// The connection lent to the client, while it holds one; its lane is `lane` meanwhile.
+    loan: Option<(Borrowed, Loan)>,
     sink: Sink,
     rx: mpsc::UnboundedReceiver<Delivery>,
     ledger: Ledger,
@@ -86,12 +111,25 @@ pub(crate) struct Front<'a> {
 enum Ending {
     Quit,
     Pin(&'static str),
+    /// A transaction or a blocking command: a connection is lent once nothing is owed.
+    Borrow(&'static str),
+    /// RESET while a connection is lent: it goes back before any later request is read.
+    Return,
     Lost,
+}
+
+/// What one whole request becomes.
+enum Act {
+    Share,
+    Answer(Bytes),
+    Quit,
+    Reset,
+    Pin(&'static str),
 }
 
 impl<'a> Front<'a> {
     pub(crate) fn new(
-        lanes: &'a dyn LaneSource,
+        lanes: &'a dyn Connections,
         slot: usize,
         rules: Rules<'a>,
         idle_timeout: Option<std::time::Duration>,
@@ -106,6 +144,7 @@ impl<'a> Front<'a> {
             rules,
             metrics,
             lane: None,
+            loan: None,
             sink,
             rx,
             ledger: Ledger::default(),
@@ -121,7 +160,25 @@ impl<'a> Front<'a> {
     }
 
     /// Serves the client until it leaves or must be pinned.
-    pub(crate) async fn run<R, W>(mut self, mut reader: R, mut writer: W) -> Result<Left, ConnError>
+    pub(crate) async fn run<R, W>(mut self, reader: R, writer: W) -> Result<Left, ConnError>
+    where
+        R: AsyncRead + Unpin,
+        W: AsyncWrite + Unpin,
+    {
+        let served = self.serve(reader, writer).await;
+        if let Some((borrowed, loan)) = self.loan.take() {
+            // Left with replies owed (perhaps blocked): RESET cannot make that clean.
+            match &served {
+                Ok(Left::Closed) if self.ledger.settled() => {
+                    self.lanes.give_back(borrowed, loan.sticky)
+                }
+                _ => borrowed.lane.close(),
+            }
+        }
+        served
+    }
+
+    async fn serve<R, W>(&mut self, mut reader: R, mut writer: W) -> Result<Left, ConnError>
     where
         R: AsyncRead + Unpin,
         W: AsyncWrite + Unpin,
@@ -135,17 +192,23 @@ impl<'a> Front<'a> {
                         let _ = writer.shutdown().await;
                         return Ok(Left::Closed);
                     }
-                    Some(Ending::Pin(reason)) => {
-                        return Ok(Left::Pin {
-                            unread: self.from_client,
-                            reason,
-                            name: self.state.name.take(),
-                            authenticated: self.state.authenticated,
-                        });
+                    Some(Ending::Pin(reason)) => return Ok(self.pin(reason)),
+                    Some(Ending::Borrow(reason)) => {
+                        self.borrow(reason).await?;
+                        self.requests().await?;
+                        continue;
+                    }
+                    Some(Ending::Return) => {
+                        self.end_loan();
+                        self.requests().await?;
+                        continue;
                     }
                     None if client_eof => return Ok(Left::Closed),
-                    None => {}
+                    None => self.end_loan_if_over(),
                 }
+            } else if client_eof && self.loan.is_some() {
+                // Gone while a lent connection owes it replies (blocked, perhaps for good).
+                return Ok(Left::Closed);
             }
             let reading = self.ending.is_none()
                 && !client_eof
@@ -221,8 +284,11 @@ impl<'a> Front<'a> {
                 self.ending = Some(Ending::Lost);
             }
             Delivery::Unsent { bytes, requests } => {
-                // Never written: sent again on the next lane, unless earlier replies were lost.
-                if !matches!(self.ending, Some(Ending::Lost)) {
+                // Never written: sent again on the next lane, unless earlier replies were lost
+                // or the lane was lent (a transaction cannot go on elsewhere): lost too, then.
+                if self.loan.is_some() || matches!(self.ending, Some(Ending::Lost)) {
+                    self.lose(requests);
+                } else {
                     self.lane = None;
                     self.submit(bytes, requests).await?;
                 }
@@ -233,59 +299,47 @@ impl<'a> Front<'a> {
     }
 
     /// Takes the whole requests read, judging each: shared ones go to the lane together,
-    /// answers take their place, a pin stops reading.
+    /// answers take their place, a pin or a loan stops reading.
     async fn requests(&mut self) -> Result<(), ConnError> {
         while self.ending.is_none() {
             let start = self.scanned;
-            let Some((end, empty)) = self.whole_request(start) else {
+            let Some((end, empty)) =
+                whole_request(&self.from_client, start, self.state.authenticated)
+            else {
                 break;
             };
-            let request = &self.from_client[start..end];
-            let verdict = if empty {
-                // `*0`: Redis answers nothing, so the shared connection need not see it.
-                Verdict::Answer(Bytes::new())
-            } else if end - start > MAX_SHARED_REQUEST {
-                Verdict::Pin("large")
-            } else if request.first() != Some(&b'*') {
-                Verdict::Pin("inline")
-            } else if !self.words.read(request) {
-                Verdict::Pin("malformed")
-            } else {
-                let (words, n) = self.words.get(request);
-                let verdict = judge(&words[..n], self.words.count, &mut self.state, &self.rules);
-                if let Some(event) = self.state.auth_event.take() {
-                    self.metrics.client_auth(event);
-                }
-                verdict
-            };
-            match verdict {
-                Verdict::Share => {
+            match self.act(start, end, empty) {
+                Act::Share => {
                     self.scanned = end;
                     self.batch += 1;
                 }
-                Verdict::Answer(answer) => {
+                act @ (Act::Answer(_) | Act::Quit | Act::Reset) => {
                     self.send_batch(start).await?;
                     let _ = self.from_client.split_to(end - start);
                     self.scanned = 0;
+                    let (answer, ending) = match act {
+                        Act::Answer(answer) => (answer, None),
+                        Act::Quit => (Bytes::from_static(b"+OK\r\n"), Some(Ending::Quit)),
+                        _ => (Bytes::from_static(b"+RESET\r\n"), Some(Ending::Return)),
+                    };
                     if !answer.is_empty()
                         && let Some(now) = self.ledger.own(answer)
                     {
                         self.out.push(now);
                     }
+                    self.ending = ending;
                 }
-                Verdict::Quit => {
-                    self.send_batch(start).await?;
-                    let _ = self.from_client.split_to(end - start);
-                    self.scanned = 0;
-                    if let Some(now) = self.ledger.own(Bytes::from_static(b"+OK\r\n")) {
-                        self.out.push(now);
-                    }
-                    self.ending = Some(Ending::Quit);
-                }
-                Verdict::Pin(reason) => {
+                Act::Pin(reason) => {
                     self.send_batch(start).await?;
                     self.scanned = 0;
-                    self.ending = Some(Ending::Pin(reason));
+                    // Held for a transaction or a command only, a connection is lent, not
+                    // kept; one lent already is kept for good.
+                    let lend = self.loan.is_none() && matches!(reason, "blocking" | "transaction");
+                    self.ending = Some(if lend {
+                        Ending::Borrow(reason)
+                    } else {
+                        Ending::Pin(reason)
+                    });
                 }
             }
         }
@@ -293,33 +347,41 @@ impl<'a> Front<'a> {
         self.send_batch(scanned).await
     }
 
-    /// Where the request at `start` ends, if it is whole, and whether it is empty (`*0`);
-    /// `None` to wait for more bytes. A request that cannot be read (a protocol error) or is
-    /// still coming past the size limit is judged at once: it goes to a connection of the
-    /// client's own, where the usual path answers it.
-    fn whole_request(&self, start: usize) -> Option<(usize, bool)> {
-        let mut scanner = RequestScanner::new();
-        // Before the client password, Redis's tighter limits on a request's size.
-        scanner.set_unauthenticated(!self.state.authenticated);
-        let mut pos = start;
-        let mut empty = false;
-        loop {
-            match scanner.step(&self.from_client[pos..]) {
-                Ok(Step::Start { len, command }) => {
-                    pos += len;
-                    empty = command == Command::Empty;
-                }
-                Ok(Step::Continue { len }) => pos += len,
-                Ok(Step::NeedMore) if self.from_client.len() - start > MAX_SHARED_REQUEST => {
-                    return Some((self.from_client.len(), false));
-                }
-                Ok(Step::NeedMore) => return None,
-                Err(_) => return Some((self.from_client.len(), false)),
-            }
-            if scanner.at_boundary() && pos > start {
-                return Some((pos, empty));
-            }
+    /// Judges the whole request `from_client[start..end]`, as on a lane, then as a lent
+    /// connection takes it if the client holds one.
+    fn act(&mut self, start: usize, end: usize, empty: bool) -> Act {
+        let request = &self.from_client[start..end];
+        if empty {
+            // `*0`: Redis answers nothing, so the shared connection need not see it.
+            return Act::Answer(Bytes::new());
         }
+        let pin = if end - start > MAX_SHARED_REQUEST {
+            "large"
+        } else if request.first() != Some(&b'*') {
+            "inline"
+        } else if !self.words.read(request) {
+            "malformed"
+        } else {
+            let (words, n) = self.words.get(request);
+            let verdict = judge(&words[..n], self.words.count, &mut self.state, &self.rules);
+            if let Some(event) = self.state.auth_event.take() {
+                self.metrics.client_auth(event);
+            }
+            let step = match &mut self.loan {
+                Some((_, loan)) => loan.step(&words[..n], &verdict),
+                None => Step::AsJudged,
+            };
+            return match (step, verdict) {
+                (Step::Send, _) | (Step::AsJudged, Verdict::Share) => Act::Share,
+                (Step::Reset, _) => Act::Reset,
+                (Step::Keep(reason), _) | (Step::AsJudged, Verdict::Pin(reason)) => {
+                    Act::Pin(reason)
+                }
+                (Step::AsJudged, Verdict::Answer(answer)) => Act::Answer(answer),
+                (Step::AsJudged, Verdict::Quit) => Act::Quit,
+            };
+        };
+        Act::Pin(pin)
     }
 
     /// Sends `from_client[..end]`, the whole shared requests scanned, to the lane.
@@ -345,7 +407,9 @@ impl<'a> Front<'a> {
         loop {
             let owes_before = self.ledger.owed_by_server() > requests;
             let lane = match &self.lane {
-                Some(lane) if owes_before || !lane.leaving() => Arc::clone(lane),
+                Some(lane) if owes_before || self.loan.is_some() || !lane.leaving() => {
+                    Arc::clone(lane)
+                }
                 _ => {
                     let lane = self.lanes.lane(self.slot).await?;
                     self.lane = Some(Arc::clone(&lane));
@@ -359,10 +423,10 @@ impl<'a> Front<'a> {
             };
             match lane.submit(submission) {
                 Ok(()) => return Ok(()),
-                Err(_) if owes_before => {
-                    // The lane is gone with earlier replies owed: those will be lost, so these
-                    // wait behind them as errors, and the client is closed.
-                    self.ledger.withdraw(requests, &Bytes::from_static(LOST));
+                Err(_) if owes_before || self.loan.is_some() => {
+                    // The lane is gone with earlier replies owed (those will be lost), or it was
+                    // lent: these are answered as lost in their place, and the client is closed.
+                    self.lose(requests);
                     return Ok(());
                 }
                 Err(back) => {

@@ -19,8 +19,8 @@ use bytes::{Bytes, BytesMut};
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::sync::{Notify, mpsc};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf};
+use tokio::sync::{Notify, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
@@ -118,6 +118,8 @@ pub(crate) struct Lane {
     retired: AtomicBool,
     /// Told when the lane closes or retires, so that another is opened.
     changed: Arc<Notify>,
+    /// A borrowed connection's lane was closed to give its connection back (`Handback`).
+    given_back: AtomicBool,
 }
 
 impl Lane {
@@ -143,6 +145,17 @@ impl Lane {
         lock(&self.fifo).is_empty()
     }
 
+    /// Whether the node refused a write as a replica: it is no primary to go back to.
+    pub(crate) fn retired(&self) -> bool {
+        self.retired.load(Ordering::Relaxed)
+    }
+
+    /// Stops a borrowed connection's lane so that its `Handback` returns the connection.
+    pub(crate) fn give_back(&self) {
+        self.given_back.store(true, Ordering::Relaxed);
+        self.closed.cancel();
+    }
+
     /// Closes the lane: clients owed replies are told they are lost.
     pub(crate) fn close(&self) {
         self.closed.cancel();
@@ -162,6 +175,59 @@ pub(crate) fn start<S>(
 where
     S: AsyncRead + AsyncWrite + Send + 'static,
 {
+    launch(stream, metrics, limit, (changed, retirement), None)
+}
+
+/// Starts a lane over a connection of one client's own (borrowed for a transaction or a
+/// blocking command), and what returns the connection once `Lane::give_back` stops it.
+pub(crate) fn start_borrowed<S>(
+    stream: S,
+    metrics: (RouteMetrics, MultiplexMetrics),
+    limit: usize,
+) -> (Arc<Lane>, Handback<S>)
+where
+    S: AsyncRead + AsyncWrite + Send + 'static,
+{
+    let (read_tx, read) = oneshot::channel();
+    let (write_tx, write) = oneshot::channel();
+    let changed = Arc::new(Notify::new());
+    let back = Some((read_tx, write_tx));
+    let lane = launch(stream, metrics, limit, (changed, None), back);
+    (lane, Handback { read, write })
+}
+
+/// Where a borrowed connection's halves come back.
+type Back<S> = (
+    oneshot::Sender<(ReadHalf<S>, BytesMut)>,
+    oneshot::Sender<WriteHalf<S>>,
+);
+
+/// A borrowed connection, back from its lane once both halves stopped.
+pub(crate) struct Handback<S> {
+    read: oneshot::Receiver<(ReadHalf<S>, BytesMut)>,
+    write: oneshot::Receiver<WriteHalf<S>>,
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Handback<S> {
+    /// The connection and what was read from it past the last reply; `None` when it was lost,
+    /// or stopped mid-reply or owing replies.
+    pub(crate) async fn take(self) -> Option<(S, BytesMut)> {
+        let (read, unread) = self.read.await.ok()?;
+        let write = self.write.await.ok()?;
+        Some((read.unsplit(write), unread))
+    }
+}
+
+fn launch<S>(
+    stream: S,
+    metrics: (RouteMetrics, MultiplexMetrics),
+    limit: usize,
+    (changed, retirement): (Arc<Notify>, Option<Retirement>),
+    back: Option<Back<S>>,
+) -> Arc<Lane>
+where
+    S: AsyncRead + AsyncWrite + Send + 'static,
+{
     let (tx, rx) = mpsc::unbounded_channel();
     let fifo = Arc::new(Mutex::new(VecDeque::new()));
     let lane = Arc::new(Lane {
@@ -171,6 +237,7 @@ where
         closed: CancellationToken::new(),
         retired: AtomicBool::new(false),
         changed,
+        given_back: AtomicBool::new(false),
     });
     let (reader, writer) = tokio::io::split(stream);
     let halves = Halves {
@@ -178,10 +245,12 @@ where
         fifo,
         metrics,
         limit,
+        shared: back.is_none(),
     };
     let read_half = halves.clone();
-    tokio::spawn(async move { read_half.read(reader).await });
-    tokio::spawn(async move { halves.write(writer, rx).await });
+    let (read_back, write_back) = back.unzip();
+    tokio::spawn(async move { read_half.read(reader, read_back).await });
+    tokio::spawn(async move { halves.write(writer, rx, write_back).await });
     lane
 }
 
@@ -191,12 +260,18 @@ struct Halves {
     fifo: Arc<Mutex<VecDeque<Entry>>>,
     metrics: (RouteMetrics, MultiplexMetrics),
     limit: usize,
+    /// A shared connection, not a borrowed one: its loss is counted.
+    shared: bool,
 }
 
 impl Halves {
     /// Writes what clients submit until the lane closes, then hands back what was not written.
-    async fn write<W: AsyncWrite>(self, writer: W, mut rx: mpsc::UnboundedReceiver<Submission>) {
-        tokio::pin!(writer);
+    async fn write<W: AsyncWrite + Unpin>(
+        self,
+        mut writer: W,
+        mut rx: mpsc::UnboundedReceiver<Submission>,
+        back: Option<oneshot::Sender<W>>,
+    ) {
         // One buffer for each write: a TLS stream seals what it is given in one call into its
         // own records, so many clients' requests written at once cost one record and one
         // system call, not one each.
@@ -231,7 +306,7 @@ impl Halves {
             };
             if let Err(error) = written.await {
                 debug!(%error, "A shared upstream connection failed to write");
-                if !self.lane.closed.is_cancelled() {
+                if self.shared && !self.lane.closed.is_cancelled() {
                     self.metrics.1.shared_connection_lost();
                 }
                 self.lane.close();
@@ -249,7 +324,14 @@ impl Halves {
                 requests: submission.requests,
             });
         }
-        let _ = writer.shutdown().await;
+        match back {
+            Some(back) if self.lane.given_back.load(Ordering::Relaxed) => {
+                let _ = back.send(writer);
+            }
+            _ => {
+                let _ = writer.shutdown().await;
+            }
+        }
     }
 
     /// Records whose replies come next, before their requests are written.
@@ -262,8 +344,11 @@ impl Halves {
 
     /// Reads replies and passes each to the client owed it, until the connection ends; then
     /// tells every client still owed replies that they are lost.
-    async fn read<R: AsyncRead>(self, reader: R) {
-        tokio::pin!(reader);
+    async fn read<R: AsyncRead + Unpin>(
+        self,
+        mut reader: R,
+        back: Option<oneshot::Sender<(R, BytesMut)>>,
+    ) {
         let mut buf = BytesMut::with_capacity(READ_SIZE);
         let mut scanner = ReplyScanner::new();
         loop {
@@ -287,11 +372,15 @@ impl Halves {
                 break;
             }
         }
-        if !self.lane.closed.is_cancelled() {
+        if self.shared && !self.lane.closed.is_cancelled() {
             self.metrics.1.shared_connection_lost();
         }
+        let whole = scanner.at_boundary() && self.lane.owes_nothing();
         self.lane.close();
         self.lose_owed(!scanner.at_boundary());
+        if let Some(back) = back.filter(|_| whole && self.lane.given_back.load(Ordering::Relaxed)) {
+            let _ = back.send((reader, buf));
+        }
     }
 
     /// Tells every client still owed replies that they are lost; `mid_reply`: part of the

@@ -7,18 +7,24 @@
 //!   replies and the proxy's own answers written in order (`ledger.rs`), until it leaves or a
 //!   request pins it; `serve/multiplex.rs` then gives it a connection of its own and the usual
 //!   1:1 path (`forward`) takes over, from that request on.
+//! - `borrow.rs` and `front/loans.rs`: a transaction or a blocking command borrows a connection
+//!   instead, run as a lane of the client's own until the transaction is over or the command
+//!   answered; then the connection goes back (reset for the next client with
+//!   `--upstream-reuse`, closed otherwise) and the client to its lane.
 //! - `Lanes` (here): a route's lanes, one per slot; each client is bound to one slot for its
 //!   life, so its requests and replies keep their order. `serve/multiplex.rs` keeps the slots
 //!   filled, opening and authenticating lanes as for any connection.
 
+mod borrow;
 mod front;
 mod lane;
 mod ledger;
 mod rules;
 mod words;
 
-pub(crate) use front::{Front, LaneFuture, LaneSource, Left};
-pub(crate) use lane::{Lane, Retirement, start};
+pub(crate) use borrow::Loan;
+pub(crate) use front::{BorrowFuture, Borrowed, Connections, Front, LaneFuture, Left};
+pub(crate) use lane::{Lane, Retirement, start, start_borrowed};
 pub(crate) use rules::Rules;
 
 use crate::error::ConnError;
@@ -153,8 +159,9 @@ impl Lanes {
     }
 }
 
-impl LaneSource for Lanes {
-    fn lane(&self, slot: usize) -> LaneFuture<'_> {
+impl Lanes {
+    /// The slot's lane, once it has one; waits up to `wait` while it has none.
+    pub(crate) fn wait_for(&self, slot: usize) -> LaneFuture<'_> {
         Box::pin(async move {
             let deadline = tokio::time::Instant::now() + self.wait;
             loop {

@@ -2,6 +2,44 @@
 //! inline request split as Redis splits it. Pure.
 
 use super::rules::MAX_WORDS;
+use crate::resp::request::{Command, RequestScanner, Step};
+
+/// The largest request sent on a shared connection; a larger one pins its client (a shared
+/// connection writes each request whole, so one large value would hold up every client).
+pub(crate) const MAX_SHARED_REQUEST: usize = 512 * 1024;
+
+/// Where the request at `start` of `buf` ends, if it is whole, and whether it is empty (`*0`);
+/// `None` to wait for more bytes. A request that cannot be read (a protocol error) or is still
+/// coming past the size limit is judged at once: it goes to a connection of the client's own,
+/// where the usual path answers it. `authenticated`: Redis's tighter limits on a request's
+/// size apply until the client password.
+pub(crate) fn whole_request(
+    buf: &[u8],
+    start: usize,
+    authenticated: bool,
+) -> Option<(usize, bool)> {
+    let mut scanner = RequestScanner::new();
+    scanner.set_unauthenticated(!authenticated);
+    let mut pos = start;
+    let mut empty = false;
+    loop {
+        match scanner.step(&buf[pos..]) {
+            Ok(Step::Start { len, command }) => {
+                pos += len;
+                empty = command == Command::Empty;
+            }
+            Ok(Step::Continue { len }) => pos += len,
+            Ok(Step::NeedMore) if buf.len() - start > MAX_SHARED_REQUEST => {
+                return Some((buf.len(), false));
+            }
+            Ok(Step::NeedMore) => return None,
+            Err(_) => return Some((buf.len(), false)),
+        }
+        if scanner.at_boundary() && pos > start {
+            return Some((pos, empty));
+        }
+    }
+}
 
 /// The words of a whole request: the first `MAX_WORDS` as ranges of it, and how many there are.
 #[derive(Debug, Default)]

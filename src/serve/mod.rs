@@ -59,7 +59,7 @@ pub(crate) struct RouteRuntime {
     pub forward: forward::Context,
     health: Arc<Health>,
     /// `--upstream-pool-size` ready connections, when configured.
-    pub pool: Option<Pool>,
+    pub pool: Option<Arc<Pool>>,
     /// With `--sentinel`: where the primary is; `process` runs their watch.
     pub sentinels: Option<Arc<Sentinels>>,
     /// With `--multiplex`: the shared upstream connections; `process` keeps them open.
@@ -84,7 +84,7 @@ impl RouteRuntime {
         let connector = connector.counting_handshakes(&name);
         let metrics = RouteMetrics::new(&name);
         let (size, max_age) = (settings.pool_size as usize, settings.pool_max_age);
-        let pool = (size > 0).then(|| Pool::new(metrics.clone(), size, max_age));
+        let pool = (size > 0).then(|| Arc::new(Pool::new(metrics.clone(), size, max_age)));
         if settings.renewal.is_some() {
             metrics.register_iam();
         }
@@ -237,7 +237,7 @@ pub(crate) async fn serve(listener: Listener, route: Arc<RouteRuntime>, serving:
 }
 
 /// Runs one client connection to its end, counts it and logs how it ended.
-async fn handle(client: ClientStream, route: &RouteRuntime) {
+async fn handle(client: ClientStream, route: &Arc<RouteRuntime>) {
     let metrics = route.metrics();
     metrics.connections.increment(1);
     metrics.connections_active.increment(1.0);
@@ -258,7 +258,7 @@ async fn handle(client: ClientStream, route: &RouteRuntime) {
     }
 }
 
-async fn proxy(mut client: ClientStream, route: &RouteRuntime) -> Result<(), ConnError> {
+async fn proxy(mut client: ClientStream, route: &Arc<RouteRuntime>) -> Result<(), ConnError> {
     if let Some(lanes) = &route.lanes {
         return match &mut client {
             ClientStream::Tcp(stream) => {
@@ -273,11 +273,11 @@ async fn proxy(mut client: ClientStream, route: &RouteRuntime) -> Result<(), Con
         Ok((upstream, born)) => match &mut client {
             ClientStream::Tcp(stream) => {
                 let (r, w) = stream.split();
-                carry(r, w, upstream, born, route, false).await
+                carry(forward::Client::new(r, w), upstream, born, route).await
             }
             ClientStream::Unix(stream) => {
                 let (r, w) = stream.split();
-                carry(r, w, upstream, born, route, false).await
+                carry(forward::Client::new(r, w), upstream, born, route).await
             }
         },
         Err(error) => {
@@ -291,14 +291,11 @@ async fn proxy(mut client: ClientStream, route: &RouteRuntime) -> Result<(), Con
 
 /// Forwards between the client and its own upstream connection until either ends; a
 /// connection the client left owing nothing is reset and pooled again (`--upstream-reuse`).
-/// `authenticated`: the client gave the client password already (on a shared connection).
 async fn carry<R, W>(
-    r: R,
-    w: W,
+    client: forward::Client<R, W>,
     upstream: UpstreamStream,
     born: Instant,
     route: &RouteRuntime,
-    authenticated: bool,
 ) -> Result<(), ConnError>
 where
     R: AsyncRead + Unpin,
@@ -309,11 +306,6 @@ where
         .as_ref()
         .filter(|_| route.forward.settings.reuse)
         .map(|pool| pool.lease());
-    let client = forward::Client {
-        r,
-        w,
-        authenticated,
-    };
     match forward::run(client, upstream, &route.forward, born, route).await {
         Ok(forward::Ended::Closed) => Ok(()),
         Ok(forward::Ended::HandedBack {

@@ -1,11 +1,14 @@
 //! A multiplexed route's side (`--multiplex`, `crate::multiplex`): keeping its lanes open, and
 //! serving a client on them until it leaves or is pinned, then on a connection of its own.
 
-use super::{RouteRuntime, carry, reach_upstream};
+use super::{RouteRuntime, carry, reach_upstream, reuse};
 use crate::error::ConnError;
 use crate::forward;
 use crate::handshake::exchange;
-use crate::multiplex::{self, Front, Lanes, Left, OUTPUT_LIMIT, Retirement, Rules};
+use crate::multiplex::{
+    self, BorrowFuture, Borrowed, Connections, Front, LaneFuture, Lanes, Left, Loan, OUTPUT_LIMIT,
+    Retirement, Rules,
+};
 use crate::resp::encode_request;
 use bytes::BytesMut;
 use std::io::Cursor;
@@ -84,11 +87,12 @@ fn retirement(route: &RouteRuntime) -> Option<Retirement> {
     })
 }
 
-/// Serves one client: on its slot's lane, then, if a request pins it, on a connection of its
-/// own from that request on (told the name it set, if any).
+/// Serves one client: on its slot's lane (and on connections lent to it for transactions and
+/// blocking commands), then, if a request pins it, on a connection of its own from that
+/// request on (told the name it set, if any).
 pub(crate) async fn serve_client<R, W>(
-    (mut reader, mut writer): (R, W),
-    route: &RouteRuntime,
+    (reader, mut writer): (R, W),
+    route: &Arc<RouteRuntime>,
     lanes: &Lanes,
 ) -> Result<(), ConnError>
 where
@@ -105,50 +109,155 @@ where
     };
     let idle = ctx.settings.idle_timeout;
     let slot = lanes.slot_for_new_client();
-    let front = Front::new(lanes, slot, rules, idle, route.metrics());
+    let supply = Supply { route, lanes };
+    let front = Front::new(&supply, slot, rules, idle, route.metrics());
     lanes.metrics.clients.increment(1.0);
+    let mut reader = reader;
     let left = front.run(&mut reader, &mut writer).await;
     lanes.metrics.clients.decrement(1.0);
-    let (unread, reason, name, authenticated) = match left {
+    let pinned = match left {
         Ok(Left::Closed) => return Ok(()),
         Ok(Left::Pin {
             unread,
             reason,
             name,
             authenticated,
-        }) => (unread, reason, name, authenticated),
+            kept,
+        }) => Pinned {
+            unread,
+            reason,
+            name,
+            authenticated,
+            kept,
+        },
         Err(error) => {
             if matches!(error, ConnError::OutputLimit) {
                 lanes.metrics.output_limit_closed();
                 warn!("Closed a client that left its replies unread past the output limit");
             }
-            if let (ConnError::NoSharedConnection(_), Some(reply)) = (&error, error.outcome().reply)
-            {
-                let _ = writer.write_all(&crate::resp::error_reply(&reply)).await;
-            }
-            return Err(error);
-        }
-    };
-    lanes.metrics.pinned(reason);
-    debug!(
-        reason,
-        "Pinned a client to an upstream connection of its own"
-    );
-    let (mut upstream, born) = match reach_upstream(route).await {
-        Ok(reached) => reached,
-        Err(error) => {
+            // Where the error has words for the client, they go in the place of the request
+            // that could not be served (every earlier reply has been written).
             if let Some(reply) = error.outcome().reply {
                 let _ = writer.write_all(&crate::resp::error_reply(&reply)).await;
             }
             return Err(error);
         }
     };
-    if let Some(name) = name {
+    lanes.metrics.pinned(pinned.reason);
+    debug!(
+        reason = pinned.reason,
+        "Pinned a client to an upstream connection of its own"
+    );
+    serve_pinned(reader, writer, pinned, route).await
+}
+
+/// What a client pinned takes to its connection.
+struct Pinned {
+    unread: BytesMut,
+    reason: &'static str,
+    name: Option<bytes::Bytes>,
+    authenticated: bool,
+    kept: Option<(Borrowed, Loan)>,
+}
+
+/// Serves a pinned client on the connection lent to it, if it keeps one in the middle of a
+/// transaction, or on a new one, from its unread bytes on.
+async fn serve_pinned<R, W>(
+    reader: R,
+    mut writer: W,
+    pinned: Pinned,
+    route: &RouteRuntime,
+) -> Result<(), ConnError>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let (mut upstream, born, loan) = match pinned.kept {
+        Some((borrowed, loan)) => {
+            borrowed.lane.give_back();
+            let wait = route.forward.settings.auth_timeout;
+            match tokio::time::timeout(wait, borrowed.handback.take()).await {
+                Ok(Some((upstream, unread))) if unread.is_empty() => {
+                    (upstream, borrowed.born, loan)
+                }
+                // Lost, or it spoke out of turn: the transaction cannot go on.
+                _ => return Err(ConnError::SharedConnectionLost),
+            }
+        }
+        None => match reach_upstream(route).await {
+            Ok((upstream, born)) => (upstream, born, Loan::default()),
+            Err(error) => {
+                if let Some(reply) = error.outcome().reply {
+                    let _ = writer.write_all(&crate::resp::error_reply(&reply)).await;
+                }
+                return Err(error);
+            }
+        },
+    };
+    // Inside MULTI the server would queue it, and EXEC's reply would hold its answer.
+    if let Some(name) = pinned.name.filter(|_| !loan.in_multi) {
         tell_name(&mut upstream, &name, route).await?;
     }
-    let unread = Cursor::new(BytesMut::freeze(unread));
-    let unread = unread.chain(reader);
-    carry(unread, writer, upstream, born, route, authenticated).await
+    let unread = Cursor::new(BytesMut::freeze(pinned.unread));
+    let client = forward::Client {
+        r: unread.chain(reader),
+        w: writer,
+        authenticated: pinned.authenticated,
+        in_multi: loan.in_multi,
+        watching: loan.watching,
+    };
+    carry(client, upstream, born, route).await
+}
+
+/// Where a multiplexed client's connections come from: its slot's lane, and the route's
+/// connections for a loan (from the warm pool when there is one, which takes them back).
+struct Supply<'a> {
+    route: &'a Arc<RouteRuntime>,
+    lanes: &'a Lanes,
+}
+
+impl Connections for Supply<'_> {
+    fn lane(&self, slot: usize) -> LaneFuture<'_> {
+        self.lanes.wait_for(slot)
+    }
+
+    fn borrow(&self, reason: &'static str) -> BorrowFuture<'_> {
+        Box::pin(async move {
+            let (upstream, born) = reach_upstream(self.route).await?;
+            self.lanes.metrics.pinned(reason);
+            // With --upstream-reuse a lent connection counts as the pool's: it comes back.
+            let lease = (self.route.pool.as_ref())
+                .filter(|_| self.route.forward.settings.reuse)
+                .map(|pool| Box::new(pool.lease()) as Box<dyn Send + Sync>);
+            let metrics = (self.route.metrics().clone(), self.lanes.metrics.clone());
+            let (lane, handback) = multiplex::start_borrowed(upstream, metrics, OUTPUT_LIMIT);
+            Ok(Borrowed {
+                lane,
+                handback,
+                born,
+                lease,
+            })
+        })
+    }
+
+    fn give_back(&self, borrowed: Borrowed, sticky: bool) {
+        let route = Arc::clone(self.route);
+        let metrics = self.lanes.metrics.clone();
+        borrowed.lane.give_back();
+        tokio::spawn(async move {
+            let wait = route.forward.settings.auth_timeout;
+            let back = tokio::time::timeout(wait, borrowed.handback.take()).await;
+            // A node that refused a write as a replica is no primary to go back to.
+            let usable = borrowed.lease.is_some() && !borrowed.lane.retired();
+            match back {
+                Ok(Some((upstream, unread))) if usable => {
+                    metrics.returned("reset");
+                    reuse::recycle(&route, upstream, unread, borrowed.born, sticky).await;
+                }
+                _ => metrics.returned("closed"),
+            }
+        });
+    }
 }
 
 /// Tells a pinned connection the name its client set while on a lane.

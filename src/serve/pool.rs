@@ -40,9 +40,9 @@ pub(crate) struct Pool {
 
 /// A connection serving a client of a route that reuses connections; counted as the pool's
 /// until dropped.
-pub(crate) struct Lease<'a>(&'a Pool);
+pub(crate) struct Lease(Arc<Pool>);
 
-impl Drop for Lease<'_> {
+impl Drop for Lease {
     fn drop(&mut self) {
         self.0.out.fetch_sub(1, Ordering::AcqRel);
         self.0.wanted.notify_one();
@@ -80,9 +80,9 @@ impl Pool {
     }
 
     /// Counts a connection serving a client as the pool's until the lease is dropped.
-    pub(crate) fn lease(&self) -> Lease<'_> {
+    pub(crate) fn lease(self: &Arc<Self>) -> Lease {
         self.out.fetch_add(1, Ordering::AcqRel);
-        Lease(self)
+        Lease(Arc::clone(self))
     }
 
     /// Adds a freshly authenticated connection, unless the pool is full.

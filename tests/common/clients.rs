@@ -43,7 +43,12 @@ impl Raw {
     pub fn reply(&mut self) -> String {
         use redis_protocol::resp3::decode::complete::decode;
         loop {
-            if let Some((frame, used)) = decode(&self.buf).expect("valid RESP from the proxy") {
+            if let Some((frame, used)) = decode(&self.buf).unwrap_or_else(|e| {
+                panic!(
+                    "invalid RESP from the proxy ({e}): {:?}",
+                    String::from_utf8_lossy(&self.buf)
+                )
+            }) {
                 self.buf.drain(..used);
                 return render(&frame);
             }
