@@ -146,9 +146,11 @@ pub(crate) fn routes(
                 route: route.name.clone(),
                 error,
             })?;
-            if route.multiplex {
-                return Ok(Arc::new(runtime.multiplexed()));
-            }
+            let runtime = if route.multiplex {
+                runtime.multiplexed()
+            } else {
+                runtime
+            };
             if !route.cluster {
                 return Ok(Arc::new(runtime));
             }

@@ -12,7 +12,10 @@ fn proxy(cluster: &Cluster, token: &TokenFile, extra: &[&str]) -> ProxyProcess {
     proxy_to(&format!("127.0.0.1:{}", cluster.ports[0]), token, extra)
 }
 
-fn redis_cli_follows_redirects_through_the_proxy(announce: Announce) {
+fn redis_cli_follows_redirects_through_the_proxy(
+    announce: Announce,
+    extra: &[&str],
+) -> (Cluster, ProxyProcess) {
     let cluster = Cluster::start(announce);
     let token = TokenFile::new(TOKEN_A);
     // The configured endpoint as the cluster announces it: that node is the route's own
@@ -21,7 +24,7 @@ fn redis_cli_follows_redirects_through_the_proxy(announce: Announce) {
         Announce::Ip => "127.0.0.1",
         Announce::Hostname => "localhost",
     };
-    let proxy = proxy_to(&format!("{host}:{}", cluster.ports[0]), &token, &[]);
+    let proxy = proxy_to(&format!("{host}:{}", cluster.ports[0]), &token, extra);
     for i in 0..200 {
         let key = format!("key-{i}");
         assert_eq!(
@@ -62,16 +65,50 @@ fn redis_cli_follows_redirects_through_the_proxy(announce: Announce) {
         sample(&exposition, "redis_auth_proxy_cluster_nodes", &[]) >= 6.0,
         "{exposition}"
     );
+    (cluster, proxy)
 }
 
 #[test]
 fn redis_cli_follows_redirects_through_the_proxy_to_nodes_announced_by_ip() {
-    redis_cli_follows_redirects_through_the_proxy(Announce::Ip);
+    redis_cli_follows_redirects_through_the_proxy(Announce::Ip, &[]);
 }
 
 #[test]
 fn redis_cli_follows_redirects_through_the_proxy_to_nodes_announced_by_hostname() {
-    redis_cli_follows_redirects_through_the_proxy(Announce::Hostname);
+    redis_cli_follows_redirects_through_the_proxy(Announce::Hostname, &[]);
+}
+
+/// The same through `--multiplex`; then two hundred more redis-cli calls (each a client
+/// connection, and one more for each redirect it follows) reach the nodes as no new connection:
+/// they all go over the node listeners' shared connections.
+#[test]
+fn redis_cli_follows_redirects_through_multiplexed_node_listeners() {
+    let flags = ["--multiplex", "--multiplex-connections", "2"];
+    let (cluster, proxy) =
+        redis_cli_follows_redirects_through_the_proxy(Announce::Hostname, &flags);
+    let received = || -> usize {
+        (cluster.ports.iter())
+            .map(|&port| {
+                let stats = cluster.cli(port, &["INFO", "stats"]);
+                let line = (stats.lines())
+                    .find_map(|l| l.strip_prefix("total_connections_received:"))
+                    .expect("INFO stats");
+                line.trim().parse::<usize>().unwrap()
+            })
+            .sum()
+    };
+    let before = received();
+    for i in 0..200 {
+        let key = format!("key-{i}");
+        assert_eq!(cli(proxy.port, &["-c", "GET", &key]).trim(), i.to_string());
+    }
+    // Each node counts the connection that asks it, once per reading.
+    let new = received() - before - cluster.ports.len();
+    // A replica reconnecting to its primary would count too; without --multiplex it is 200.
+    assert!(
+        new <= 3,
+        "{new} connections reached the nodes for 200 clients"
+    );
 }
 
 fn redis_py(args: &[&str]) -> Command {
@@ -90,9 +127,18 @@ fn redis_py(args: &[&str]) -> Command {
 
 #[test]
 fn redis_py_blocks_subscribes_and_runs_transactions_through_the_proxy() {
+    redis_py_features(&[]);
+}
+
+#[test]
+fn redis_py_blocks_subscribes_and_runs_transactions_through_multiplexed_node_listeners() {
+    redis_py_features(&["--multiplex"]);
+}
+
+fn redis_py_features(extra: &[&str]) {
     let cluster = Cluster::start(Announce::Ip);
     let token = TokenFile::new(TOKEN_A);
-    let proxy = proxy(&cluster, &token, &[]);
+    let proxy = proxy(&cluster, &token, extra);
     let output = redis_py(&["features", "127.0.0.1", &proxy.port.to_string()])
         .output()
         .expect("python3 with redis-py (scripts/install-deps.sh --with-clients)");
@@ -144,9 +190,18 @@ struct LoadResult {
 
 #[test]
 fn a_live_reshard_and_a_failover_cost_redis_py_no_more_errors_than_direct() {
+    reshard_and_failover_under_load(&[]);
+}
+
+#[test]
+fn a_live_reshard_and_a_failover_cost_redis_py_no_more_errors_through_multiplexing() {
+    reshard_and_failover_under_load(&["--multiplex"]);
+}
+
+fn reshard_and_failover_under_load(extra: &[&str]) {
     let cluster = Cluster::start(Announce::Ip);
     let token = TokenFile::new(TOKEN_A);
-    let proxy = proxy(&cluster, &token, &[]);
+    let proxy = proxy(&cluster, &token, extra);
     let stop = tempfile::tempdir().unwrap();
     let stop_file = stop.path().join("stop").display().to_string();
     let seed = cluster.ports[0].to_string();
@@ -250,9 +305,18 @@ fn a_live_reshard_and_a_failover_cost_redis_py_no_more_errors_than_direct() {
 
 #[test]
 fn ioredis_cluster_writes_and_reads_through_the_proxy() {
+    ioredis_writes_and_reads(&[]);
+}
+
+#[test]
+fn ioredis_cluster_writes_and_reads_through_multiplexed_node_listeners() {
+    ioredis_writes_and_reads(&["--multiplex"]);
+}
+
+fn ioredis_writes_and_reads(extra: &[&str]) {
     let cluster = Cluster::start(Announce::Hostname);
     let token = TokenFile::new(TOKEN_A);
-    let proxy = proxy(&cluster, &token, &[]);
+    let proxy = proxy(&cluster, &token, extra);
     let output = Command::new("node")
         .arg(concat!(
             env!("CARGO_MANIFEST_DIR"),

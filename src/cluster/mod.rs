@@ -1,7 +1,8 @@
 //! Cluster mode (`--cluster`): every node the cluster announces gets a listener of its own on
 //! 127.0.0.1, and the replies that name nodes are rewritten to name those listeners, so that a
 //! cluster client never leaves the sidecar. Each client connection stays 1:1 with a connection
-//! to one node, as on every other listener.
+//! to one node, as on every other listener, or with `--multiplex` shares that node's lanes
+//! (`multiplex/front/cluster.rs` rewrites their replies).
 //!
 //! Everything here is pure: `rewrite` turns topology replies and redirects into their local
 //! form; `value` decodes and encodes the few replies rewritten; `ports` keeps which port serves

@@ -1,7 +1,6 @@
-//! `--multiplex` and `--multiplex-connections`, and what multiplexing does not combine with yet.
+//! `--multiplex-connections`.
 
 use super::validate::Merger;
-use super::*;
 
 impl Merger<'_> {
     /// `--multiplex-connections`: between 1 and 64, 2 by default.
@@ -12,16 +11,5 @@ impl Merger<'_> {
                 .push("--multiplex-connections: between 1 and 64".into());
         }
         n
-    }
-
-    /// A multiplexed route cannot yet be a cluster route: refused by name rather than half
-    /// done.
-    pub(super) fn check_multiplex(&mut self, routes: &[Route]) {
-        if let Some(route) = routes.iter().find(|r| r.multiplex && r.cluster) {
-            self.errors.push(format!(
-                "--multiplex with --cluster (route {}): not yet supported; see docs/multiplexing.md",
-                route.name
-            ));
-        }
     }
 }

@@ -52,7 +52,6 @@ impl Merger<'_> {
                 .push("--max-connections: must be at least 1".into());
         }
         self.refuse_remote_listeners(&routes, client_password_file.is_some());
-        self.check_multiplex(&routes);
         let cluster_ports = self.cluster_ports();
         let worker_threads = self.s.worker_threads;
         if worker_threads == Some(0) || worker_threads.is_some_and(|n| n > 1024) {

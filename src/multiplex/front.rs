@@ -8,17 +8,19 @@
 //! only once what was read has been handled: a client that pipelines without reading waits, as
 //! on a connection of its own.
 
+mod cluster;
 mod loans;
 
 use super::borrow::{Loan, Step};
 use super::lane::{Delivery, Handback, Lane, Sink, Submission};
 use super::ledger::Ledger;
 use super::rules::{ClientState, Rules, Verdict, judge};
-use super::words::{MAX_SHARED_REQUEST, Words, whole_request};
+use super::words::{MAX_SHARED_REQUEST, Whole, Words, whole_request};
 use crate::error::ConnError;
 use crate::metrics::RouteMetrics;
 use crate::upstream::UpstreamStream;
 use bytes::{Bytes, BytesMut};
+pub(crate) use cluster::ClusterReplies;
 use std::io::IoSlice;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -89,6 +91,8 @@ pub(crate) struct Front<'a> {
     lane: Option<Arc<Lane>>,
     /// The connection lent to the client, while it holds one; its lane is `lane` meanwhile.
     loan: Option<(Borrowed, Loan)>,
+    /// `--cluster`: the replies that name nodes, rewritten.
+    cluster: Option<ClusterReplies<'a>>,
     sink: Sink,
     rx: mpsc::UnboundedReceiver<Delivery>,
     ledger: Ledger,
@@ -145,6 +149,7 @@ impl<'a> Front<'a> {
             metrics,
             lane: None,
             loan: None,
+            cluster: None,
             sink,
             rx,
             ledger: Ledger::default(),
@@ -269,7 +274,7 @@ impl<'a> Front<'a> {
         match delivery {
             Delivery::Replies { bytes, replies } => {
                 self.out_from_lane += bytes.len();
-                self.out.push(bytes);
+                self.cluster_replies(bytes).await?;
                 self.ledger.answered(replies, &mut self.out);
             }
             Delivery::Lost { replies, mid_reply } => {
@@ -303,13 +308,14 @@ impl<'a> Front<'a> {
     async fn requests(&mut self) -> Result<(), ConnError> {
         while self.ending.is_none() {
             let start = self.scanned;
-            let Some((end, empty)) =
-                whole_request(&self.from_client, start, self.state.authenticated)
+            let Some(whole) = whole_request(&self.from_client, start, self.state.authenticated)
             else {
                 break;
             };
-            match self.act(start, end, empty) {
+            let end = whole.end;
+            match self.act(start, &whole) {
                 Act::Share => {
+                    self.claim_topology(&whole);
                     self.scanned = end;
                     self.batch += 1;
                 }
@@ -349,9 +355,10 @@ impl<'a> Front<'a> {
 
     /// Judges the whole request `from_client[start..end]`, as on a lane, then as a lent
     /// connection takes it if the client holds one.
-    fn act(&mut self, start: usize, end: usize, empty: bool) -> Act {
+    fn act(&mut self, start: usize, whole: &Whole) -> Act {
+        let end = whole.end;
         let request = &self.from_client[start..end];
-        if empty {
+        if whole.empty {
             // `*0`: Redis answers nothing, so the shared connection need not see it.
             return Act::Answer(Bytes::new());
         }
@@ -398,6 +405,9 @@ impl<'a> Front<'a> {
     /// Sends requests on the client's lane, counting the replies they are owed.
     async fn send(&mut self, bytes: Bytes, requests: u64) -> Result<(), ConnError> {
         self.ledger.shared(requests);
+        if let Some(cluster) = &mut self.cluster {
+            cluster.split.sent(requests);
+        }
         self.submit(bytes, requests).await
     }
 

@@ -8,35 +8,52 @@ use crate::resp::request::{Command, RequestScanner, Step};
 /// connection writes each request whole, so one large value would hold up every client).
 pub(crate) const MAX_SHARED_REQUEST: usize = 512 * 1024;
 
-/// Where the request at `start` of `buf` ends, if it is whole, and whether it is empty (`*0`);
-/// `None` to wait for more bytes. A request that cannot be read (a protocol error) or is still
-/// coming past the size limit is judged at once: it goes to a connection of the client's own,
-/// where the usual path answers it. `authenticated`: Redis's tighter limits on a request's
-/// size apply until the client password.
-pub(crate) fn whole_request(
-    buf: &[u8],
-    start: usize,
-    authenticated: bool,
-) -> Option<(usize, bool)> {
+/// A whole request, as the scanner saw it.
+pub(crate) struct Whole {
+    pub end: usize,
+    /// `*0`: Redis answers nothing.
+    pub empty: bool,
+    /// A request whose reply names cluster nodes.
+    pub topology: Option<crate::cluster::Topology>,
+}
+
+/// Where the request at `start` of `buf` ends, if it is whole, and what it is; `None` to wait
+/// for more bytes. A request that cannot be read (a protocol error) or is still coming past
+/// the size limit is judged at once: it goes to a connection of the client's own, where the
+/// usual path answers it. `authenticated`: Redis's tighter limits on a request's size apply
+/// until the client password.
+pub(crate) fn whole_request(buf: &[u8], start: usize, authenticated: bool) -> Option<Whole> {
     let mut scanner = RequestScanner::new();
     scanner.set_unauthenticated(!authenticated);
     let mut pos = start;
-    let mut empty = false;
+    let (mut empty, mut topology) = (false, None);
+    let cut = |end| Whole {
+        end,
+        empty: false,
+        topology: None,
+    };
     loop {
         match scanner.step(&buf[pos..]) {
             Ok(Step::Start { len, command }) => {
                 pos += len;
                 empty = command == Command::Empty;
+                if let Command::ClusterTopology(kind) = command {
+                    topology = Some(kind);
+                }
             }
             Ok(Step::Continue { len }) => pos += len,
             Ok(Step::NeedMore) if buf.len() - start > MAX_SHARED_REQUEST => {
-                return Some((buf.len(), false));
+                return Some(cut(buf.len()));
             }
             Ok(Step::NeedMore) => return None,
-            Err(_) => return Some((buf.len(), false)),
+            Err(_) => return Some(cut(buf.len())),
         }
         if scanner.at_boundary() && pos > start {
-            return Some((pos, empty));
+            return Some(Whole {
+                end: pos,
+                empty,
+                topology,
+            });
         }
     }
 }

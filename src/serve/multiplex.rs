@@ -110,7 +110,8 @@ where
     let idle = ctx.settings.idle_timeout;
     let slot = lanes.slot_for_new_client();
     let supply = Supply { route, lanes };
-    let front = Front::new(&supply, slot, rules, idle, route.metrics());
+    let front =
+        Front::new(&supply, slot, rules, idle, route.metrics()).with_cluster(ctx.cluster.as_ref());
     lanes.metrics.clients.increment(1.0);
     let mut reader = reader;
     let left = front.run(&mut reader, &mut writer).await;

@@ -40,6 +40,7 @@ pub(crate) fn table(
         tls: route.tls.clone(),
         shared: shared.clone(),
         metrics: endpoint.metrics,
+        multiplex: route.multiplex,
     };
     let mut ports = Ports::new(*range.start());
     if let Some(port) = endpoint.own_port {
@@ -64,6 +65,8 @@ pub(crate) struct NodeTemplate {
     pub(crate) tls: Option<TlsSettings>,
     pub(crate) shared: RouteShared,
     pub(crate) metrics: RouteMetrics,
+    /// `--multiplex`: each node's listener shares its own lanes to that node.
+    pub(crate) multiplex: bool,
 }
 
 pub(crate) struct NodeTable {
@@ -136,14 +139,20 @@ impl NodeTable {
             table,
             this_node: node.clone(),
         });
+        let route = Arc::new(if t.multiplex {
+            route.multiplexed()
+        } else {
+            route
+        });
         let mut serving = self.serving.clone();
         serving.accepting = serving.accepting.child_token();
         let stop = serving.accepting.clone();
-        tokio::spawn(super::serve(
-            Listener::Tcp(listener),
-            Arc::new(route),
-            serving,
+        // A node given back closes its lanes with its listener.
+        tokio::spawn(super::multiplex::keep_lanes(
+            Arc::clone(&route),
+            stop.clone(),
         ));
+        tokio::spawn(super::serve(Listener::Tcp(listener), route, serving));
         Ok(stop)
     }
 }
