@@ -49,6 +49,15 @@ pub(crate) mod serve;
 pub mod token;
 pub mod upstream;
 
+/// Locks `mutex`, taking its data even if a panic poisoned it: what the proxy keeps behind its
+/// locks (lanes, the primary's address, the Sentinels' answer) is whole between statements, so
+/// one connection's panic must not take the others down with it.
+pub(crate) fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 pub use process::{
     Listeners, RunError, bind, load_client_passwords, load_tokens, run, run_with_tokens,
     spawn_refresher,

@@ -9,6 +9,7 @@
 
 use crate::error::ConnError;
 use crate::handshake::read_frame;
+use crate::lock;
 use crate::resp::encode_request;
 use bytes::BytesMut;
 use std::future::Future;
@@ -214,12 +215,6 @@ impl<'p> Switches<'p> {
             }
         }
     }
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// Asks an authenticated connection what it is: `ROLE` and `PING` in one write, within

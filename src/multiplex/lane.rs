@@ -11,7 +11,7 @@
 //! every client owed a reply on it is told so (`Delivery::Lost`), and requests not yet written
 //! go back to their clients (`Delivery::Unsent`), which may send them on another lane.
 
-use super::lock;
+use crate::lock;
 use crate::metrics::RouteMetrics;
 use crate::metrics::multiplex::MultiplexMetrics;
 use crate::resp::reply::{FrameKind, ReplyScanner, Scan};

@@ -28,6 +28,7 @@ pub(crate) use lane::{Lane, Retirement, start, start_borrowed};
 pub(crate) use rules::Rules;
 
 use crate::error::ConnError;
+use crate::lock;
 use crate::metrics::multiplex::MultiplexMetrics;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -181,10 +182,4 @@ impl Lanes {
             }
         })
     }
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }

@@ -18,6 +18,7 @@ mod watch;
 use crate::address::UpstreamAddr;
 use crate::error::ConnError;
 use crate::handshake::exchange;
+use crate::lock;
 use crate::resp::encode_request;
 use crate::secret::Token;
 use crate::upstream::{Connector, Locate, TlsConfigError, TlsSettings, UpstreamStream};
@@ -210,10 +211,4 @@ impl Locate for Sentinels {
     fn describe(&self) -> String {
         self.settings.describe()
     }
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
