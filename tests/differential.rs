@@ -321,8 +321,8 @@ fn generated_conversations_look_the_same_through_the_proxy_as_directly() {
 }
 
 /// The same conversations through `--multiplex`, eight at once over two shared connections:
-/// each client's view is still byte for byte its direct one, the clients pinned (MULTI,
-/// SUBSCRIBE, HELLO 3, CLIENT REPLY ...) from the request that needs it on.
+/// each client's view is still byte for byte its direct one: HELLO 3 moves a client to RESP3
+/// shared connections, MULTI borrows a connection, SUBSCRIBE and CLIENT REPLY pin.
 #[test]
 fn generated_conversations_look_the_same_through_multiplexing_as_directly() {
     let sides = Sides::start_with(true);
@@ -337,9 +337,10 @@ fn generated_conversations_look_the_same_through_multiplexing_as_directly() {
             });
         }
     });
-    // Only the two shared connections stay (and the admin's own).
+    // Only the shared connections stay (two for RESP2, and two for RESP3 once a conversation
+    // sent HELLO 3), and the admin's own.
     eventually("every pinned connection is released", || {
-        connected_clients(&sides.redis) == 3
+        connected_clients(&sides.redis) <= 5
     });
 }
 

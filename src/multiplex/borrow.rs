@@ -78,6 +78,7 @@ impl Loan {
             Verdict::Answer(_) if self.in_multi => Step::Keep("transaction"),
             Verdict::Answer(_) | Verdict::Quit => Step::AsJudged,
             Verdict::Pin(reason) => Step::Keep(reason),
+            Verdict::Hello(_) => Step::Keep("protocol"),
         }
     }
 

@@ -48,6 +48,8 @@ pub(crate) enum Left {
         name: Option<Bytes>,
         authenticated: bool,
         kept: Option<(Borrowed, Loan)>,
+        /// The protocol the client speaks (HELLO 3 answered on a lane).
+        protocol: u8,
     },
 }
 
@@ -72,9 +74,10 @@ pub(crate) type BorrowFuture<'a> = Boxed<'a, Result<Borrowed, ConnError>>;
 pub(crate) trait Connections: Sync {
     /// Its lane, now and after its lane is lost or retired: always the same slot's, so that a
     /// client's requests never go on two lanes at once.
-    fn lane(&self, slot: usize) -> LaneFuture<'_>;
-    /// A connection of its own, lent for a transaction or a blocking command (`reason`).
-    fn borrow(&self, reason: &'static str) -> BorrowFuture<'_>;
+    fn lane(&self, protocol: u8, slot: usize) -> LaneFuture<'_>;
+    /// A connection of its own speaking `protocol`, lent for a transaction or a blocking
+    /// command (`reason`).
+    fn borrow(&self, reason: &'static str, protocol: u8) -> BorrowFuture<'_>;
     /// A loan is over with nothing owed: the connection is reset for another client, or closed.
     /// `sticky`: the client set state that RESET leaves.
     fn give_back(&self, borrowed: Borrowed, sticky: bool);
@@ -89,6 +92,8 @@ pub(crate) struct Front<'a> {
     rules: Rules<'a>,
     metrics: &'a RouteMetrics,
     lane: Option<Arc<Lane>>,
+    /// The protocol of the lanes the client is on (its own can change first: RESET).
+    protocol: u8,
     /// The connection lent to the client, while it holds one; its lane is `lane` meanwhile.
     loan: Option<(Borrowed, Loan)>,
     /// `--cluster`: the replies that name nodes, rewritten.
@@ -117,8 +122,15 @@ enum Ending {
     Pin(&'static str),
     /// A transaction or a blocking command: a connection is lent once nothing is owed.
     Borrow(&'static str),
-    /// RESET while a connection is lent: it goes back before any later request is read.
+    /// RESET while a connection is lent, or while on RESP3 lanes: the connection goes back and
+    /// the client to RESP2 lanes before any later request is read.
     Return,
+    /// HELLO: once nothing is owed, the client moves to the lanes of `protocol` and is
+    /// answered with their HELLO reply; the request (`len` bytes) is still unread.
+    Hello {
+        protocol: u8,
+        len: usize,
+    },
     Lost,
 }
 
@@ -129,6 +141,7 @@ enum Act {
     Quit,
     Reset,
     Pin(&'static str),
+    Hello(u8),
 }
 
 impl<'a> Front<'a> {
@@ -148,6 +161,7 @@ impl<'a> Front<'a> {
             rules,
             metrics,
             lane: None,
+            protocol: 2,
             loan: None,
             cluster: None,
             sink,
@@ -205,6 +219,14 @@ impl<'a> Front<'a> {
                     }
                     Some(Ending::Return) => {
                         self.end_loan();
+                        self.switch_protocol(self.state.protocol);
+                        self.requests().await?;
+                        continue;
+                    }
+                    Some(Ending::Hello { protocol, len }) => {
+                        if !self.hello(protocol, len).await? {
+                            return Ok(self.pin("protocol"));
+                        }
                         self.requests().await?;
                         continue;
                     }
@@ -334,6 +356,16 @@ impl<'a> Front<'a> {
                         self.out.push(now);
                     }
                     self.ending = ending;
+                    if self.ending.is_none() && self.state.protocol != self.protocol {
+                        // RESET on RESP3 lanes: back to RESP2 ones before the next request.
+                        self.ending = Some(Ending::Return);
+                    }
+                }
+                Act::Hello(protocol) => {
+                    self.send_batch(start).await?;
+                    self.scanned = 0;
+                    let len = end - start;
+                    self.ending = Some(Ending::Hello { protocol, len });
                 }
                 Act::Pin(reason) => {
                     self.send_batch(start).await?;
@@ -386,6 +418,7 @@ impl<'a> Front<'a> {
                 }
                 (Step::AsJudged, Verdict::Answer(answer)) => Act::Answer(answer),
                 (Step::AsJudged, Verdict::Quit) => Act::Quit,
+                (Step::AsJudged, Verdict::Hello(protocol)) => Act::Hello(protocol),
             };
         };
         Act::Pin(pin)
@@ -421,7 +454,7 @@ impl<'a> Front<'a> {
                     Arc::clone(lane)
                 }
                 _ => {
-                    let lane = self.lanes.lane(self.slot).await?;
+                    let lane = self.lanes.lane(self.protocol, self.slot).await?;
                     self.lane = Some(Arc::clone(&lane));
                     lane
                 }

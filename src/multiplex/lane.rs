@@ -120,6 +120,9 @@ pub(crate) struct Lane {
     changed: Arc<Notify>,
     /// A borrowed connection's lane was closed to give its connection back (`Handback`).
     given_back: AtomicBool,
+    /// The server's reply to the lane's own HELLO (in the lane's protocol), which answers a
+    /// client's HELLO; `None` where the server has no HELLO.
+    pub hello: Option<Bytes>,
 }
 
 impl Lane {
@@ -170,12 +173,12 @@ pub(crate) fn start<S>(
     metrics: (RouteMetrics, MultiplexMetrics),
     limit: usize,
     changed: Arc<Notify>,
-    retirement: Option<Retirement>,
+    (retirement, hello): (Option<Retirement>, Option<Bytes>),
 ) -> Arc<Lane>
 where
     S: AsyncRead + AsyncWrite + Send + 'static,
 {
-    launch(stream, metrics, limit, (changed, retirement), None)
+    launch(stream, metrics, limit, (changed, retirement, hello), None)
 }
 
 /// Starts a lane over a connection of one client's own (borrowed for a transaction or a
@@ -192,7 +195,7 @@ where
     let (write_tx, write) = oneshot::channel();
     let changed = Arc::new(Notify::new());
     let back = Some((read_tx, write_tx));
-    let lane = launch(stream, metrics, limit, (changed, None), back);
+    let lane = launch(stream, metrics, limit, (changed, None, None), back);
     (lane, Handback { read, write })
 }
 
@@ -222,7 +225,7 @@ fn launch<S>(
     stream: S,
     metrics: (RouteMetrics, MultiplexMetrics),
     limit: usize,
-    (changed, retirement): (Arc<Notify>, Option<Retirement>),
+    (changed, retirement, hello): (Arc<Notify>, Option<Retirement>, Option<Bytes>),
     back: Option<Back<S>>,
 ) -> Arc<Lane>
 where
@@ -238,6 +241,7 @@ where
         retired: AtomicBool::new(false),
         changed,
         given_back: AtomicBool::new(false),
+        hello,
     });
     let (reader, writer) = tokio::io::split(stream);
     let halves = Halves {

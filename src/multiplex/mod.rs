@@ -39,9 +39,13 @@ use tokio::sync::Notify;
 /// off, as Redis cuts a client past its `client-output-buffer-limit`.
 pub(crate) const OUTPUT_LIMIT: usize = 64 * 1024 * 1024;
 
-/// A route's lanes.
+/// A route's lanes: `count` slots for RESP2 clients, then, once a client asks for RESP3
+/// (HELLO 3), `count` for RESP3 clients.
 pub(crate) struct Lanes {
     slots: Vec<Mutex<Option<Arc<Lane>>>>,
+    count: usize,
+    /// A client asked for RESP3: the keeper fills the RESP3 slots too.
+    resp3: std::sync::atomic::AtomicBool,
     /// Lanes replaced while clients were still on them: closed once none is.
     retired: Mutex<Vec<Arc<Lane>>>,
     next: AtomicUsize,
@@ -58,8 +62,11 @@ pub(crate) struct Lanes {
 
 impl Lanes {
     pub(crate) fn new(count: usize, wait: Duration, route: &str) -> Self {
+        let count = count.max(1);
         Lanes {
-            slots: (0..count.max(1)).map(|_| Mutex::new(None)).collect(),
+            slots: (0..2 * count).map(|_| Mutex::new(None)).collect(),
+            count,
+            resp3: std::sync::atomic::AtomicBool::new(false),
             retired: Mutex::new(Vec::new()),
             next: AtomicUsize::new(0),
             filled: Notify::new(),
@@ -70,25 +77,40 @@ impl Lanes {
         }
     }
 
+    /// The slots of each protocol.
     pub(crate) fn slots(&self) -> usize {
-        self.slots.len()
+        self.count
+    }
+
+    /// The protocols whose slots are kept filled: RESP2, and RESP3 once a client asked for it.
+    pub(crate) fn protocols(&self) -> &'static [u8] {
+        if self.resp3.load(Ordering::Relaxed) {
+            &[2, 3]
+        } else {
+            &[2]
+        }
+    }
+
+    fn index(&self, protocol: u8, slot: usize) -> usize {
+        usize::from(protocol == 3) * self.count + slot
     }
 
     /// The slot a new client is bound to: each in turn.
     pub(crate) fn slot_for_new_client(&self) -> usize {
-        self.next.fetch_add(1, Ordering::Relaxed) % self.slots.len()
+        self.next.fetch_add(1, Ordering::Relaxed) % self.count
     }
 
-    /// The slot's lane, if it has a live one that is not retired.
-    pub(crate) fn current(&self, slot: usize) -> Option<Arc<Lane>> {
-        lock(&self.slots[slot])
+    /// The slot's lane for `protocol`, if it has a live one that is not retired.
+    pub(crate) fn current(&self, protocol: u8, slot: usize) -> Option<Arc<Lane>> {
+        lock(&self.slots[self.index(protocol, slot)])
             .clone()
             .filter(|lane| !lane.leaving())
     }
 
-    /// Puts a new lane in `slot`; the lane it replaces is kept until no client is on it.
-    pub(crate) fn put(&self, slot: usize, lane: Arc<Lane>) {
-        if let Some(old) = lock(&self.slots[slot]).replace(lane) {
+    /// Puts a new lane in `slot` for `protocol`; the lane it replaces is kept until no client
+    /// is on it.
+    pub(crate) fn put(&self, protocol: u8, slot: usize, lane: Arc<Lane>) {
+        if let Some(old) = lock(&self.slots[self.index(protocol, slot)]).replace(lane) {
             if old.closed.is_cancelled() {
                 drop(old);
             } else {
@@ -161,15 +183,18 @@ impl Lanes {
 }
 
 impl Lanes {
-    /// The slot's lane, once it has one; waits up to `wait` while it has none.
-    pub(crate) fn wait_for(&self, slot: usize) -> LaneFuture<'_> {
+    /// The slot's lane for `protocol`, once it has one; waits up to `wait` while it has none.
+    pub(crate) fn wait_for(&self, protocol: u8, slot: usize) -> LaneFuture<'_> {
+        if protocol == 3 {
+            self.resp3.store(true, Ordering::Relaxed);
+        }
         Box::pin(async move {
             let deadline = tokio::time::Instant::now() + self.wait;
             loop {
                 let filled = self.filled.notified();
                 tokio::pin!(filled);
                 filled.as_mut().enable();
-                if let Some(lane) = self.current(slot) {
+                if let Some(lane) = self.current(protocol, slot) {
                     return Ok(lane);
                 }
                 self.changed.notify_one();

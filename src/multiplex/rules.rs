@@ -30,6 +30,9 @@ pub(crate) enum Verdict {
     /// The client needs a connection of its own from this request on; the reason is the
     /// metric label.
     Pin(&'static str),
+    /// HELLO for this protocol (2 or 3): answered with the HELLO reply of that protocol's
+    /// lanes, in its place, once the client is on one of them.
+    Hello(u8),
 }
 
 /// What the proxy keeps per client on a shared connection.
@@ -41,12 +44,15 @@ pub(crate) struct ClientState {
     pub authenticated: bool,
     /// What the last request did to the client's authentication, for the metric.
     pub auth_event: Option<&'static str>,
+    /// The protocol the client speaks (HELLO): 2 until it asks for 3, and again after RESET.
+    pub protocol: u8,
 }
 
 impl ClientState {
     pub(crate) fn new(rules: &Rules<'_>) -> Self {
         ClientState {
             authenticated: rules.passwords.is_none(),
+            protocol: 2,
             ..ClientState::default()
         }
     }
@@ -110,7 +116,7 @@ pub(crate) fn judge(
         b"SYNC" | b"PSYNC" | b"REPLCONF" => Verdict::Pin("replication"),
         b"SELECT" if count == 2 && args[1] == b"0" => Verdict::Share,
         b"SELECT" => Verdict::Pin("database"),
-        b"HELLO" => Verdict::Pin("protocol"),
+        b"HELLO" => hello(args, count, state, rules),
         b"READONLY" | b"READWRITE" | b"ASKING" => Verdict::Pin("client_state"),
         // Run by the server while a script keeps it busy: queued behind that script on a lane
         // they would never reach it.
@@ -128,6 +134,51 @@ pub(crate) fn judge(
         }
         _ => Verdict::Share,
     }
+}
+
+/// `HELLO [protover [AUTH user pass] [SETNAME name]]`, once authenticated: the client moves to
+/// the lanes of the protocol it asks for, keeping its name; AUTH is answered as `AUTH` is.
+/// Anything else HELLO may carry (a protocol the lanes do not speak, another user, an option
+/// the proxy does not know, a malformed one) pins, and the server answers it.
+fn hello(args: &[&[u8]], count: usize, state: &mut ClientState, rules: &Rules<'_>) -> Verdict {
+    if count == 1 {
+        return Verdict::Hello(state.protocol);
+    }
+    let protocol = match args[1] {
+        b"2" => 2,
+        b"3" => 3,
+        _ => return Verdict::Pin("protocol"),
+    };
+    if count > MAX_WORDS {
+        return Verdict::Pin("protocol");
+    }
+    let (mut credentials, mut name) = (None, None);
+    let mut i = 2;
+    while i < count {
+        let option = args[i];
+        if option.eq_ignore_ascii_case(b"AUTH") && i + 2 < count {
+            credentials = Some([option, args[i + 1], args[i + 2]]);
+            i += 3;
+        } else if option.eq_ignore_ascii_case(b"SETNAME") && i + 1 < count {
+            name = Some(args[i + 1]);
+            i += 2;
+        } else {
+            return Verdict::Pin("protocol");
+        }
+    }
+    if name.is_some_and(|n| n.iter().any(|&b| !(b'!'..=b'~').contains(&b))) {
+        return Verdict::Pin("protocol");
+    }
+    if let Some(words) = credentials {
+        match auth(&words, 3, state, rules) {
+            Verdict::Answer(ok) if ok.starts_with(b"+OK") => {}
+            refused => return refused,
+        }
+    }
+    if let Some(name) = name {
+        state.name = (!name.is_empty()).then(|| Bytes::copy_from_slice(name));
+    }
+    Verdict::Hello(protocol)
 }
 
 /// `XREAD`/`XREADGROUP ... BLOCK ms ...` before `STREAMS`.
@@ -249,7 +300,9 @@ mod tests {
             ("MONITOR", "monitor"),
             ("PSYNC ? -1", "replication"),
             ("SELECT 2", "database"),
-            ("HELLO 3", "protocol"),
+            ("HELLO 4", "protocol"),
+            ("HELLO 3 SETNAME a b", "protocol"),
+            ("HELLO 3 AUTH other secret", "auth"),
             ("READONLY", "client_state"),
             ("CLIENT ID", "client_state"),
             ("CLIENT TRACKING on", "client_state"),
@@ -295,6 +348,28 @@ mod tests {
             "RESET forgets the name"
         );
         assert_eq!(judge_words("QUIT"), Verdict::Quit);
+    }
+
+    #[test]
+    fn hello_moves_the_client_to_the_lanes_of_its_protocol_and_keeps_its_name() {
+        let rules = Rules {
+            own_user: Some("app"),
+            passwords: None,
+        };
+        let mut state = ClientState::new(&rules);
+        let judged = |words: &str, state: &mut ClientState| {
+            let args: Vec<&[u8]> = words.split(' ').map(str::as_bytes).collect();
+            judge(&args, args.len(), state, &rules)
+        };
+        assert_eq!(judged("HELLO", &mut state), Verdict::Hello(2));
+        assert_eq!(judged("hello 3", &mut state), Verdict::Hello(3));
+        assert_eq!(
+            judged("HELLO 3 AUTH app x SETNAME w1", &mut state),
+            Verdict::Hello(3)
+        );
+        assert_eq!(state.name.as_deref(), Some(&b"w1"[..]));
+        assert_eq!(judged("HELLO 2 setname w2", &mut state), Verdict::Hello(2));
+        assert_eq!(state.name.as_deref(), Some(&b"w2"[..]));
     }
 
     #[test]

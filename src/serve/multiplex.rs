@@ -4,7 +4,7 @@
 use super::{RouteRuntime, carry, reach_upstream, reuse};
 use crate::error::ConnError;
 use crate::forward;
-use crate::handshake::exchange;
+use crate::handshake::{exchange, read_frame};
 use crate::multiplex::{
     self, BorrowFuture, Borrowed, Connections, Front, LaneFuture, Lanes, Left, Loan, OUTPUT_LIMIT,
     Retirement, Rules,
@@ -30,18 +30,20 @@ pub(crate) async fn keep_lanes(route: Arc<RouteRuntime>, stop: CancellationToken
         let mut failed = false;
         let store_expires = route.forward.store.credentials().and_then(|c| c.expires);
         lanes.retire_old(store_expires);
-        for slot in 0..lanes.slots() {
-            if lanes.current(slot).is_some() {
+        let slots =
+            (lanes.protocols().iter()).flat_map(|&p| (0..lanes.slots()).map(move |s| (p, s)));
+        for (protocol, slot) in slots {
+            if lanes.current(protocol, slot).is_some() {
                 continue;
             }
-            match route.open_upstream().await {
-                Ok(stream) => {
+            match open_lane(&route, protocol).await {
+                Ok((stream, hello)) => {
                     let metrics = (route.metrics().clone(), lanes.metrics.clone());
                     let changed = Arc::clone(&lanes.changed);
-                    let retirement = retirement(&route);
-                    let lane = multiplex::start(stream, metrics, OUTPUT_LIMIT, changed, retirement);
-                    lanes.put(slot, lane);
-                    debug!(route = %route.name, slot, "Opened a shared upstream connection");
+                    let about = (retirement(&route), hello);
+                    let lane = multiplex::start(stream, metrics, OUTPUT_LIMIT, changed, about);
+                    lanes.put(protocol, slot, lane);
+                    debug!(route = %route.name, slot, protocol, "Opened a shared upstream connection");
                 }
                 Err(error) => {
                     warn!(route = %route.name, %error, "Could not open a shared upstream connection");
@@ -69,6 +71,50 @@ pub(crate) async fn keep_lanes(route: Arc<RouteRuntime>, stop: CancellationToken
             () = tokio::time::sleep(wait) => {}
         }
     }
+}
+
+/// Opens and authenticates a lane's connection and switches it to `protocol` with HELLO,
+/// whose reply then answers the HELLO of the lane's clients (`None` where the server has no
+/// HELLO: such a lane still speaks RESP2, and a client asking for a protocol is pinned).
+async fn open_lane(
+    route: &RouteRuntime,
+    protocol: u8,
+) -> Result<(crate::upstream::UpstreamStream, Option<bytes::Bytes>), ConnError> {
+    let mut stream = route.open_upstream().await?;
+    let reply = say_hello(&mut stream, protocol, route).await?;
+    Ok((stream, reply))
+}
+
+/// `HELLO protocol` on a connection of the proxy's own, within `--auth-timeout`: the reply,
+/// or `None` if the server refused it.
+async fn say_hello(
+    stream: &mut crate::upstream::UpstreamStream,
+    protocol: u8,
+    route: &RouteRuntime,
+) -> Result<Option<bytes::Bytes>, ConnError> {
+    let ctx = &route.forward;
+    let command = encode_request(&[b"HELLO", protocol.to_string().as_bytes()]);
+    let mut buf = BytesMut::new();
+    let asked = async {
+        stream
+            .write_all(&command)
+            .await
+            .map_err(ConnError::UpstreamIo)?;
+        stream.flush().await.map_err(ConnError::UpstreamIo)?;
+        read_frame(stream, &mut buf, &ctx.upstream, 64 * 1024).await
+    };
+    let reply = tokio::time::timeout(ctx.settings.auth_timeout, asked)
+        .await
+        .map_err(|_| ConnError::auth_timeout(ctx.settings.auth_timeout, &ctx.upstream))??;
+    if !buf.is_empty() {
+        return Err(ConnError::AuthFailed {
+            upstream: ctx.upstream.clone(),
+            reply: "unexpected bytes after the reply to HELLO".into(),
+        });
+    }
+    Ok(reply
+        .filter(|r| !r.starts_with(b"-"))
+        .map(bytes::Bytes::from))
 }
 
 /// When a lane opened now is replaced: when a connection of a client's own would authenticate
@@ -124,12 +170,14 @@ where
             name,
             authenticated,
             kept,
+            protocol,
         }) => Pinned {
             unread,
             reason,
             name,
             authenticated,
             kept,
+            protocol,
         },
         Err(error) => {
             if matches!(error, ConnError::OutputLimit) {
@@ -159,6 +207,7 @@ struct Pinned {
     name: Option<bytes::Bytes>,
     authenticated: bool,
     kept: Option<(Borrowed, Loan)>,
+    protocol: u8,
 }
 
 /// Serves a pinned client on the connection lent to it, if it keeps one in the middle of a
@@ -186,7 +235,13 @@ where
             }
         }
         None => match reach_upstream(route).await {
-            Ok((upstream, born)) => (upstream, born, Loan::default()),
+            Ok((mut upstream, born)) => {
+                // The protocol the client asked for on a lane (a lent connection has it).
+                if pinned.protocol != 2 {
+                    say_hello(&mut upstream, pinned.protocol, route).await?;
+                }
+                (upstream, born, Loan::default())
+            }
             Err(error) => {
                 if let Some(reply) = error.outcome().reply {
                     let _ = writer.write_all(&crate::resp::error_reply(&reply)).await;
@@ -218,13 +273,16 @@ struct Supply<'a> {
 }
 
 impl Connections for Supply<'_> {
-    fn lane(&self, slot: usize) -> LaneFuture<'_> {
-        self.lanes.wait_for(slot)
+    fn lane(&self, protocol: u8, slot: usize) -> LaneFuture<'_> {
+        self.lanes.wait_for(protocol, slot)
     }
 
-    fn borrow(&self, reason: &'static str) -> BorrowFuture<'_> {
+    fn borrow(&self, reason: &'static str, protocol: u8) -> BorrowFuture<'_> {
         Box::pin(async move {
-            let (upstream, born) = reach_upstream(self.route).await?;
+            let (mut upstream, born) = reach_upstream(self.route).await?;
+            if protocol != 2 {
+                say_hello(&mut upstream, protocol, self.route).await?;
+            }
             self.lanes.metrics.pinned(reason);
             // With --upstream-reuse a lent connection counts as the pool's: it comes back.
             let lease = (self.route.pool.as_ref())

@@ -11,7 +11,7 @@ impl Front<'_> {
     /// Borrows a connection for the request waiting at the front of the client's bytes: its
     /// lane is the client's until the loan ends.
     pub(super) async fn borrow(&mut self, reason: &'static str) -> Result<(), ConnError> {
-        let borrowed = self.lanes.borrow(reason).await?;
+        let borrowed = self.lanes.borrow(reason, self.protocol).await?;
         debug!(reason, "Lent a connection to a client");
         self.lane = Some(std::sync::Arc::clone(&borrowed.lane));
         self.loan = Some((borrowed, super::Loan::default()));
@@ -45,7 +45,32 @@ impl Front<'_> {
             name: self.state.name.take(),
             authenticated: self.state.authenticated,
             kept: self.loan.take(),
+            protocol: self.protocol,
         }
+    }
+
+    /// The client moves to the lanes of `protocol` (nothing is owed).
+    pub(super) fn switch_protocol(&mut self, protocol: u8) {
+        if self.protocol != protocol {
+            self.protocol = protocol;
+            self.lane = None;
+        }
+    }
+
+    /// HELLO for `protocol`, the `len` bytes at the front of the client's, once nothing is
+    /// owed: the client moves to that protocol's lanes and is answered with their HELLO reply.
+    /// False if the server has none (the request is left for a connection of the client's own).
+    pub(super) async fn hello(&mut self, protocol: u8, len: usize) -> Result<bool, ConnError> {
+        let lane = self.lanes.lane(protocol, self.slot).await?;
+        let Some(reply) = lane.hello.clone() else {
+            return Ok(false);
+        };
+        let _ = self.from_client.split_to(len);
+        self.state.protocol = protocol;
+        self.switch_protocol(protocol);
+        self.lane = Some(lane);
+        self.out.push(reply);
+        Ok(true)
     }
 
     /// The last `requests` sent will never be answered: each is owed the error for a lost
