@@ -42,7 +42,7 @@ pub const PER_WRITE_BUCKETS: [f64; 10] =
 pub(super) fn describe() {
     describe_gauge!(
         SHARED,
-        "With --multiplex: shared upstream connections open, by route."
+        "With --multiplex: shared upstream connections open (RESP2, and RESP3 once a client asked for it), by route."
     );
     describe_gauge!(
         CLIENTS,

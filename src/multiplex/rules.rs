@@ -4,12 +4,14 @@
 //!
 //! A request shares only when its effect ends with its reply. Everything whose effect outlives
 //! it on the connection pins, taken from Redis's command table: blocking commands (a blocked
-//! client would stall the others), transactions, pub/sub, MONITOR, replication, SELECT to
-//! another database, HELLO (the shared connections speak RESP2), AUTH as another ACL user,
-//! READONLY/READWRITE, and every CLIENT subcommand that sets or reveals state of the connection
-//! (ID, INFO, KILL, PAUSE, REPLY, TRACKING, CACHING, NO-EVICT, NO-TOUCH, UNBLOCK, GETREDIR,
-//! TRACKINGINFO). CLIENT SETNAME, GETNAME and SETINFO are answered by the proxy, per client,
-//! as clients send them on connect; AUTH for the proxy's own user too, as on any connection.
+//! client would stall the others) and transactions (for which `front` lends a connection until
+//! they are over, `borrow.rs`), pub/sub, MONITOR, replication, SELECT to another database, HELLO
+//! for a protocol the lanes do not speak (HELLO 2 and 3 move the client to the lanes of that
+//! protocol), AUTH as another ACL user, READONLY/READWRITE, and every CLIENT subcommand that
+//! sets or reveals state of the connection (ID, INFO, KILL, PAUSE, REPLY, TRACKING, CACHING,
+//! NO-EVICT, NO-TOUCH, UNBLOCK, GETREDIR, TRACKINGINFO). CLIENT SETNAME, GETNAME and SETINFO are
+//! answered by the proxy, per client, as clients send them on connect; AUTH for the proxy's own
+//! user too, as on any connection.
 
 use crate::client_auth::{ClientPasswords, NOAUTH, WRONGPASS};
 #[cfg(test)]
