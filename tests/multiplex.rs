@@ -9,17 +9,7 @@ use redis_auth_proxy::config::Flags;
 use std::sync::{Arc, Barrier};
 
 fn multiplexed(redis: &RedisServer, token: &TokenFile) -> Proxy {
-    Proxy::start(Flags {
-        multiplex: Some(true),
-        multiplex_connections: Some(2),
-        ..flags(redis, token)
-    })
-}
-
-/// The proxy's connections on the server (the admin's own excluded).
-fn server_connections(redis: &RedisServer) -> usize {
-    let list: String = redis::from_redis_value(redis.admin(&["CLIENT", "LIST"])).unwrap();
-    list.lines().filter(|l| !l.contains("user=admin")).count()
+    Proxy::start(multiplex_flags(redis, token))
 }
 
 /// Fifty clients, each on its own connection to the proxy, INCRing their own keys in

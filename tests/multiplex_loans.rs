@@ -11,18 +11,10 @@ use redis_auth_proxy::config::Flags;
 
 fn multiplexed(redis: &RedisServer, token: &TokenFile, reuse: bool) -> Proxy {
     Proxy::start(Flags {
-        multiplex: Some(true),
-        multiplex_connections: Some(2),
         upstream_pool_size: reuse.then_some(1),
         upstream_reuse: reuse.then_some(true),
-        ..flags(redis, token)
+        ..multiplex_flags(redis, token)
     })
-}
-
-/// The proxy's connections on the server (the admin's own excluded).
-fn server_connections(redis: &RedisServer) -> usize {
-    let list: String = redis::from_redis_value(redis.admin(&["CLIENT", "LIST"])).unwrap();
-    list.lines().filter(|l| !l.contains("user=admin")).count()
 }
 
 fn returned(proxy: &Proxy, outcome: &str) -> f64 {

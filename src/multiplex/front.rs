@@ -39,18 +39,23 @@ pub(crate) const LOST: &[u8] = b"-ERR redis-auth-proxy: the shared upstream conn
 pub(crate) enum Left {
     /// The client closed, or was closed.
     Closed,
-    /// A request needs a connection of the client's own: `unread` starts with it;
-    /// `authenticated`: the client already gave the client password; `kept`: the connection
-    /// lent to it, in the middle of a transaction, which it keeps.
-    Pin {
-        unread: BytesMut,
-        reason: &'static str,
-        name: Option<Bytes>,
-        authenticated: bool,
-        kept: Option<(Borrowed, Loan)>,
-        /// The protocol the client speaks (HELLO 3 answered on a lane).
-        protocol: u8,
-    },
+    /// A request needs a connection of the client's own.
+    Pin(Pinned),
+}
+
+/// What a client takes to a connection of its own.
+pub(crate) struct Pinned {
+    /// The client's bytes not yet sent: they start with the request that pinned it.
+    pub unread: BytesMut,
+    /// The metric label.
+    pub reason: &'static str,
+    pub name: Option<Bytes>,
+    /// The client already gave the client password.
+    pub authenticated: bool,
+    /// The connection lent to it, in the middle of a transaction, which it keeps.
+    pub kept: Option<(Borrowed, Loan)>,
+    /// The protocol the client speaks (HELLO 3 answered on a lane).
+    pub protocol: u8,
 }
 
 /// A connection of a client's own, lent for a transaction or a blocking command and run as a

@@ -23,7 +23,7 @@ mod rules;
 mod words;
 
 pub(crate) use borrow::Loan;
-pub(crate) use front::{BorrowFuture, Borrowed, Connections, Front, LaneFuture, Left};
+pub(crate) use front::{BorrowFuture, Borrowed, Connections, Front, LaneFuture, Left, Pinned};
 pub(crate) use lane::{Lane, Retirement, start, start_borrowed};
 pub(crate) use rules::Rules;
 

@@ -7,7 +7,7 @@ use crate::forward;
 use crate::handshake::{exchange, read_frame};
 use crate::multiplex::{
     self, BorrowFuture, Borrowed, Connections, Front, LaneFuture, Lanes, Left, Loan, OUTPUT_LIMIT,
-    Retirement, Rules,
+    Pinned, Retirement, Rules,
 };
 use crate::resp::encode_request;
 use bytes::BytesMut;
@@ -164,21 +164,7 @@ where
     lanes.metrics.clients.decrement(1.0);
     let pinned = match left {
         Ok(Left::Closed) => return Ok(()),
-        Ok(Left::Pin {
-            unread,
-            reason,
-            name,
-            authenticated,
-            kept,
-            protocol,
-        }) => Pinned {
-            unread,
-            reason,
-            name,
-            authenticated,
-            kept,
-            protocol,
-        },
+        Ok(Left::Pin(pinned)) => pinned,
         Err(error) => {
             if matches!(error, ConnError::OutputLimit) {
                 lanes.metrics.output_limit_closed();
@@ -198,16 +184,6 @@ where
         "Pinned a client to an upstream connection of its own"
     );
     serve_pinned(reader, writer, pinned, route).await
-}
-
-/// What a client pinned takes to its connection.
-struct Pinned {
-    unread: BytesMut,
-    reason: &'static str,
-    name: Option<bytes::Bytes>,
-    authenticated: bool,
-    kept: Option<(Borrowed, Loan)>,
-    protocol: u8,
 }
 
 /// Serves a pinned client on the connection lent to it, if it keeps one in the middle of a

@@ -55,6 +55,21 @@ pub fn flags(redis: &RedisServer, token: &TokenFile) -> Flags {
     }
 }
 
+/// `flags` with `--multiplex` over two shared connections.
+pub fn multiplex_flags(redis: &RedisServer, token: &TokenFile) -> Flags {
+    Flags {
+        multiplex: Some(true),
+        multiplex_connections: Some(2),
+        ..flags(redis, token)
+    }
+}
+
+/// The proxy's connections on `redis` (the admin's own excluded).
+pub fn server_connections(redis: &RedisServer) -> usize {
+    let list: String = redis::from_redis_value(redis.admin(&["CLIENT", "LIST"])).unwrap();
+    list.lines().filter(|l| !l.contains("user=admin")).count()
+}
+
 /// The proxy, in-process on its own runtime, stopped on drop.
 pub struct Proxy {
     pub addrs: Vec<ListenAddr>,

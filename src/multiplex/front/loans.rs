@@ -39,14 +39,14 @@ impl Front<'_> {
     /// the one lent to it if its transaction is still open, a new one otherwise.
     pub(super) fn pin(&mut self, reason: &'static str) -> Left {
         self.end_loan_if_over();
-        Left::Pin {
+        Left::Pin(super::Pinned {
             unread: std::mem::take(&mut self.from_client),
             reason,
             name: self.state.name.take(),
             authenticated: self.state.authenticated,
             kept: self.loan.take(),
             protocol: self.protocol,
-        }
+        })
     }
 
     /// The client moves to the lanes of `protocol` (nothing is owed).
