@@ -17,7 +17,7 @@ mod timers;
 use crate::client_auth::ClientPasswords;
 use crate::cluster::rewrite::Rewriter;
 use crate::config::ConnectionSettings;
-use crate::connection::{Actions, Connection, Rules, SideTrip};
+use crate::connection::{Actions, Carried, Connection, Rules, SideTrip};
 use crate::error::ConnError;
 use crate::handshake::AuthTarget;
 use crate::metrics::RouteMetrics;
@@ -90,12 +90,8 @@ pub(crate) enum Ended<U> {
 pub(crate) struct Client<R, W> {
     pub r: R,
     pub w: W,
-    /// The client gave the client password already (to a shared connection, `--multiplex`).
-    pub authenticated: bool,
-    /// The client's MULTI and WATCH already sent on the upstream connection (one lent by
-    /// `--multiplex`, kept for good in the middle of a transaction).
-    pub in_multi: bool,
-    pub watching: bool,
+    /// What the session brings from a shared connection (`--multiplex`).
+    pub carried: Carried,
 }
 
 impl<R, W> Client<R, W> {
@@ -104,9 +100,7 @@ impl<R, W> Client<R, W> {
         Client {
             r,
             w,
-            authenticated: false,
-            in_multi: false,
-            watching: false,
+            carried: Carried::default(),
         }
     }
 }
@@ -140,10 +134,7 @@ where
         follow_primary: ctx.cluster.is_none() && ctx.primary.follows(),
     };
     let mut conn = Connection::new(rules);
-    if client.authenticated {
-        conn.client_authenticated();
-    }
-    conn.transaction_open(client.in_multi, client.watching);
+    conn.carried(&client.carried);
     let Client {
         r: client_r,
         w: client_w,

@@ -182,6 +182,21 @@ enum Awaiting {
     Primary,
 }
 
+/// What a session brings to this connection from where it began (a shared connection under
+/// `--multiplex`, where the proxy answered what the session set).
+#[derive(Debug, Default)]
+pub struct Carried {
+    /// The client gave the client password already.
+    pub authenticated: bool,
+    /// MULTI was sent and not ended, keys are watched (on a lent connection kept for good).
+    pub in_multi: bool,
+    pub watching: bool,
+    /// The HELLO and CLIENT SETNAME this connection was told for the session, which a new
+    /// primary is told again (`follow.rs`).
+    pub hello: Option<Bytes>,
+    pub name: Option<Bytes>,
+}
+
 /// One proxied connection: the client's session, the upstream stream carrying it, and what
 /// joins them (a wait, the end).
 pub struct Connection<'a> {
@@ -210,19 +225,18 @@ impl<'a> Connection<'a> {
         }
     }
 
-    /// The client gave the client password already, elsewhere (on a shared connection).
-    pub fn client_authenticated(&mut self) {
-        self.session.set_authenticated(true);
-    }
-
-    /// The client's transaction on this connection was opened before the connection came here
-    /// (on a connection lent by `--multiplex`): MULTI sent and not ended, keys watched.
-    pub fn transaction_open(&mut self, in_multi: bool, watching: bool) {
-        self.session.in_multi = in_multi;
-        self.session.watching = watching;
-        if let Some(follow) = self.follow.as_mut().filter(|_| in_multi) {
+    /// The session began elsewhere (on a shared connection, `--multiplex`): what it brings.
+    pub fn carried(&mut self, carried: &Carried) {
+        if carried.authenticated {
+            self.session.set_authenticated(true);
+        }
+        self.session.in_multi = carried.in_multi;
+        self.session.watching = carried.watching;
+        if let Some(follow) = self.follow.as_mut().filter(|_| carried.in_multi) {
             follow.multi_at = Some(0);
         }
+        self.remember(follow::Setting::Protocol, carried.hello.as_deref());
+        self.remember(follow::Setting::Name, carried.name.as_deref());
     }
 
     /// What the connection needs of the I/O now. Cheap: a handful of comparisons.

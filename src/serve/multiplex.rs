@@ -2,6 +2,7 @@
 //! serving a client on them until it leaves or is pinned, then on a connection of its own.
 
 use super::{RouteRuntime, carry, reach_upstream, reuse};
+use crate::connection::Carried;
 use crate::error::ConnError;
 use crate::forward;
 use crate::handshake::{exchange, read_frame};
@@ -227,16 +228,22 @@ where
         },
     };
     // Inside MULTI the server would queue it, and EXEC's reply would hold its answer.
-    if let Some(name) = pinned.name.filter(|_| !loan.in_multi) {
-        tell_name(&mut upstream, &name, route).await?;
+    if let Some(name) = pinned.name.as_ref().filter(|_| !loan.in_multi) {
+        tell_name(&mut upstream, name, route).await?;
     }
     let unread = Cursor::new(BytesMut::freeze(pinned.unread));
-    let client = forward::Client {
-        r: unread.chain(reader),
-        w: writer,
+    let hello = encode_request(&[b"HELLO", pinned.protocol.to_string().as_bytes()]);
+    let carried = Carried {
         authenticated: pinned.authenticated,
         in_multi: loan.in_multi,
         watching: loan.watching,
+        hello: (pinned.protocol != 2).then(|| hello.into()),
+        name: (pinned.name).map(|name| encode_request(&[b"CLIENT", b"SETNAME", &name]).into()),
+    };
+    let client = forward::Client {
+        r: unread.chain(reader),
+        w: writer,
+        carried,
     };
     carry(client, upstream, born, route).await
 }

@@ -308,3 +308,34 @@ fn a_refusal_of_a_request_already_sent_again_passes_on_so_a_script_cannot_loop_t
     wire.server_sends(fake);
     assert_eq!(wire.conn.wants().side_trip, Some(SideTrip::FollowPrimary));
 }
+
+#[test]
+fn a_session_carried_from_a_shared_connection_tells_a_new_primary_what_the_proxy_told_its_own() {
+    let mut wire = following();
+    let (hello, name) = (req(&["HELLO", "3"]), req(&["CLIENT", "SETNAME", "w"]));
+    wire.conn.carried(&Carried {
+        authenticated: true,
+        hello: Some(Bytes::from(hello.clone())),
+        name: Some(Bytes::from(name.clone())),
+        ..Carried::default()
+    });
+    let set = req(&["SET", "k", "v"]);
+    wire.client_sends(&set);
+    wire.server_sends(READONLY);
+    wire.take_server();
+    wire.follow_primary(Ok(()));
+    assert_eq!(wire.take_server(), cat(&[&hello, &name, &set]));
+}
+
+#[test]
+fn a_session_carried_in_the_middle_of_a_transaction_cannot_move() {
+    let mut wire = following();
+    wire.conn.carried(&Carried {
+        in_multi: true,
+        ..Carried::default()
+    });
+    wire.client_sends(&req(&["SET", "k", "v"]));
+    wire.server_sends(READONLY);
+    assert_eq!(wire.take_client(), READONLY);
+    assert!(wire.conn.wants().closing);
+}
