@@ -219,7 +219,8 @@ fn reshard_and_failover_under_load(extra: &[&str]) {
     ]);
 
     common::eventually("both clients are writing", || {
-        cli(proxy.port, &["-c", "GET", "load:50"]).trim() == "50"
+        let key = format!("load:{}:50", proxy.port);
+        cli(proxy.port, &["-c", "GET", &key]).trim() == "50"
             && cluster
                 .cli_output(&["-c", "-p", &seed, "DBSIZE"])
                 .status

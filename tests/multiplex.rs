@@ -9,7 +9,7 @@ use redis_auth_proxy::config::Flags;
 use std::sync::{Arc, Barrier};
 
 fn multiplexed(redis: &RedisServer, token: &TokenFile) -> Proxy {
-    Proxy::start(multiplex_flags(redis, token))
+    start_multiplexed(redis, multiplex_flags(redis, token))
 }
 
 /// Fifty clients, each on its own connection to the proxy, INCRing their own keys in

@@ -10,11 +10,12 @@ use common::*;
 use redis_auth_proxy::config::Flags;
 
 fn multiplexed(redis: &RedisServer, token: &TokenFile, reuse: bool) -> Proxy {
-    Proxy::start(Flags {
+    let flags = Flags {
         upstream_pool_size: reuse.then_some(1),
         upstream_reuse: reuse.then_some(true),
         ..multiplex_flags(redis, token)
-    })
+    };
+    start_multiplexed(redis, flags)
 }
 
 fn returned(proxy: &Proxy, outcome: &str) -> f64 {

@@ -9,7 +9,7 @@ mod common;
 use common::*;
 
 fn multiplexed(redis: &RedisServer, token: &TokenFile) -> Proxy {
-    Proxy::start(multiplex_flags(redis, token))
+    start_multiplexed(redis, multiplex_flags(redis, token))
 }
 
 #[test]

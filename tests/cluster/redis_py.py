@@ -39,7 +39,9 @@ def load(host, port, stop_file, ca=None, password=None):
     while not os.path.exists(stop_file) and os.path.isdir(os.path.dirname(stop_file)):
         i += 1
         try:
-            key, value = f"load:{i % 3000}", str(i)
+            # Keys of this client's own (the port tells the two loads apart): another
+            # client's write between a SET and its GET would be a false error.
+            key, value = f"load:{port}:{i % 3000}", str(i)
             rc.set(key, value)
             got = rc.get(key)
             if got != value.encode():
@@ -48,8 +50,8 @@ def load(host, port, stop_file, ca=None, password=None):
             if i % 25 == 0:
                 pipe = rc.pipeline()
                 for j in range(10):
-                    pipe.set(f"pipe:{j}", i)
-                    pipe.get(f"pipe:{j}")
+                    pipe.set(f"pipe:{port}:{j}", i)
+                    pipe.get(f"pipe:{port}:{j}")
                 results = pipe.execute()
                 if results[1::2] != [str(i).encode()] * 10:
                     raise AssertionError(f"pipeline read {results[1::2]!r}")

@@ -64,6 +64,17 @@ pub fn multiplex_flags(redis: &RedisServer, token: &TokenFile) -> Flags {
     }
 }
 
+/// A proxy with `flags` (`--multiplex`), once its shared connections to `redis` are open, so
+/// that a test counting the server's connections counts them all.
+pub fn start_multiplexed(redis: &RedisServer, flags: Flags) -> Proxy {
+    let lanes = flags.multiplex_connections.unwrap_or(2) as usize;
+    let proxy = Proxy::start(flags);
+    eventually("the shared connections are open", || {
+        server_connections(redis) >= lanes
+    });
+    proxy
+}
+
 /// The proxy's connections on `redis` (the admin's own excluded).
 pub fn server_connections(redis: &RedisServer) -> usize {
     let list: String = redis::from_redis_value(redis.admin(&["CLIENT", "LIST"])).unwrap();
