@@ -11,15 +11,20 @@
 //! every client owed a reply on it is told so (`Delivery::Lost`), and requests not yet written
 //! go back to their clients (`Delivery::Unsent`), which may send them on another lane.
 
+mod borrowed;
+
+pub(crate) use borrowed::{Handback, start_borrowed};
+
 use crate::lock;
 use crate::metrics::RouteMetrics;
 use crate::metrics::multiplex::MultiplexMetrics;
 use crate::resp::reply::{FrameKind, ReplyScanner, Scan};
+use borrowed::Back;
 use bytes::{Bytes, BytesMut};
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{Notify, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
@@ -179,46 +184,6 @@ where
     S: AsyncRead + AsyncWrite + Send + 'static,
 {
     launch(stream, metrics, limit, (changed, retirement, hello), None)
-}
-
-/// Starts a lane over a connection of one client's own (borrowed for a transaction or a
-/// blocking command), and what returns the connection once `Lane::give_back` stops it.
-pub(crate) fn start_borrowed<S>(
-    stream: S,
-    metrics: (RouteMetrics, MultiplexMetrics),
-    limit: usize,
-) -> (Arc<Lane>, Handback<S>)
-where
-    S: AsyncRead + AsyncWrite + Send + 'static,
-{
-    let (read_tx, read) = oneshot::channel();
-    let (write_tx, write) = oneshot::channel();
-    let changed = Arc::new(Notify::new());
-    let back = Some((read_tx, write_tx));
-    let lane = launch(stream, metrics, limit, (changed, None, None), back);
-    (lane, Handback { read, write })
-}
-
-/// Where a borrowed connection's halves come back.
-type Back<S> = (
-    oneshot::Sender<(ReadHalf<S>, BytesMut)>,
-    oneshot::Sender<WriteHalf<S>>,
-);
-
-/// A borrowed connection, back from its lane once both halves stopped.
-pub(crate) struct Handback<S> {
-    read: oneshot::Receiver<(ReadHalf<S>, BytesMut)>,
-    write: oneshot::Receiver<WriteHalf<S>>,
-}
-
-impl<S: AsyncRead + AsyncWrite + Unpin> Handback<S> {
-    /// The connection and what was read from it past the last reply; `None` when it was lost,
-    /// or stopped mid-reply or owing replies.
-    pub(crate) async fn take(self) -> Option<(S, BytesMut)> {
-        let (read, unread) = self.read.await.ok()?;
-        let write = self.write.await.ok()?;
-        Some((read.unsplit(write), unread))
-    }
 }
 
 fn launch<S>(

@@ -8,8 +8,8 @@
 //!   request pins it; `serve/multiplex.rs` then gives it a connection of its own and the usual
 //!   1:1 path (`forward`) takes over, from that request on.
 //! - `borrow.rs` and `front/loans.rs`: a transaction or a blocking command borrows a connection
-//!   instead, run as a lane of the client's own until the transaction is over or the command
-//!   answered; then the connection goes back (reset for the next client with
+//!   instead, run as a lane of the client's own (`lane/borrowed.rs`) until the transaction is
+//!   over or the command answered; then the connection goes back (reset for the next client with
 //!   `--upstream-reuse`, closed otherwise) and the client to its lane.
 //! - `Lanes` (here): a route's lanes, one per slot; each client is bound to one slot for its
 //!   life, so its requests and replies keep their order. `serve/multiplex.rs` keeps the slots
