@@ -24,7 +24,7 @@ mod words;
 
 pub(crate) use borrow::Loan;
 pub(crate) use front::{BorrowFuture, Borrowed, Connections, Front, LaneFuture, Left, Pinned};
-pub(crate) use lane::{Lane, Retirement, start, start_borrowed};
+pub(crate) use lane::{Handback, Lane, Retirement, start, start_borrowed};
 pub(crate) use rules::Rules;
 
 use crate::error::ConnError;

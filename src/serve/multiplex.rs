@@ -138,7 +138,7 @@ fn retirement(route: &RouteRuntime) -> Option<Retirement> {
 /// blocking commands), then, if a request pins it, on a connection of its own from that
 /// request on (told the name it set, if any).
 pub(crate) async fn serve_client<R, W>(
-    (reader, mut writer): (R, W),
+    (mut reader, mut writer): (R, W),
     route: &Arc<RouteRuntime>,
     lanes: &Lanes,
 ) -> Result<(), ConnError>
@@ -160,7 +160,6 @@ where
     let front =
         Front::new(&supply, slot, rules, idle, route.metrics()).with_cluster(ctx.cluster.as_ref());
     lanes.metrics.clients.increment(1.0);
-    let mut reader = reader;
     let left = front.run(&mut reader, &mut writer).await;
     lanes.metrics.clients.decrement(1.0);
     let pinned = match left {
@@ -200,25 +199,14 @@ where
     W: AsyncWrite + Unpin,
 {
     let (mut upstream, born, loan) = match pinned.kept {
-        Some((borrowed, loan)) => {
-            borrowed.lane.give_back();
-            let wait = route.forward.settings.auth_timeout;
-            match tokio::time::timeout(wait, borrowed.handback.take()).await {
-                Ok(Some((upstream, unread))) if unread.is_empty() => {
-                    (upstream, borrowed.born, loan)
-                }
-                // Lost, or it spoke out of turn: the transaction cannot go on.
-                _ => return Err(ConnError::SharedConnectionLost),
-            }
-        }
-        None => match reach_upstream(route).await {
-            Ok((mut upstream, born)) => {
-                // The protocol the client asked for on a lane (a lent connection has it).
-                if pinned.protocol != 2 {
-                    say_hello(&mut upstream, pinned.protocol, route).await?;
-                }
-                (upstream, born, Loan::default())
-            }
+        Some((borrowed, loan)) => match take_back(borrowed.lane, borrowed.handback, route).await {
+            Some((upstream, unread)) if unread.is_empty() => (upstream, borrowed.born, loan),
+            // Lost, or it spoke out of turn: the transaction cannot go on.
+            _ => return Err(ConnError::SharedConnectionLost),
+        },
+        // The protocol the client asked for on a lane (a lent connection has it).
+        None => match reach_speaking(route, pinned.protocol).await {
+            Ok((upstream, born)) => (upstream, born, Loan::default()),
             Err(error) => {
                 if let Some(reply) = error.outcome().reply {
                     let _ = writer.write_all(&crate::resp::error_reply(&reply)).await;
@@ -262,10 +250,7 @@ impl Connections for Supply<'_> {
 
     fn borrow(&self, reason: &'static str, protocol: u8) -> BorrowFuture<'_> {
         Box::pin(async move {
-            let (mut upstream, born) = reach_upstream(self.route).await?;
-            if protocol != 2 {
-                say_hello(&mut upstream, protocol, self.route).await?;
-            }
+            let (upstream, born) = reach_speaking(self.route, protocol).await?;
             self.lanes.metrics.pinned(reason);
             // With --upstream-reuse a lent connection counts as the pool's: it comes back.
             let lease = (self.route.pool.as_ref())
@@ -285,14 +270,11 @@ impl Connections for Supply<'_> {
     fn give_back(&self, borrowed: Borrowed, sticky: bool) {
         let route = Arc::clone(self.route);
         let metrics = self.lanes.metrics.clone();
-        borrowed.lane.give_back();
         tokio::spawn(async move {
-            let wait = route.forward.settings.auth_timeout;
-            let back = tokio::time::timeout(wait, borrowed.handback.take()).await;
             // A node that refused a write as a replica is no primary to go back to.
             let usable = borrowed.lease.is_some() && !borrowed.lane.retired();
-            match back {
-                Ok(Some((upstream, unread))) if usable => {
+            match take_back(borrowed.lane, borrowed.handback, &route).await {
+                Some((upstream, unread)) if usable => {
                     metrics.returned("reset");
                     reuse::recycle(&route, upstream, unread, borrowed.born, sticky).await;
                 }
@@ -300,6 +282,33 @@ impl Connections for Supply<'_> {
             }
         });
     }
+}
+
+/// A connection of the client's own (from the pool or new), told `protocol` if it is not RESP2.
+async fn reach_speaking(
+    route: &RouteRuntime,
+    protocol: u8,
+) -> Result<(crate::upstream::UpstreamStream, std::time::Instant), ConnError> {
+    let (mut upstream, born) = reach_upstream(route).await?;
+    if protocol != 2 {
+        say_hello(&mut upstream, protocol, route).await?;
+    }
+    Ok((upstream, born))
+}
+
+/// Stops a lent connection's lane and takes the connection back, within `--auth-timeout`;
+/// `None` if it was lost or stopped owing replies.
+async fn take_back(
+    lane: Arc<multiplex::Lane>,
+    handback: multiplex::Handback<crate::upstream::UpstreamStream>,
+    route: &RouteRuntime,
+) -> Option<(crate::upstream::UpstreamStream, BytesMut)> {
+    lane.give_back();
+    let wait = route.forward.settings.auth_timeout;
+    tokio::time::timeout(wait, handback.take())
+        .await
+        .ok()
+        .flatten()
 }
 
 /// Tells a pinned connection the name its client set while on a lane.
